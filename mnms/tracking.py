@@ -1,0 +1,262 @@
+"""Mirror a search into Weights & Biases without ever being able to stop or stall it.
+
+The search's append-only ``trials.jsonl`` is the source of truth; W&B is only a view
+of it. So every W&B call here is guarded: the first exception is logged once at
+WARNING (what failed and how to fix it), the W&B run is closed as failed, and the
+tracker carries on as a no-op. Offline is the default because the machines running
+searches often have no network; ``wandb sync`` uploads an offline run later.
+
+Step scheme: W&B's own ``_step`` is never passed explicitly, so it just counts log
+calls and can never go backwards (W&B silently drops rows logged at an older step).
+Charts get meaningful x-axes through ``define_metric`` instead:
+
+* ``trial/<key>`` (numeric fields of each ``log_trial`` row) against ``trial_index``,
+  the 0-based order in which this tracker received trials;
+* every key given to ``log_metrics`` against ``search_step``, the caller's ``step``,
+  so tasks may report in any order and a transfer run may restart its steps at 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import numbers
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MODES = ("offline", "online", "disabled")
+TABLE_KEY = "trials"
+TRIAL_STEP = "trial_index"
+SEARCH_STEP = "search_step"
+
+
+@dataclass
+class TrackingConfig:
+    """How a run is mirrored to W&B; the Hydra group ``logger`` maps 1:1 onto these fields.
+
+    ``init_timeout`` bounds both ``wandb.init`` and, online, the final upload wait in
+    ``finish`` (unsent data stays on disk for ``wandb sync``). ``table_every`` batches
+    trial rows into one table increment per that many trials: W&B shows only the
+    latest 100 increments of an incremental table, so one increment per trial would
+    hide all but the last 100 trials of a long search.
+    """
+
+    mode: str = "offline"
+    project: str = "mnms"
+    entity: str | None = None
+    group: str | None = None
+    job_type: str | None = None
+    tags: list[str] = field(default_factory=list)
+    name: str | None = None
+    dir: str | None = None
+    init_timeout: float = 60.0
+    table_every: int = 10
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(
+                f"logger.mode={self.mode!r} is not one of {MODES}; use logger.mode=offline "
+                "(default, sync later with `wandb sync`), online (needs `wandb login`) or disabled"
+            )
+        if not isinstance(self.project, str) or not self.project:
+            raise ValueError(f"logger.project={self.project!r} must be a non-empty string, e.g. logger.project=mnms")
+        if isinstance(self.tags, str) or not all(isinstance(tag, str) for tag in self.tags):
+            raise ValueError(f"logger.tags={self.tags!r} must be a list of strings, e.g. logger.tags=[pilot,sst2]")
+        self.tags = list(self.tags)
+        if isinstance(self.init_timeout, bool) or not isinstance(self.init_timeout, (int, float)) or not self.init_timeout > 0:
+            raise ValueError(f"logger.init_timeout={self.init_timeout!r} must be a positive number of seconds, e.g. 60")
+        self.init_timeout = float(self.init_timeout)
+        if isinstance(self.table_every, bool) or not isinstance(self.table_every, int) or self.table_every < 1:
+            raise ValueError(f"logger.table_every={self.table_every!r} must be a positive integer, e.g. 10")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> TrackingConfig:
+        """Build from a dict or Hydra node; an unknown key is an error so typos don't silently vanish."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ValueError(f"unknown logger key(s) {unknown}; valid keys are {known}")
+        return cls(**dict(values))
+
+
+class Tracker:
+    """One W&B run mirroring one search or Hydra job; a no-op when disabled or once W&B fails.
+
+    Use as ``with Tracker(cfg, config) as tracker:`` (or call ``finish`` in ``finally``)
+    so every Hydra multirun job closes its own run and a crash is recorded as failed.
+    """
+
+    def __init__(self, cfg: TrackingConfig, run_config: Mapping[str, Any]) -> None:
+        self.cfg = cfg
+        self._run: Any = None  # the live wandb Run; None means tracking is off
+        self._run_path: Path | None = None
+        self._table: Any = None
+        self._columns: list[str] = []
+        self._pending_rows = 0
+        self._trials = 0
+        self._defined_metrics: set[str] = set()
+        self._warned_extra_keys = False
+        self._finished = False
+        if cfg.mode == "disabled":
+            return
+        with self._guard(f"starting the W&B run (wandb.init, logger.mode={cfg.mode})"):
+            self._run = self._start(run_config)
+            self._run_path = Path(self._run.dir).parent
+
+    def _start(self, run_config: Mapping[str, Any]) -> Any:
+        import wandb  # imported here so `logger=none` never pays for (or depends on) wandb
+
+        # Silent process-wide output also makes wandb raise instead of showing its
+        # interactive login prompt, which would block an online search on a terminal.
+        wandb.setup(settings=wandb.Settings(silent=True))
+        if self.cfg.dir is not None:
+            Path(self.cfg.dir).mkdir(parents=True, exist_ok=True)
+        run = wandb.init(
+            project=self.cfg.project,
+            entity=self.cfg.entity,
+            group=self.cfg.group,
+            job_type=self.cfg.job_type,
+            tags=self.cfg.tags,
+            name=self.cfg.name,
+            dir=self.cfg.dir,
+            mode=self.cfg.mode,
+            config=_plain(run_config),
+            reinit="finish_previous",
+            settings=wandb.Settings(
+                init_timeout=self.cfg.init_timeout,
+                finish_timeout=self.cfg.init_timeout,
+                console="off",
+                silent=True,
+                save_code=False,
+            ),
+        )
+        run.define_metric(TRIAL_STEP)
+        run.define_metric("trial/*", step_metric=TRIAL_STEP)
+        run.define_metric(SEARCH_STEP)
+        return run
+
+    @property
+    def enabled(self) -> bool:
+        """True while a W&B run is live; False when disabled, finished or after a W&B failure."""
+        return self._run is not None
+
+    @property
+    def run_path(self) -> Path | None:
+        """The run's local folder (``offline-run-*`` or ``run-*``), for the end-of-search message."""
+        return self._run_path
+
+    def log_trial(self, row: Mapping[str, Any]) -> None:
+        """Mirror one ``trials.jsonl`` row: a row of the ``trials`` table plus ``trial/<key>`` charts.
+
+        The first row fixes the table's columns; later rows get None for missing keys and
+        their extra keys are dropped (warned once). Rows reach W&B as one table increment
+        per ``table_every`` trials and at ``finish``.
+        """
+        if self._run is None:
+            return
+        with self._guard("logging a trial row"):
+            import wandb
+
+            if self._table is None:
+                self._columns = list(row)
+                # Mixed types allowed: a column changing type must not end the mirroring.
+                self._table = wandb.Table(columns=self._columns, log_mode="INCREMENTAL", allow_mixed_types=True)
+            extra = sorted(set(row) - set(self._columns))
+            if extra and not self._warned_extra_keys:
+                self._warned_extra_keys = True
+                logger.warning(
+                    "W&B trials table: keys %s are not among the columns fixed by the first trial row %s and "
+                    "are left out of the table (trials.jsonl still has them); log every key in the first row "
+                    "to keep them.", extra, self._columns,
+                )
+            self._table.add_data(*(row.get(column) for column in self._columns))
+            self._pending_rows += 1
+            data: dict[str, Any] = {
+                f"trial/{key}": value
+                for key, value in row.items()
+                if isinstance(value, numbers.Real) and not isinstance(value, bool)
+            }
+            data[TRIAL_STEP] = self._trials
+            if self._pending_rows >= self.cfg.table_every:
+                data[TABLE_KEY] = self._table
+                self._pending_rows = 0
+            self._run.log(data)
+            self._trials += 1
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
+        """Log per-task metrics such as ``sst2/reward`` or ``sst2/p/encoder/minilm`` at search ``step``."""
+        if self._run is None:
+            return
+        with self._guard("logging search metrics"):
+            for key in metrics:
+                name = key.split("/", 1)[0] + "/*" if "/" in key else key
+                if name not in self._defined_metrics:
+                    self._defined_metrics.add(name)
+                    self._run.define_metric(name, step_metric=SEARCH_STEP)
+            self._run.log({**metrics, SEARCH_STEP: step})
+
+    def set_summary(self, summary: Mapping[str, Any]) -> None:
+        """Record end-of-run facts (e.g. the best architecture per task) in the run summary."""
+        if self._run is None:
+            return
+        with self._guard("setting the run summary"):
+            self._run.summary.update(_plain(summary))
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Flush the last table rows and close the run; a non-zero ``exit_code`` marks it failed. Idempotent.
+
+        wandb-core completes the run folder on disk shortly afterwards, at the latest when
+        the process exits or ``wandb.teardown()`` runs (which waits for it).
+        """
+        if self._finished:
+            return
+        self._finished = True
+        if self._run is None:
+            return
+        with self._guard("finishing the W&B run"):
+            if self._pending_rows:
+                self._run.log({TABLE_KEY: self._table})
+                self._pending_rows = 0
+            run, self._run = self._run, None
+            run.finish(exit_code=exit_code)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.finish(exit_code=1 if exc_type is not None else 0)
+
+    @contextmanager
+    def _guard(self, action: str) -> Iterator[None]:
+        """Turn any W&B failure into one warning and a disabled tracker, never an exception."""
+        try:
+            yield
+        except Exception as exc:  # noqa: BLE001 - W&B must never stop the search
+            if self.cfg.mode == "online":
+                fix = ("check `wandb login` / WANDB_API_KEY and the network (or raise logger.init_timeout), "
+                       "or use logger.mode=offline and upload later with `wandb sync`")
+            else:
+                fix = f"check that logger.dir={self.cfg.dir!r} is writable and not full, or use logger=none"
+            logger.warning(
+                "W&B tracking disabled after %s failed (%s: %s); the search continues and trials.jsonl is "
+                "unaffected. Fix: %s.", action, type(exc).__name__, exc, fix,
+            )
+            run, self._run = self._run, None
+            if run is not None:
+                try:
+                    run.finish(exit_code=1)  # close it so the next run in this process starts clean
+                except Exception:  # noqa: BLE001 - already reported above
+                    pass
+
+
+def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A plain dict from a dict or an OmegaConf node (interpolations resolved), as W&B expects."""
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(values, DictConfig):
+        return OmegaConf.to_container(values, resolve=True)  # type: ignore[return-value]
+    return dict(values)
