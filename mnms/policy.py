@@ -1,0 +1,219 @@
+"""How the controller learns from rewards: per-task baselines, a replay bank, REINFORCE and PPO.
+
+Rewards of different tasks live on different scales (one task tops out at 0.6
+accuracy, another at 0.95), so each task has its own moving baseline and the
+advantage is normalised per task; every task then pulls on the shared controller
+with a similar force.  The paper found plain on-policy training unable to learn a
+different model per task and trained off-policy with PPO on a multitask replay bank
+of (task, architecture, reward, behaviour log-prob); both algorithms are here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import asdict, dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from mnms.controller import Controller, config_from_mapping, is_number, single_threaded
+
+ALGORITHMS = ("ppo", "reinforce")
+ADVANTAGES = ("relative", "std", "raw")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Settings of the policy-gradient update.
+
+    ``advantage``: ``relative`` is the paper's ``(R - b) / b``; ``std`` divides
+    ``R - b`` by the task's running reward std; ``raw`` is ``R - b``.
+    PPO fields (``ppo_*``, ``minibatch_size``, ``bank_capacity``) are ignored by REINFORCE.
+    """
+
+    algorithm: str = "ppo"
+    learning_rate: float = 0.01
+    entropy_weight: float = 0.005
+    baseline_decay: float = 0.9
+    advantage: str = "relative"
+    ppo_clip: float = 0.2
+    ppo_epochs: int = 4
+    minibatch_size: int = 32
+    bank_capacity: int = 64
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.algorithm in ALGORITHMS, f"algorithm must be one of {list(ALGORITHMS)}"),
+            (self.advantage in ADVANTAGES, f"advantage must be one of {list(ADVANTAGES)}"),
+            (is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate must be > 0"),
+            (is_number(self.entropy_weight) and self.entropy_weight >= 0, "entropy_weight must be >= 0"),
+            (is_number(self.baseline_decay) and 0 <= self.baseline_decay < 1, "baseline_decay must be in [0, 1)"),
+            (is_number(self.ppo_clip) and 0 < self.ppo_clip < 1, "ppo_clip must be in (0, 1)"),
+            (is_number(self.max_grad_norm) and self.max_grad_norm > 0, "max_grad_norm must be > 0"),
+        ] + [
+            (is_number(getattr(self, k)) and isinstance(getattr(self, k), int) and getattr(self, k) >= 1,
+             f"{k} must be a positive integer")
+            for k in ("ppo_epochs", "minibatch_size", "bank_capacity")
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"PolicyConfig: {message}, got {asdict(self)}")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "PolicyConfig":
+        return config_from_mapping(cls, values)
+
+
+class TaskBaselines:
+    """Per-task exponential moving average and variance of rewards.
+
+    The first reward of a task initialises its mean (variance 0).  Strategies fold
+    a batch in *before* scoring it: the first batch of a task then already has a
+    baseline to be compared with, and the running variance includes the newest
+    reward, which keeps the ``std`` advantage bounded (about
+    ``1 / sqrt(decay * (1 - decay))``) even while a task has few rewards.
+    """
+
+    EPSILON = 1e-3  # floor of the normaliser, so a baseline near zero cannot blow up the advantage
+
+    def __init__(self, decay: float) -> None:
+        self.decay = decay
+        self.mean: dict[str, float] = {}
+        self.var: dict[str, float] = {}
+
+    def update(self, task: str, rewards: Sequence[float]) -> None:
+        for reward in map(float, rewards):
+            if task not in self.mean:
+                self.mean[task], self.var[task] = reward, 0.0
+                continue
+            delta = reward - self.mean[task]
+            self.mean[task] += (1 - self.decay) * delta
+            self.var[task] = self.decay * (self.var[task] + (1 - self.decay) * delta**2)
+
+    def advantage(self, task: str, reward: float, mode: str) -> float:
+        """How much better than the task's baseline ``reward`` is, on a task-independent scale."""
+        delta = reward - self.mean[task]
+        if mode == "relative":
+            return delta / max(abs(self.mean[task]), self.EPSILON)
+        if mode == "std":
+            return delta / max(math.sqrt(self.var[task]), self.EPSILON)
+        return delta
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": dict(self.mean), "var": dict(self.var)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.mean, self.var = dict(state["mean"]), dict(state["var"])
+
+
+@dataclass(frozen=True)
+class Experience:
+    """One evaluated child: what PPO replays."""
+
+    task: str
+    arch: dict[str, Any]
+    reward: float
+    log_prob: float  # under the controller that proposed it (the behaviour policy)
+
+
+class ReplayBank:
+    """The most recent ``capacity`` experiences of all tasks (oldest dropped first)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.items: deque[Experience] = deque(maxlen=capacity)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def add(self, experiences: Sequence[Experience]) -> None:
+        self.items.extend(experiences)
+
+    def state_dict(self) -> dict[str, Any]:
+        # Plain containers only, so the state loads with torch.load(weights_only=True).
+        return {"items": [asdict(e) for e in self.items]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.items.clear()
+        self.items.extend(Experience(**e) for e in state["items"])
+
+
+def _step(controller: Controller, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> float:
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(controller.parameters(), max_grad_norm)
+    optimizer.step()
+    return float(grad_norm)
+
+
+@single_threaded()
+def reinforce_update(
+    controller: Controller,
+    optimizer: torch.optim.Optimizer,
+    baselines: TaskBaselines,
+    config: PolicyConfig,
+    task: str,
+    archs: Sequence[Mapping[str, Any]],
+    rewards: Sequence[float],
+) -> dict[str, float]:
+    """One on-policy step: raise the log-prob of architectures that beat the task's baseline.
+
+    ``baselines`` must already include ``rewards``.
+    """
+    advantages = torch.tensor([baselines.advantage(task, r, config.advantage) for r in rewards])
+    log_prob, entropy = controller.log_prob_and_entropy(task, archs)
+    policy_loss = -(advantages * log_prob).mean()
+    loss = policy_loss - config.entropy_weight * entropy.mean()
+    grad_norm = _step(controller, optimizer, loss, config.max_grad_norm)
+    return {
+        "policy_loss": policy_loss.item(),
+        "entropy": entropy.mean().item(),
+        "advantage_mean": float(advantages.mean()),
+        "grad_norm": grad_norm,
+    }
+
+
+@single_threaded()
+def ppo_update(
+    controller: Controller,
+    optimizer: torch.optim.Optimizer,
+    baselines: TaskBaselines,
+    config: PolicyConfig,
+    bank: ReplayBank,
+    generator: torch.Generator,
+) -> dict[str, float]:
+    """Off-policy PPO over the multitask bank: ``ppo_epochs`` shuffled passes of minibatches.
+
+    Each experience's advantage uses its task's *current* baseline, so old children
+    that the policy has since outgrown are pushed down.  The clipped importance
+    ratio against the behaviour log-prob keeps each update close to the policy that
+    collected the data.
+    """
+    experiences = list(bank.items)
+    tasks = [e.task for e in experiences]
+    archs = [e.arch for e in experiences]
+    advantages = torch.tensor([baselines.advantage(e.task, e.reward, config.advantage) for e in experiences])
+    behaviour = torch.tensor([e.log_prob for e in experiences])
+    totals = {"policy_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "grad_norm": 0.0}
+    steps = 0
+    for _ in range(config.ppo_epochs):
+        order = torch.randperm(len(experiences), generator=generator).tolist()
+        for start in range(0, len(order), config.minibatch_size):
+            batch = order[start : start + config.minibatch_size]
+            log_prob, entropy = controller.log_prob_and_entropy([tasks[i] for i in batch], [archs[i] for i in batch])
+            log_ratio = log_prob - behaviour[batch]
+            ratio = log_ratio.exp()
+            adv = advantages[batch]
+            clipped = ratio.clamp(1 - config.ppo_clip, 1 + config.ppo_clip)
+            policy_loss = -torch.min(ratio * adv, clipped * adv).mean()
+            loss = policy_loss - config.entropy_weight * entropy.mean()
+            totals["grad_norm"] += _step(controller, optimizer, loss, config.max_grad_norm)
+            totals["policy_loss"] += policy_loss.item()
+            totals["entropy"] += entropy.mean().item()
+            totals["clip_fraction"] += ((ratio - 1).abs() > config.ppo_clip).float().mean().item()
+            totals["approx_kl"] += ((ratio - 1) - log_ratio).mean().item()  # k3 estimator, >= 0
+            steps += 1
+    stats = {k: v / steps for k, v in totals.items()}
+    stats["advantage_mean"] = float(advantages.mean())
+    return stats

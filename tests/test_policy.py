@@ -1,0 +1,186 @@
+"""Learning: per-task baselines, the replay bank, and REINFORCE / PPO finding per-task optima of synthetic bandits."""
+
+from __future__ import annotations
+
+import copy
+import io
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mnms.policy import Experience, PolicyConfig, ReplayBank, TaskBaselines
+from mnms.search_space import SearchSpace
+from mnms.strategies import PolicyGradientStrategy, RandomStrategy, Strategy, build_strategy
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+DEFAULT = SearchSpace.from_config(OmegaConf.load(CONF / "search_space" / "default.yaml"))
+BATCH = 8
+
+
+def controller_group(kind: str):
+    return OmegaConf.load(CONF / "controller" / f"{kind}.yaml")
+
+
+def strategy(kind: str, tasks: list[str], seed: int) -> Strategy:
+    """Built exactly as the search does: from the shipped conf/controller/<kind>.yaml."""
+    group = controller_group(kind)
+    assert group.kind == kind
+    return build_strategy(group.kind, DEFAULT, tasks, group.network, group.policy, seed)
+
+
+# --- baselines, bank, config ------------------------------------------------------
+
+
+def test_baseline_is_an_ema_initialised_by_the_first_reward():
+    baselines = TaskBaselines(decay=0.9)
+    baselines.update("a", [0.5])
+    assert baselines.mean["a"] == 0.5 and baselines.var["a"] == 0.0
+    baselines.update("a", [0.7])
+    assert baselines.mean["a"] == pytest.approx(0.52)
+    assert baselines.var["a"] == pytest.approx(0.9 * 0.1 * 0.2**2)
+    baselines.update("b", [0.9])
+    assert baselines.mean["b"] == 0.9  # tasks are independent
+
+    assert baselines.advantage("a", 0.78, "relative") == pytest.approx(0.26 / 0.52)
+    assert baselines.advantage("a", 0.78, "raw") == pytest.approx(0.26)
+    assert baselines.advantage("a", 0.78, "std") == pytest.approx(0.26 / 0.06)
+    assert baselines.advantage("b", 0.9, "std") == 0.0
+
+    restored = TaskBaselines(decay=0.9)
+    restored.load_state_dict(copy.deepcopy(baselines.state_dict()))
+    assert restored.state_dict() == baselines.state_dict()
+
+
+def test_relative_advantage_gives_tasks_of_different_scales_similar_weight():
+    baselines = TaskBaselines(decay=0.9)
+    baselines.update("easy", [0.9])
+    baselines.update("hard", [0.3])
+    easy = baselines.advantage("easy", 0.99, "relative")
+    hard = baselines.advantage("hard", 0.33, "relative")
+    assert easy == pytest.approx(hard)
+
+
+def test_replay_bank_keeps_the_most_recent_experiences():
+    bank = ReplayBank(capacity=3)
+    bank.add([Experience("a", {"encoder": "words"}, 0.1 * i, -1.0) for i in range(5)])
+    assert len(bank) == 3 and [e.reward for e in bank.items] == pytest.approx([0.2, 0.3, 0.4])
+    restored = ReplayBank(capacity=3)
+    restored.load_state_dict(bank.state_dict())
+    assert list(restored.items) == list(bank.items)
+
+
+def test_policy_config_validation():
+    assert PolicyConfig.from_mapping({"algorithm": "reinforce"}).algorithm == "reinforce"
+    with pytest.raises(ValueError, match="unknown PolicyConfig key"):
+        PolicyConfig.from_mapping({"lr": 0.1})
+    for bad in (
+        {"algorithm": "a2c"}, {"advantage": "zscore"}, {"learning_rate": 0.0}, {"baseline_decay": 1.0},
+        {"ppo_clip": 0.0}, {"ppo_epochs": 0}, {"bank_capacity": 2.5}, {"entropy_weight": -1.0},
+    ):
+        with pytest.raises(ValueError):
+            PolicyConfig(**bad)
+
+
+def test_build_strategy_rejects_inconsistent_configs():
+    space = DEFAULT
+    with pytest.raises(ValueError, match="unknown strategy kind"):
+        build_strategy("optuna", space, ["a"], {}, {}, 0)
+    with pytest.raises(ValueError, match="random search has no controller"):
+        build_strategy("random", space, ["a"], {}, {"learning_rate": 0.1}, 0)
+    with pytest.raises(ValueError, match="contradicts"):
+        build_strategy("ppo", space, ["a"], {}, {"algorithm": "reinforce"}, 0)
+    with pytest.raises(ValueError, match="unknown ControllerConfig key"):
+        build_strategy("ppo", space, ["a"], {"hidden": 3}, {}, 0)
+    for kind in ("ppo", "reinforce", "random"):
+        assert strategy(kind, ["a"], 0).name == kind
+
+
+def test_random_strategy_is_uniform_over_active_choices():
+    random_search = strategy("random", ["a"], seed=0)
+    assert isinstance(random_search, RandomStrategy)
+    proposals = random_search.propose("a", 2000)
+    assert all(DEFAULT.is_valid(p.arch) and p.log_prob == 0.0 for p in proposals)
+    encoders = [p.arch["encoder"] for p in proposals]
+    assert all(abs(encoders.count(e) / 2000 - 0.2) < 0.04 for e in DEFAULT["encoder"].choices)
+    assert random_search.observe("a", proposals[:2], [0.5, 0.6]) == {}
+    uniform = {c: 0.25 for c in ("adam", "adamw", "sgd", "rmsprop")}
+    assert random_search.choice_probabilities("a")["optimizer"] == uniform
+
+
+# --- synthetic bandits over the real default space ------------------------------------
+
+# Per task, the optimum (encoder, optimizer). Rewards: 1.0 at the optimum, partial credit
+# for getting one of the two right, 0.4 otherwise, plus noise. Everything else is irrelevant.
+OPTIMA = {"sst": ("minilm-tokens", "sgd"), "allocine": ("char-ngrams", "rmsprop")}
+
+
+def bandit_reward(task: str, arch: dict, rng: random.Random) -> float:
+    encoder, optimizer = OPTIMA[task]
+    hit_encoder, hit_optimizer = arch["encoder"] == encoder, arch["optimizer"] == optimizer
+    reward = 0.4 + 0.3 * hit_encoder + 0.2 * hit_optimizer + 0.1 * (hit_encoder and hit_optimizer)
+    return min(1.0, max(0.0, reward + rng.gauss(0.0, 0.02)))
+
+
+def run_bandit(search: Strategy, tasks: list[str], trials: int, seed: int) -> dict[str, float]:
+    """Round-robin over tasks, BATCH children per step, like the search loop."""
+    rng = random.Random(seed)
+    stats: dict[str, float] = {}
+    for step in range(trials // BATCH):
+        task = tasks[step % len(tasks)]
+        proposals = search.propose(task, BATCH)
+        stats = search.observe(task, proposals, [bandit_reward(task, p.arch, rng) for p in proposals])
+    return stats
+
+
+def learned(search: PolicyGradientStrategy, task: str) -> tuple[str, str]:
+    greedy = search.greedy(task)
+    return greedy["encoder"], greedy["optimizer"]
+
+
+@pytest.mark.parametrize("kind, seed", [("ppo", 0), ("ppo", 1), ("reinforce", 0), ("reinforce", 1)])
+def test_finds_the_best_arm_of_a_single_task_bandit(kind, seed):
+    search = strategy(kind, ["sst"], seed)
+    stats = run_bandit(search, ["sst"], trials=200, seed=seed)
+    assert learned(search, "sst") == OPTIMA["sst"]
+    assert {"policy_loss", "entropy", "advantage_mean", "baseline", "grad_norm"} <= set(stats)
+    assert stats["baseline"] > 0.7
+    assert search.choice_probabilities("sst")["encoder"]["minilm-tokens"] > 0.5
+
+
+@pytest.mark.parametrize("kind, seed", [("ppo", 0), ("ppo", 1), ("ppo", 2), ("reinforce", 0), ("reinforce", 1)])
+def test_one_controller_learns_a_different_architecture_per_task(kind, seed):
+    """The paper's central property: the task embedding lets one controller specialise per task."""
+    tasks = list(OPTIMA)
+    search = strategy(kind, tasks, seed)
+    run_bandit(search, tasks, trials=400, seed=seed)
+    for task in tasks:
+        assert learned(search, task) == OPTIMA[task], task
+
+
+# --- resume -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["ppo", "reinforce", "random"])
+def test_resumed_strategy_proposes_exactly_what_the_original_would(kind):
+    tasks = list(OPTIMA)
+    original = strategy(kind, tasks, seed=5)
+    run_bandit(original, tasks, trials=6 * BATCH, seed=5)
+
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = strategy(kind, tasks, seed=99)  # a different seed: everything must come from the state
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+
+    rng_a, rng_b = random.Random(7), random.Random(7)
+    for step in range(4):
+        task = tasks[step % 2]
+        a, b = original.propose(task, BATCH), resumed.propose(task, BATCH)
+        assert [(p.arch, p.log_prob) for p in a] == [(p.arch, p.log_prob) for p in b]
+        stats_a = original.observe(task, a, [bandit_reward(task, p.arch, rng_a) for p in a])
+        stats_b = resumed.observe(task, b, [bandit_reward(task, p.arch, rng_b) for p in b])
+        assert stats_a == stats_b
+    assert original.choice_probabilities("sst") == resumed.choice_probabilities("sst")
