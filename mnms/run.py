@@ -1,0 +1,143 @@
+"""What ``train.py`` runs for each ``mode``: plain functions of a composed config and a run dir."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from mnms.arch import Architecture
+from mnms.child import ChildTrainerConfig, evaluate_child
+from mnms.evaluator import ChildRunner, SequentialEvaluator
+from mnms.feature_cache import FeatureCache
+from mnms.search import Search, SearchConfig
+from mnms.search_space import SearchSpace
+from mnms.strategies import build_strategy
+from mnms.tasks import Task, load_task
+from mnms.tracking import Tracker, TrackingConfig
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def plain(node: Any) -> Any:
+    """A resolved plain-Python copy of a config node (dicts and lists)."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+
+
+def load_configured_task(cfg: DictConfig, name: str) -> Task:
+    """Load ``name`` the way every mode does: data dir, spec folders, example cap, seed."""
+    spec_dirs = [CONF_DIR / "dataset", *map(Path, cfg.paths.task_specs)]
+    return load_task(
+        name, cfg.paths.data_dir, spec_dirs=spec_dirs, max_examples=cfg.max_examples, seed=cfg.seed
+    )
+
+
+def write_json(path: Path, payload: Any) -> None:
+    """Write JSON atomically: a crash mid-write never leaves a truncated result."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def run_child(cfg: DictConfig, run_dir: Path) -> float:
+    """Train ``child.arch`` on ``task`` once; print and save its metrics. Returns val accuracy."""
+    task = load_configured_task(cfg, cfg.task)
+    arch = Architecture.from_mapping(plain(cfg.child.arch))
+    trainer_cfg = ChildTrainerConfig(**{**plain(cfg.trainer), "progress_bar": True})
+    cache = FeatureCache(cfg.paths.cache_dir)
+    result = evaluate_child(
+        task, arch, trainer_cfg, cache, seed=cfg.seed, encoder_options=plain(cfg.encoders)
+    )
+    payload = {
+        "task": task.name,
+        "seed": cfg.seed,
+        "arch": arch.to_dict(),
+        "metrics": result.to_dict(),
+        "feature_cache": cache.stats(),
+    }
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "result.json", payload)
+    _print_child_summary(task, arch, result.to_dict(), run_dir)
+    return result.val_accuracy
+
+
+def _print_child_summary(task: Task, arch: Architecture, metrics: dict, run_dir: Path) -> None:
+    table = Table(title=f"child on {task.name} ({task.language}, {task.num_classes} classes)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"):
+        table.add_row(key, f"{metrics[key]:.4f}")
+    table.add_row("parameters", f"{metrics['num_parameters']:,}")
+    table.add_row("wall time", f"{metrics['total_seconds']:.1f} s (training {metrics['train_seconds']:.1f} s)")
+    table.add_row("features", "from cache" if metrics["features_from_cache"] else "computed, now cached")
+    console = Console()
+    console.print(table)
+    console.print(f"architecture: {arch.to_dict()}")
+    console.print(f"result: {run_dir / 'result.json'}")
+
+
+def run_search(cfg: DictConfig, run_dir: Path) -> float:
+    """A (multitask) architecture search; returns the mean over tasks of the best reward."""
+    run_dir = Path(cfg.resume) if cfg.resume else run_dir
+    space = SearchSpace.from_config(plain(cfg.search_space))
+    task_names = list(cfg.tasks)
+    tasks = {name: load_configured_task(cfg, name) for name in task_names}
+    strategy = build_strategy(cfg.controller.kind, space, task_names, plain(cfg.controller.network),
+                              plain(cfg.controller.policy), cfg.seed)
+    search_cfg = SearchConfig(**plain(cfg.search))
+    runner = ChildRunner(tasks, ChildTrainerConfig(**plain(cfg.trainer)), cfg.paths.cache_dir, plain(cfg.encoders))
+    # What a resumed search must share with the original for the trial sequence to continue.
+    signature = {
+        "tasks": task_names, "seed": cfg.seed, "space": space.signature(), "controller": plain(cfg.controller),
+        "batch_size": search_cfg.batch_size, "task_schedule": search_cfg.task_schedule,
+        "reward": search_cfg.reward, "child": plain(cfg.child.arch), "trainer": plain(cfg.trainer),
+    }
+    tracking = TrackingConfig.from_mapping({**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    evaluator = SequentialEvaluator(runner)
+    try:
+        with Tracker(tracking, plain(cfg)) as tracker:
+            search = Search(search_cfg, task_names, strategy, evaluator, run_dir, child_defaults=plain(cfg.child.arch),
+                            seed=cfg.seed, signature=signature, tracker=tracker)
+            summary = search.run()
+            tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
+            wandb_path = tracker.run_path
+    finally:
+        evaluator.close()
+    summary = {**summary, "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in tasks.items()},
+               "strategy": cfg.controller.kind, "wandb_run": str(wandb_path) if wandb_path else None}
+    write_json(run_dir / "summary.json", summary)
+    _print_search_summary(summary, run_dir)
+    rewards = [best["reward"] for best in summary["best"].values()]
+    return sum(rewards) / len(rewards) if rewards else 0.0
+
+
+def _print_search_summary(summary: dict, run_dir: Path) -> None:
+    table = Table(title=f"best architecture per task ({summary['trials']} trials, {summary['strategy']})")
+    for column in ("task", "val acc", "test acc", "trial", "searched decisions"):
+        table.add_column(column, justify="right" if "acc" in column or column == "trial" else "left")
+    for task, best in summary["best"].items():
+        arch = ", ".join(f"{k}={v}" for k, v in best["decisions"].items())
+        table.add_row(task, f"{best['metrics']['val_accuracy']:.4f}", f"{best['metrics']['test_accuracy']:.4f}",
+                      str(best["trial"]), arch)
+    console = Console()
+    console.print(table)
+    console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")
+    console.print(f"records: {run_dir / 'trials.jsonl'}  summary: {run_dir / 'summary.json'}")
+    if summary["wandb_run"]:
+        console.print(f"W&B run: {summary['wandb_run']}  (offline runs: `wandb sync <dir>`)")
+
+
+MODES: dict[str, Callable[[DictConfig, Path], Any]] = {"child": run_child, "search": run_search}
+
+
+def run(cfg: DictConfig, run_dir: Path) -> Any:
+    """Dispatch on ``cfg.mode``."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode={cfg.mode!r} is unknown; valid modes are {sorted(MODES)}")
+    return MODES[cfg.mode](cfg, run_dir)

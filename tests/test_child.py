@@ -1,0 +1,68 @@
+"""Real children on real tasks through a real Lightning Trainer."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mnms.arch import Architecture
+from mnms.child import ChildTimeout, ChildTrainerConfig, evaluate_child
+from mnms.feature_cache import FeatureCache
+from mnms.tasks import load_task
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_minilm_child_learns_sst2(data_dir, session_cache_dir) -> None:
+    task = load_task("sst2", data_dir)
+    result = evaluate_child(task, Architecture(encoder="minilm"), ChildTrainerConfig(max_epochs=5),
+                            FeatureCache(session_cache_dir), seed=0)
+    assert result.val_accuracy >= 0.75, result
+    assert 0.5 < result.test_accuracy <= 1.0 and 0.0 < result.val_macro_f1 <= 1.0
+
+
+@pytest.mark.slow
+def test_char_ngram_child_identifies_languages(data_dir, session_cache_dir) -> None:
+    task = load_task("langid-tatoeba", data_dir)
+    arch = Architecture(encoder="char-ngrams", hidden_layers=0, learning_rate=0.003)
+    result = evaluate_child(task, arch, ChildTrainerConfig(max_epochs=5), FeatureCache(session_cache_dir), seed=0)
+    assert result.val_accuracy >= 0.90, result
+
+
+def test_same_seed_same_metrics_and_second_run_hits_the_cache(data_dir, tmp_path) -> None:
+    task = load_task("trec", data_dir, max_examples=600, seed=0)
+    arch = Architecture(encoder="words", batch_size=32)
+    budget = ChildTrainerConfig(max_epochs=2)
+    first = evaluate_child(task, arch, budget, FeatureCache(tmp_path), seed=3)
+    second_cache = FeatureCache(tmp_path)
+    second = evaluate_child(task, arch, budget, second_cache, seed=3)
+    other_seed = evaluate_child(task, arch, budget, FeatureCache(tmp_path), seed=4)
+    assert (first.val_accuracy, first.test_macro_f1) == (second.val_accuracy, second.test_macro_f1)
+    assert not first.features_from_cache and second.features_from_cache
+    assert second_cache.hits > 0 and second_cache.misses == 0
+    assert other_seed.val_accuracy != first.val_accuracy or other_seed.test_accuracy != first.test_accuracy
+
+
+def test_overrunning_child_is_stopped(data_dir, tmp_path) -> None:
+    task = load_task("trec", data_dir, max_examples=600, seed=0)
+    budget = ChildTrainerConfig(max_epochs=1000, time_limit_s=0.5)
+    with pytest.raises(ChildTimeout, match="time_limit_s=0.5"):
+        evaluate_child(task, Architecture(encoder="words", batch_size=8), budget, FeatureCache(tmp_path), seed=0)
+
+
+@pytest.mark.slow
+def test_train_py_child_mode_writes_result_json(data_dir, tmp_path) -> None:
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "MNMS_CACHE_DIR": str(tmp_path / "cache")}
+    command = [sys.executable, "train.py", "mode=child", "task=trec", "child.arch.encoder=words",
+               "trainer.max_epochs=2", "max_examples=800", f"hydra.run.dir={run_dir}"]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads((run_dir / "result.json").read_text())
+    assert result["task"] == "trec" and result["arch"]["encoder"] == "words"
+    assert 0.3 < result["metrics"]["val_accuracy"] <= 1.0
+    assert "val_accuracy" in done.stdout and "result.json" in done.stdout
