@@ -1,0 +1,160 @@
+"""The search loop on real tasks, real children, real records, real W&B offline files.
+
+Small real tasks (a few hundred examples) and cheap encoders keep a child at tens of
+milliseconds, so whole searches run in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mnms.child import ChildTrainerConfig
+from mnms.evaluator import ChildRunner, SequentialEvaluator
+from mnms.records import read_trials
+from mnms.search import Search, SearchConfig
+from mnms.search_space import SearchSpace
+from mnms.strategies import build_strategy
+from mnms.tasks import load_task
+from mnms.tracking import Tracker, TrackingConfig
+from mnms.wandb_reader import find_offline_runs, read_offline_run
+
+ROOT = Path(__file__).resolve().parents[1]
+CHEAP_SPACE = {
+    "decisions": [
+        {"name": "encoder", "choices": ["words", "char-ngrams"]},
+        {"name": "hidden_layers", "choices": [0, 1]},
+        {"name": "learning_rate", "choices": [0.003, 0.03]},
+    ]
+}
+TASKS = ("trec", "langid-tatoeba")
+# Fields that legitimately differ between two runs of the same search.
+TIMING = ("wall_seconds",)
+METRIC_TIMING = ("total_seconds", "train_seconds", "features_from_cache")
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    return [
+        {**{k: v for k, v in row.items() if k not in TIMING},
+         "metrics": {k: v for k, v in row["metrics"].items() if k not in METRIC_TIMING}}
+        for row in rows
+    ]
+
+
+def make_search(run_dir: Path, data_dir: Path, cache_dir: Path, *, space=CHEAP_SPACE, kind="ppo",
+                trials=12, tracker=None, reuse=True) -> Search:
+    tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
+    search_space = SearchSpace.from_config(space)
+    strategy = build_strategy(kind, search_space, list(TASKS), {}, {}, seed=0)
+    runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
+    cfg = SearchConfig(trials=trials, batch_size=4, progress=False, reuse_rewards=reuse)
+    return Search(cfg, list(TASKS), strategy, SequentialEvaluator(runner), run_dir,
+                  child_defaults={"batch_size": 32}, seed=0, signature={"space": search_space.signature()},
+                  tracker=tracker)
+
+
+def test_search_records_every_trial_and_the_best_per_task(data_dir, tmp_path) -> None:
+    summary = make_search(tmp_path / "run", data_dir, tmp_path / "cache").run()
+    rows = read_trials(tmp_path / "run")
+    assert [row["trial"] for row in rows] == list(range(12))
+    assert {row["task"] for row in rows} == set(TASKS)
+    assert [row["task"] for row in rows[:8]] == ["trec"] * 4 + ["langid-tatoeba"] * 4  # round robin, batches of 4
+    for row in rows:
+        assert row["status"] == "ok" and row["reward"] == row["metrics"]["val_accuracy"]
+        assert set(row["decisions"]) <= set(row["arch"]) and row["arch"]["batch_size"] == 32
+    for task in TASKS:
+        assert summary["best"][task]["reward"] == max(r["reward"] for r in rows if r["task"] == task)
+    assert summary["trials"] == 12 and summary["steps"] == 3
+
+
+def test_identical_architectures_reuse_their_reward(data_dir, tmp_path) -> None:
+    one_arch = {"decisions": [{"name": "encoder", "choices": ["words"]}]}
+    make_search(tmp_path / "run", data_dir, tmp_path / "cache", space=one_arch, trials=8).run()
+    rows = read_trials(tmp_path / "run")
+    trained = [row for row in rows if row["reused_from"] is None]
+    assert len(trained) == len(TASKS)  # one child per task; every other trial reuses it
+    for row in rows:
+        source = rows[row["reused_from"]] if row["reused_from"] is not None else row
+        assert row["reward"] == source["reward"] and source["task"] == row["task"]
+
+
+def test_failed_children_are_recorded_and_the_search_goes_on(data_dir, tmp_path) -> None:
+    # A sentence-transformers model that does not exist: loading it raises, offline and fast.
+    broken = {"decisions": [{"name": "encoder", "choices": ["words", f"st:{tmp_path}/no-such-model"]}]}
+    make_search(tmp_path / "run", data_dir, tmp_path / "cache", space=broken, kind="random", trials=16).run()
+    rows = read_trials(tmp_path / "run")
+    failed = [row for row in rows if row["status"] == "failed"]
+    assert failed and len(rows) == 16
+    for row in failed:
+        assert row["reward"] == 0.0 and "no-such-model" in row["error"]
+    assert any(row["status"] == "ok" and row["reward"] > 0 for row in rows)
+
+
+def test_wandb_offline_run_holds_every_trial(data_dir, tmp_path) -> None:
+    cfg = TrackingConfig(mode="offline", dir=str(tmp_path / "run"), job_type="multitask", group="t", table_every=5)
+    with Tracker(cfg, {"tasks": list(TASKS)}) as tracker:
+        make_search(tmp_path / "run", data_dir, tmp_path / "cache", tracker=tracker).run()
+    import wandb
+
+    wandb.teardown()  # wandb-core finishes writing the run file after finish() returns
+    (run_path,) = find_offline_runs(tmp_path / "run")
+    run = read_offline_run(run_path)
+    table = run.tables["trials"]
+    rows = read_trials(tmp_path / "run")
+    assert [r["trial"] for r in table] == [r["trial"] for r in rows]
+    assert [r["reward"] for r in table] == pytest.approx([r["reward"] for r in rows])
+    assert [r["arch.encoder"] for r in table] == [r["arch"]["encoder"] for r in rows]
+    assert any("trec/p/encoder/words" in h for h in run.history)
+    assert any("langid-tatoeba/best" in h for h in run.history)
+    assert run.config["tasks"] == list(TASKS) and run.exit_code == 0
+
+
+def _search_command(run_dir: Path, *extra: str) -> list[str]:
+    return [sys.executable, "train.py", "tasks=[trec,langid-tatoeba]", "search_space=small",
+            "search.trials=24", "search.batch_size=4", "max_examples=300", "trainer.max_epochs=2",
+            "logger=none", "search.progress=false", f"hydra.run.dir={run_dir}", *extra]
+
+
+@pytest.mark.slow
+def test_sigkilled_search_resumes_to_the_same_trial_sequence(data_dir, tmp_path) -> None:
+    env = {**os.environ, "MNMS_CACHE_DIR": str(tmp_path / "cache")}
+    # The small space includes minilm; warm its cache so both runs time alike.
+    reference = subprocess.run(_search_command(tmp_path / "reference"), cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=600)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    victim_dir = tmp_path / "victim"
+    victim = subprocess.Popen(_search_command(victim_dir), cwd=ROOT, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    log = victim_dir / "trials.jsonl"
+    while time.monotonic() < deadline and victim.poll() is None:
+        if log.exists() and len(log.read_bytes().splitlines()) >= 10:  # mid-search, mid-step
+            break
+        time.sleep(0.02)
+    assert victim.poll() is None, "the search finished before it could be killed; raise search.trials"
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    killed_at = len(read_trials(victim_dir))
+    assert 0 < killed_at < 24
+
+    resumed = subprocess.run(_search_command(tmp_path / "ignored", f"resume={victim_dir}"), cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert comparable(read_trials(victim_dir)) == comparable(read_trials(tmp_path / "reference"))
+    summary = json.loads((victim_dir / "summary.json").read_text())
+    assert summary["trials"] == 24
+
+
+def test_resume_with_different_settings_is_refused(data_dir, tmp_path) -> None:
+    make_search(tmp_path / "run", data_dir, tmp_path / "cache", trials=4).run()
+    other_space = {"decisions": [{"name": "encoder", "choices": ["words"]}]}
+    with pytest.raises(ValueError, match="cannot resume .* its space is"):
+        make_search(tmp_path / "run", data_dir, tmp_path / "cache", space=other_space, trials=8)
