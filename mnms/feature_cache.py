@@ -1,0 +1,151 @@
+"""On-disk + in-process cache for precomputed features (dicts of tensors).
+
+Children are trained thousands of times on the same (task, split, encoder config); whatever
+can be computed once is stored here. Several worker processes may share one root, so files
+are written atomically (temp file in the same directory, then ``os.replace``): a reader sees
+either no file or a complete one. A file that cannot be read (truncated by a crash, foreign
+format) counts as a miss and is rewritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger(__name__)
+
+# Bump when the file layout or the meaning of keys changes: old files are then never read.
+FORMAT_VERSION = 1
+
+Features = dict[str, torch.Tensor]
+
+
+class FeatureCache:
+    """Content-addressed store of ``dict[str, Tensor]`` keyed by a JSON-able mapping.
+
+    Files live at ``<root>/<h[:2]>/<h>.pt`` where ``h`` is the SHA-256 of the canonical JSON
+    of ``{"format": FORMAT_VERSION, "key": key}``. ``root=None`` keeps entries in memory only.
+    The in-process LRU holds at most ``memory_items`` entries (0 disables it) so repeated
+    children in one process do not re-read disk. Returned tensors are shared with the memo:
+    treat them as read-only (clone before training them in place).
+    """
+
+    def __init__(self, root: str | Path | None, memory_items: int = 32) -> None:
+        if memory_items < 0:
+            raise ValueError(f"memory_items must be >= 0, got {memory_items}")
+        self.root = None if root is None else Path(root)
+        if self.root is not None:
+            self.root.mkdir(parents=True, exist_ok=True)
+        self.memory_items = memory_items
+        self._memo: OrderedDict[str, Features] = OrderedDict()
+        self.memory_hits = 0
+        self.disk_hits = 0
+        self.misses = 0
+        self.rewrites = 0  # unreadable files that were recomputed
+
+    @property
+    def hits(self) -> int:
+        """Entries served without calling ``compute`` (memory or disk)."""
+        return self.memory_hits + self.disk_hits
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "hits": self.hits,
+            "misses": self.misses,
+            "memory_hits": self.memory_hits,
+            "disk_hits": self.disk_hits,
+            "rewrites": self.rewrites,
+            "memory_entries": len(self._memo),
+        }
+
+    @staticmethod
+    def digest(key: Mapping[str, Any]) -> str:
+        """SHA-256 of the canonical JSON of ``key`` (sorted keys, no whitespace, no NaN)."""
+        try:
+            text = json.dumps(
+                {"format": FORMAT_VERSION, "key": key},
+                sort_keys=True,
+                separators=(",", ":"),
+                ensure_ascii=False,
+                allow_nan=False,
+            )
+        except (TypeError, ValueError) as error:
+            raise TypeError(f"cache key must be plain JSON data (str/int/float/bool/list/dict), got {key!r}") from error
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def path_for(self, key: Mapping[str, Any]) -> Path | None:
+        """Where the entry for ``key`` is (or would be) stored; None for a memory-only cache."""
+        if self.root is None:
+            return None
+        h = self.digest(key)
+        return self.root / h[:2] / f"{h}.pt"
+
+    def get_or_compute(self, key: Mapping[str, Any], compute: Callable[[], Features]) -> Features:
+        """Return the entry for ``key``, calling ``compute`` only if neither memory nor disk has it."""
+        h = self.digest(key)
+        if h in self._memo:
+            self._memo.move_to_end(h)
+            self.memory_hits += 1
+            return dict(self._memo[h])
+        path = self.path_for(key)
+        features = self._read(path) if path is not None else None
+        if features is not None:
+            self.disk_hits += 1
+        else:
+            features = _check_features(compute(), key)
+            self.misses += 1
+            if path is not None:
+                _atomic_save(features, path)
+        self._remember(h, features)
+        return dict(features)
+
+    def _read(self, path: Path) -> Features | None:
+        if not path.exists():
+            return None
+        try:
+            features = torch.load(path, map_location="cpu", weights_only=True)
+            return _check_features(features, path)
+        except Exception as error:  # any unreadable file is recomputed, never fatal
+            log.warning("feature cache: unreadable %s (%s: %s); recomputing", path, type(error).__name__, error)
+            self.rewrites += 1
+            return None
+
+    def _remember(self, h: str, features: Features) -> None:
+        if self.memory_items == 0:
+            return
+        self._memo[h] = features
+        self._memo.move_to_end(h)
+        while len(self._memo) > self.memory_items:
+            self._memo.popitem(last=False)
+
+
+def _check_features(features: object, origin: object) -> Features:
+    if not isinstance(features, dict) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in features.items()
+    ):
+        raise TypeError(f"features for {origin} must be a dict[str, Tensor], got {type(features).__name__}")
+    return features
+
+
+def _atomic_save(features: Features, path: Path) -> None:
+    """Write to a unique temp file next to ``path`` and rename it over ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(features, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
