@@ -13,7 +13,8 @@ from rich.table import Table
 
 from mnms.arch import Architecture
 from mnms.child import ChildTrainerConfig, evaluate_child
-from mnms.evaluator import ChildRunner, SequentialEvaluator
+from mnms.evaluator import ChildRunner
+from mnms.executors import build_evaluator
 from mnms.feature_cache import FeatureCache
 from mnms.search import Search, SearchConfig
 from mnms.search_space import SearchSpace
@@ -99,7 +100,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     }
     tracking = TrackingConfig.from_mapping({**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
-    evaluator = SequentialEvaluator(runner)
+    evaluator = build_evaluator(plain(cfg.executor), runner)
     try:
         with Tracker(tracking, plain(cfg)) as tracker:
             search = Search(search_cfg, task_names, strategy, evaluator, run_dir, child_defaults=plain(cfg.child.arch),

@@ -19,7 +19,7 @@ def compose_config(*overrides: str):
 
 def test_defaults_compose_with_every_group() -> None:
     cfg = compose_config()
-    for group in ("paths", "encoders", "trainer", "search_space", "controller", "logger"):
+    for group in ("paths", "encoders", "trainer", "search", "search_space", "controller", "logger", "executor"):
         assert group in cfg, group
     assert cfg.logger.mode == "offline"
 
