@@ -30,12 +30,14 @@ def plain(node: Any) -> Any:
     return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
-def load_configured_task(cfg: DictConfig, name: str) -> Task:
-    """Load ``name`` the way every mode does: data dir, spec folders, example cap, seed."""
+def load_configured_task(cfg: DictConfig, name: str, max_examples: int | None = None) -> Task:
+    """Load ``name`` the way every mode does: data dir, spec folders, example cap, seed.
+
+    ``cfg.max_examples`` (quick runs of any mode) wins over a mode's own ``max_examples``.
+    """
     spec_dirs = [CONF_DIR / "dataset", *map(Path, cfg.paths.task_specs)]
-    return load_task(
-        name, cfg.paths.data_dir, spec_dirs=spec_dirs, max_examples=cfg.max_examples, seed=cfg.seed
-    )
+    cap = cfg.max_examples if cfg.max_examples is not None else max_examples
+    return load_task(name, cfg.paths.data_dir, spec_dirs=spec_dirs, max_examples=cap, seed=cfg.seed)
 
 
 def write_json(path: Path, payload: Any) -> None:
@@ -87,16 +89,17 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     run_dir = Path(cfg.resume) if cfg.resume else run_dir
     space = SearchSpace.from_config(plain(cfg.search_space))
     task_names = list(cfg.tasks)
-    tasks = {name: load_configured_task(cfg, name) for name in task_names}
+    search_cfg = SearchConfig(**plain(cfg.search))
+    tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in task_names}
     strategy = build_strategy(cfg.controller.kind, space, task_names, plain(cfg.controller.network),
                               plain(cfg.controller.policy), cfg.seed)
-    search_cfg = SearchConfig(**plain(cfg.search))
     runner = ChildRunner(tasks, ChildTrainerConfig(**plain(cfg.trainer)), cfg.paths.cache_dir, plain(cfg.encoders))
     # What a resumed search must share with the original for the trial sequence to continue.
     signature = {
         "tasks": task_names, "seed": cfg.seed, "space": space.signature(), "controller": plain(cfg.controller),
         "batch_size": search_cfg.batch_size, "task_schedule": search_cfg.task_schedule,
         "reward": search_cfg.reward, "child": plain(cfg.child.arch), "trainer": plain(cfg.trainer),
+        "examples": {name: {s: len(t.splits[s].texts) for s in t.splits} for name, t in tasks.items()},
     }
     tracking = TrackingConfig.from_mapping({**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)

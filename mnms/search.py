@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -31,6 +32,7 @@ class SearchConfig:
     """How a search spends its budget (Hydra group ``search``)."""
 
     trials: int = 400  # total children over all tasks
+    max_examples: int | None = None  # examples per split the children see; None = all (applied when loading tasks)
     batch_size: int = 8  # children per controller step
     task_schedule: str = "round_robin"
     reward: str = "val_accuracy"
@@ -41,6 +43,8 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.trials < 1 or self.batch_size < 1:
             raise ValueError(f"search.trials={self.trials} and search.batch_size={self.batch_size} must be >= 1")
+        if self.max_examples is not None and self.max_examples < 2:
+            raise ValueError(f"search.max_examples={self.max_examples} must be null or >= 2")
         if self.task_schedule not in SCHEDULES:
             raise ValueError(f"search.task_schedule={self.task_schedule!r}; valid: {list(SCHEDULES)}")
         if self.reward not in REWARDS:
@@ -76,7 +80,8 @@ class Search:
         self.step = 0
         self.task_rng = torch.Generator().manual_seed(seed)
         self.best: dict[str, dict[str, Any]] = {}
-        self.seconds = {"evaluate": 0.0, "policy": 0.0, "records": 0.0, "tracking": 0.0}
+        # Where the time goes: "loop" is the wall time of whole steps, the rest its parts.
+        self.seconds = {"loop": 0.0, "evaluate": 0.0, "policy": 0.0, "records": 0.0, "tracking": 0.0}
         self.trials_done = 0  # trials covered by the last checkpoint
         self._restore()
         self.memo: dict[str, dict[str, Any]] = {}  # first ok trial of each (task, arch, seed) before this batch
@@ -138,9 +143,8 @@ class Search:
                 to_train.append(slot)
             first_slot.setdefault(key, slot)
         requests = [TrialRequest(first_trial + slot, task, archs[slot], self.seed) for slot in to_train]
-        started = time.perf_counter()
-        outcomes = self.evaluator.evaluate(requests) if requests else []
-        self.seconds["evaluate"] += time.perf_counter() - started
+        with self._timed("evaluate"):
+            outcomes = self.evaluator.evaluate(requests) if requests else []
         for slot, outcome in zip(to_train, outcomes, strict=True):
             rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome)
         for slot, source_slot in twins.items():
@@ -169,7 +173,6 @@ class Search:
         }
 
     def _record(self, rows: list[dict[str, Any]]) -> None:
-        started = time.perf_counter()
         for row in rows:
             if row["trial"] >= len(self.log):
                 self.log.append(row)
@@ -177,7 +180,6 @@ class Search:
             best = self.best.get(row["task"])
             if row["status"] == "ok" and (best is None or row["reward"] > best["reward"]):
                 self.best[row["task"]] = row
-        self.seconds["records"] += time.perf_counter() - started
 
     def _remember(self, row: dict[str, Any]) -> None:
         if row["status"] == "ok":
@@ -186,7 +188,6 @@ class Search:
     def _track(self, task: str, rows: list[dict[str, Any]], stats: Mapping[str, float]) -> None:
         if self.tracker is None:
             return
-        started = time.perf_counter()
         for row in rows:
             self.tracker.log_trial(_table_row(row))
         rewards = [row["reward"] for row in rows]
@@ -195,44 +196,55 @@ class Search:
         for decision, probs in self.strategy.choice_probabilities(task).items():
             metrics.update({f"{task}/p/{decision}/{choice}": p for choice, p in probs.items()})
         self.tracker.log_metrics(metrics, step=self.step)
-        self.seconds["tracking"] += time.perf_counter() - started
 
     # --- the loop -----------------------------------------------------------------
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[key] += time.perf_counter() - started
+
+    def _step(self, trials: int) -> int:
+        """One controller step: propose, evaluate, record, learn, log, checkpoint."""
+        task = self._next_task()
+        with self._timed("policy"):
+            proposals = self.strategy.propose(task, min(self.cfg.batch_size, self.cfg.trials - trials))
+        rows = self._rows_for(task, trials, proposals)
+        with self._timed("records"):
+            self._record(rows)
+        with self._timed("policy"):
+            stats = self.strategy.observe(task, proposals, [row["reward"] for row in rows])
+        with self._timed("tracking"):
+            self._track(task, rows, stats)
+        self.step += 1
+        with self._timed("records"):
+            self._checkpoint(trials + len(rows))
+        return trials + len(rows)
+
     def run(self) -> dict[str, Any]:
         trials = self.trials_done
         with SearchProgress(self.cfg.trials, self.tasks, enabled=self.cfg.progress) as progress:
             progress.update(trials, self.best)
             while trials < self.cfg.trials:
-                task = self._next_task()
-                started = time.perf_counter()
-                proposals = self.strategy.propose(task, min(self.cfg.batch_size, self.cfg.trials - trials))
-                self.seconds["policy"] += time.perf_counter() - started
-                rows = self._rows_for(task, trials, proposals)
-                self._record(rows)
-                started = time.perf_counter()
-                stats = self.strategy.observe(task, proposals, [row["reward"] for row in rows])
-                self.seconds["policy"] += time.perf_counter() - started
-                self._track(task, rows, stats)
-                trials += len(rows)
-                self.step += 1
-                started = time.perf_counter()
-                self._checkpoint(trials)
-                self.seconds["records"] += time.perf_counter() - started
+                with self._timed("loop"):
+                    trials = self._step(trials)
                 progress.update(trials, self.best)
         self.log.close()
         return self.summary()
 
     def summary(self) -> dict[str, Any]:
         """Best architecture per task and where the time went."""
-        total = sum(self.seconds.values())
-        overhead = total - self.seconds["evaluate"]
+        overhead = self.seconds["policy"] + self.seconds["records"] + self.seconds["tracking"]
         return {
             "trials": len(self.log),
             "steps": self.step,
             "best": {task: {key: row[key] for key in ("trial", "reward", "decisions", "arch", "metrics")}
                      for task, row in self.best.items()},
+            "choice_probabilities": {task: self.strategy.choice_probabilities(task) for task in self.tasks},
             "seconds": dict(self.seconds),
-            "overhead_fraction": overhead / total if total else 0.0,
+            "overhead_fraction": overhead / self.seconds["loop"] if self.seconds["loop"] else 0.0,
         }
 
 
