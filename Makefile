@@ -1,0 +1,38 @@
+# Everyday commands. `make help` lists them.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export WANDB_MODE ?= offline
+export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
+
+.DEFAULT_GOAL := help
+.PHONY: help install run child test test-fast bench clean
+
+help:  ## list the everyday commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv and install mnms with pinned dependencies
+
+run: install  ## the main job (python train.py)
+	$(PY) train.py $(ARGS)
+
+child: install  ## train one child: make child ARGS="task=trec child.arch.encoder=words"
+	$(PY) train.py mode=child $(ARGS)
+
+test: install  ## the whole test suite, slow end-to-end tests included (what CI runs)
+	$(PY) -m pytest -q --durations=15
+
+test-fast: install  ## unit tests only
+	$(PY) -m pytest -q -m "not slow"
+
+bench: install  ## reproduce docs/benchmarks.md figures
+	$(PY) -m bench.child_overhead
+	$(PY) -m bench.encoder_table
+
+clean:  ## remove run outputs and caches (not the venv)
+	rm -rf outputs multirun wandb .cache .pytest_cache
