@@ -1,0 +1,67 @@
+"""The study report: plots and tables from search run dirs, written next to them.
+
+    python -m mnms.report outputs/transfer-study/<time> [outputs/pretrain/<time>] [--out DIR]
+
+Reads only the runs' own files (see ``load``); ``tables`` computes the numbers and
+``plots`` draws the figures, each a plain function of the tidy trial table.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+from mnms.report.load import find_run_dirs, load_jobs, load_task_embeddings, load_trials
+from mnms.report.plots import (
+    BAND, best_so_far_figure, decision_figure, decision_ranking, reward_figure, similarity_figure,
+)
+from mnms.report.tables import LEGEND, jobs_table, mode_sort_key, run_stats, task_table
+
+REPORT_FILE = "report.md"
+
+
+def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int = 10, decisions: int = 3) -> Path:
+    """Write ``report.md`` and its PNGs into ``out`` (default: the runs' common parent); returns the report's path.
+
+    ``window`` is the trial window of the moving-average reward and of the choice
+    frequencies; ``decisions`` how many decision figures to draw (those that move most).
+    """
+    if window < 1 or decisions < 0:
+        raise ValueError(f"window={window} must be >= 1 and decisions={decisions} >= 0")
+    run_dirs = [path.resolve() for path in find_run_dirs(paths)]
+    root = Path(os.path.commonpath(run_dirs))
+    out = Path(out) if out is not None else root
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = load_jobs(run_dirs, root)
+    trials = load_trials(jobs)
+    stats = run_stats(trials)
+
+    figures = {"best_so_far.png": best_so_far_figure(trials), "reward.png": reward_figure(trials, window)}
+    for name in decision_ranking(trials, window)[:decisions]:
+        figures[f"decision_{name}.png"] = decision_figure(trials, name, window)
+    embeddings = load_task_embeddings(jobs)
+    if embeddings:
+        figures["task_similarity.png"] = similarity_figure(embeddings)
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110)
+
+    modes = ", ".join(sorted(jobs["mode"].unique(), key=mode_sort_key))
+    seeds = sorted(int(seed) for seed in jobs["seed"].unique())
+    sections = [
+        "# Search report",
+        f"{len(jobs)} runs under `{root}` (modes: {modes}; seeds: {seeds}), "
+        "read from their `trials.jsonl`.",
+        "## Results per task", LEGEND,
+        *(f"### {task}\n\n{task_table(stats, task)}" for task in sorted(trials["task"].unique())),
+        "## Figures",
+        f"Curves: the line is the mean over seeds, the band the {BAND}.",
+        *(f"![{name.removesuffix('.png')}]({name})" for name in figures),
+    ]
+    if not embeddings:
+        sections.append("No `controller.pt` with two or more task embeddings among these runs: "
+                        "the task similarity map is skipped.")
+    sections += ["## Runs", jobs_table(jobs, trials)]
+    report = out / REPORT_FILE
+    report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    return report

@@ -1,0 +1,129 @@
+"""Search run dirs -> tidy DataFrames: one row per job, one row per trial.
+
+Everything comes from the runs' own files (``trials.jsonl``, ``summary.json``,
+``.hydra/config.yaml``, ``controller.pt``), never from W&B: the trial log is the
+source of truth and W&B only mirrors it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from mnms.records import TRIALS_FILE, read_trials
+
+SUMMARY_FILE = "summary.json"
+CONTROLLER_FILE = "controller.pt"
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+DECISION_PREFIX = "decision."
+
+
+def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
+    """Every folder under ``paths`` holding a ``trials.jsonl`` or a ``summary.json`` (a job that failed early)."""
+    found: set[Path] = set()
+    for root in map(Path, paths):
+        if not root.exists():
+            raise FileNotFoundError(f"{root} does not exist; pass search run dirs or a multirun dir")
+        for name in (TRIALS_FILE, SUMMARY_FILE):
+            found.update(path.parent for path in root.rglob(name))
+    if not found:
+        raise FileNotFoundError(
+            f"no {TRIALS_FILE} under {[str(p) for p in paths]}: pass search run dirs or a multirun dir "
+            "such as outputs/transfer-study/<time>"
+        )
+    return sorted(found)
+
+
+def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
+    """One row per run: ``run`` (its path relative to ``root``), ``path``, ``mode``, ``seed``, ``tasks``,
+    ``status``, ``error`` and ``controller`` (its ``controller.pt`` or None).
+
+    ``mode`` is W&B's ``logger.job_type`` (transfer, scratch, ...) or, if unset,
+    ``controller.kind``. ``status`` is ``ok``, ``failed`` (``summary.json`` says so) or
+    ``incomplete`` (no summary yet: still running, or killed).
+    """
+    rows = []
+    for run_dir in run_dirs:
+        cfg = _hydra_config(run_dir)
+        summary_path = run_dir / SUMMARY_FILE
+        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        status = "incomplete" if summary is None else summary.get("status", "ok")
+        controller = run_dir / CONTROLLER_FILE
+        rows.append({
+            "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
+            "path": run_dir,
+            "mode": OmegaConf.select(cfg, "logger.job_type") or OmegaConf.select(cfg, "controller.kind"),
+            "seed": int(cfg.seed),
+            "tasks": list(cfg.tasks),
+            "status": status,
+            "error": summary.get("error") if summary else None,
+            "controller": controller if controller.exists() else None,
+        })
+    return pd.DataFrame(rows)
+
+
+def _hydra_config(run_dir: Path) -> DictConfig:
+    path = run_dir / HYDRA_CONFIG
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing: the report labels runs by their Hydra config (mode, seed, tasks); "
+            "run searches through train.py, or leave this run dir out"
+        )
+    return OmegaConf.load(path)
+
+
+def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
+    """One row per trial of every job, with its job's ``run``, ``mode`` and ``seed``.
+
+    ``task_trial`` numbers a task's trials 1, 2, ... within its run, so a multitask run and
+    a single-task run compare per task. Failed trials keep their row (they spent budget)
+    with NaN accuracies. Searched decisions become ``decision.<name>`` columns (NaN where a
+    decision was not made, e.g. ``width_1`` with no hidden layer).
+    """
+    rows = []
+    for job in jobs.itertuples():
+        if not (job.path / TRIALS_FILE).exists():
+            continue
+        for row in read_trials(job.path):
+            metrics = row["metrics"] or {}
+            rows.append({
+                "run": job.run, "mode": job.mode, "seed": job.seed, "task": row["task"], "trial": row["trial"],
+                "status": row["status"], "reward": row["reward"],
+                "val_accuracy": metrics.get("val_accuracy") if row["status"] == "ok" else None,
+                "test_accuracy": metrics.get("test_accuracy") if row["status"] == "ok" else None,
+                "arch": json.dumps(row["arch"], sort_keys=True),
+                **{f"{DECISION_PREFIX}{name}": value for name, value in row["decisions"].items()},
+            })
+    if not rows:
+        raise ValueError(f"none of the runs {list(jobs['run'])} has any trial yet; nothing to report")
+    trials = pd.DataFrame(rows).sort_values(["run", "trial"], ignore_index=True)
+    trials["task_trial"] = trials.groupby(["run", "task"]).cumcount() + 1
+    for column in ("val_accuracy", "test_accuracy", "reward"):
+        trials[column] = trials[column].astype(float)
+    return trials
+
+
+def decision_names(trials: pd.DataFrame) -> list[str]:
+    """The searched decisions present in ``trials`` (``decision.<name>`` columns), by name."""
+    return [c.removeprefix(DECISION_PREFIX) for c in trials.columns if c.startswith(DECISION_PREFIX)]
+
+
+def load_task_embeddings(jobs: pd.DataFrame) -> dict[str, tuple[list[str], torch.Tensor]]:
+    """``run -> (task_names, task_embeddings)`` from each run's ``controller.pt`` that embeds two or more tasks."""
+    embeddings = {}
+    for job in jobs.itertuples():
+        if pd.isna(job.controller):
+            continue
+        # weights_only=False: the artifact holds plain Python records our own code wrote.
+        artifact = torch.load(job.controller, map_location="cpu", weights_only=False)
+        names, vectors = list(artifact["task_names"]), torch.as_tensor(artifact["task_embeddings"]).float()
+        if len(names) != vectors.shape[0]:
+            raise ValueError(f"{job.controller}: {len(names)} task_names but {vectors.shape[0]} task_embeddings rows")
+        if len(names) >= 2:
+            embeddings[job.run] = (names, vectors)
+    return embeddings

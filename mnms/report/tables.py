@@ -1,0 +1,126 @@
+"""The study's numbers: per (task, mode), how good and how fast, as mean ± std over seeds.
+
+Everything is counted in a task's own trials (``task_trial``), so a multitask run's
+trials on other tasks don't count against it. "Scratch's final best" is the mean over
+scratch seeds of each seed's best validation accuracy on the task.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+CHECKPOINTS = (10, 25, 50, 100)  # best validation accuracy after this many trials of the task
+FRACTIONS = (0.95, 0.99)  # trials needed to reach this fraction of scratch's final best
+TOP_K = 5  # test accuracy of the top-k distinct architectures chosen on validation
+BASELINE = "scratch"
+MODE_ORDER = ("transfer", BASELINE, "random", "optuna", "multitask")
+
+
+def mode_sort_key(mode: str) -> tuple[int, str]:
+    """The study's modes in a fixed reading order, any other mode after them by name."""
+    return (MODE_ORDER.index(mode) if mode in MODE_ORDER else len(MODE_ORDER), mode)
+
+
+def best_so_far(trials: pd.DataFrame) -> pd.Series:
+    """Running best validation accuracy per (run, task); a failed trial keeps the previous best."""
+    keys = [trials["run"], trials["task"]]
+    return trials.groupby(keys)["val_accuracy"].cummax().groupby(keys).ffill()
+
+
+def top_k_test_accuracy(trials: pd.DataFrame, k: int = TOP_K) -> float:
+    """Mean test accuracy of the ``k`` best distinct architectures by validation accuracy (ties: earlier trial)."""
+    ok = trials.dropna(subset=["val_accuracy"]).drop_duplicates("arch")
+    return float(ok.sort_values("val_accuracy", ascending=False, kind="stable").head(k)["test_accuracy"].mean())
+
+
+def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
+    """One row per (task, mode, run): ``best@N``, ``final_best``, ``top_test`` and ``reach@F`` (NaN: never)."""
+    trials = trials.assign(best=best_so_far(trials))
+    scratch = trials[trials["mode"] == BASELINE]
+    targets = scratch.groupby(["task", "run"])["val_accuracy"].max().groupby("task").mean()
+    rows = []
+    for (task, mode, run, seed), group in trials.groupby(["task", "mode", "run", "seed"]):
+        best = group.set_index("task_trial")["best"]
+        row = {"task": task, "mode": mode, "run": run, "seed": seed, "trials": len(group),
+               "final_best": best.iloc[-1], "top_test": top_k_test_accuracy(group)}
+        row.update({f"best@{n}": best.get(n, math.nan) for n in CHECKPOINTS})
+        for fraction in FRACTIONS:
+            reached = best[best >= fraction * targets.get(task, math.nan)]
+            row[f"reach@{fraction}"] = reached.index[0] if len(reached) else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _cell(values: pd.Series, digits: int, empty: str = "—") -> str:
+    """``mean ± std`` over seeds (sample std); ``(k/n)`` when only k of the n seeds have a value."""
+    present = values.dropna()
+    if present.empty:
+        return empty
+    text = f"{present.mean():.{digits}f}"
+    if len(present) > 1:
+        text += f" ± {present.std():.{digits}f}"
+    return text + (f" ({len(present)}/{len(values)})" if len(present) < len(values) else "")
+
+
+def _speed_up(scratch: pd.Series, mode: pd.Series) -> str:
+    """Scratch's mean trials over this mode's, only when every seed of both reached the target."""
+    if scratch.empty or scratch.isna().any() or mode.isna().any():
+        return "—"
+    return f"{scratch.mean() / mode.mean():.2f}×"
+
+
+def task_table(stats: pd.DataFrame, task: str) -> str:
+    """The markdown table of one task: a row per mode."""
+    rows = stats[stats["task"] == task]
+    has_baseline = (rows["mode"] == BASELINE).any()
+    header = ["mode", "seeds", *(f"best val @{n}" for n in CHECKPOINTS)]
+    for fraction in FRACTIONS:
+        header += [f"trials to {fraction:.0%} of scratch", "speed-up"]
+    header.append(f"top-{TOP_K} test acc")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for mode in sorted(rows["mode"].unique(), key=mode_sort_key):
+        mine = rows[rows["mode"] == mode]
+        cells = [mode, str(len(mine)), *(_cell(mine[f"best@{n}"], 3) for n in CHECKPOINTS)]
+        for fraction in FRACTIONS:
+            column = f"reach@{fraction}"
+            if has_baseline:
+                baseline = rows.loc[rows["mode"] == BASELINE, column]
+                cells += [_cell(mine[column], 1, empty="not reached"), _speed_up(baseline, mine[column])]
+            else:
+                cells += ["n/a (no scratch runs)", "—"]
+        cells.append(_cell(mine["top_test"], 3))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def jobs_table(jobs: pd.DataFrame, trials: pd.DataFrame) -> str:
+    """Every job with its mode, seed, tasks, trial count and status (a failure's error, shortened)."""
+    counts = trials.groupby("run").size()
+    lines = ["| run | mode | seed | tasks | trials | status |", "|---|---|---|---|---|---|"]
+    for job in jobs.sort_values(["mode", "seed", "run"], key=_mode_then_value).itertuples():
+        status = f"{job.status}: {_shorten(job.error)}" if pd.notna(job.error) else job.status
+        cells = [f"`{job.run}`", job.mode, str(job.seed), ", ".join(job.tasks), str(counts.get(job.run, 0)), status]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    return "\n".join(lines)
+
+
+def _mode_then_value(column: pd.Series) -> pd.Series:
+    return column.map(mode_sort_key) if column.name == "mode" else column
+
+
+def _shorten(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+LEGEND = f"""\
+Numbers are mean ± sample std over seeds, counted in each task's own trials.
+`best val @N`: best validation accuracy after N trials of the task.
+`trials to X% of scratch`: trials until the best validation accuracy reaches X% of
+scratch's final best (the mean over scratch seeds of each seed's best); `speed-up` is
+scratch's mean trials divided by this mode's, shown when every seed of both reached it.
+`top-{TOP_K} test acc`: mean test accuracy of the {TOP_K} best distinct architectures by
+validation accuracy. `(k/n)`: only k of the n seeds have a value (too few trials, or the
+target was never reached)."""

@@ -1,0 +1,161 @@
+"""The report builds its figures and tables from real small searches' run dirs.
+
+Four real searches (PPO labelled ``scratch`` and random search, two seeds each, on two
+small real tasks) are laid out as Hydra jobs are: ``trials.jsonl``, ``summary.json``,
+``.hydra/config.yaml`` and, for the PPO runs, a ``controller.pt`` with the learned task
+embeddings. Values in the report are checked against the trial logs read independently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from pathlib import Path
+
+os.environ.setdefault("MPLCONFIGDIR", "/tmp/mnms-test-matplotlib")  # before matplotlib is imported
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.image import imread  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from mnms.child import ChildTrainerConfig  # noqa: E402
+from mnms.evaluator import ChildRunner, SequentialEvaluator  # noqa: E402
+from mnms.report import build_report  # noqa: E402
+from mnms.report.__main__ import main as report_main  # noqa: E402
+from mnms.search import Search, SearchConfig  # noqa: E402
+from mnms.search_space import SearchSpace  # noqa: E402
+from mnms.strategies import build_strategy  # noqa: E402
+from mnms.tasks import load_task  # noqa: E402
+
+TASKS = ("trec", "langid-tatoeba")
+SPACE = {
+    "decisions": [
+        {"name": "encoder", "choices": ["words", "char-ngrams"]},
+        {"name": "hidden_layers", "choices": [0, 1]},
+        {"name": "width_1", "choices": [32, 128], "when": {"hidden_layers": [1]}},
+        {"name": "learning_rate", "choices": [0.003, 0.03]},
+    ]
+}
+TRIALS = 24  # 12 per task: enough for the @10 column and two choice windows of 10
+
+
+def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, job_type: str | None,
+                seed: int) -> None:
+    """A real search in ``run_dir``, plus the files a Hydra job and the artifact writer leave there."""
+    tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
+    space = SearchSpace.from_config(SPACE)
+    strategy = build_strategy(kind, space, list(TASKS), {}, {}, seed=seed)
+    runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
+    search = Search(SearchConfig(trials=TRIALS, batch_size=4, progress=False), list(TASKS), strategy,
+                    SequentialEvaluator(runner), run_dir, child_defaults={"batch_size": 32}, seed=seed,
+                    signature={})
+    (run_dir / "summary.json").write_text(json.dumps(search.run()))
+    config = {"seed": seed, "tasks": list(TASKS), "controller": {"kind": kind}, "logger": {"job_type": job_type}}
+    (run_dir / ".hydra").mkdir()
+    OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
+    if kind == "ppo":
+        weights = strategy.controller.task_embedding.weight.detach()
+        torch.save({"task_names": list(TASKS), "task_embeddings": weights}, run_dir / "controller.pt")
+
+
+@pytest.fixture(scope="module")
+def study_dir(data_dir: Path, session_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scratch (PPO) and random search, seeds 0 and 1; random runs are labelled by controller.kind."""
+    root = tmp_path_factory.mktemp("study")
+    for kind, job_type in (("ppo", "scratch"), ("random", None)):
+        for seed in (0, 1):
+            _search_run(root / f"{kind}-seed{seed}", data_dir, session_cache_dir, kind=kind, job_type=job_type,
+                        seed=seed)
+    return root
+
+
+@pytest.fixture(scope="module")
+def report(study_dir: Path) -> Path:
+    return build_report([study_dir])
+
+
+def _table(markdown: str, task: str) -> dict[str, dict[str, str]]:
+    """The table under ``### task`` as {mode: {column: cell}}."""
+    section = markdown.split(f"### {task}\n", 1)[1].strip().split("\n\n", 1)[0]
+    header, _, *rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in section.splitlines()]
+    return {row[0]: dict(zip(header, row)) for row in rows}
+
+
+def _trials(run_dir: Path, task: str) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "trials.jsonl").read_text().splitlines()]
+    return [row for row in rows if row["task"] == task]
+
+
+def test_report_writes_valid_figures_linked_from_the_markdown(report: Path) -> None:
+    markdown = report.read_text()
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert {"best_so_far.png", "reward.png", "task_similarity.png"} <= set(links)
+    assert sum(link.startswith("decision_") for link in links) == 3  # every decision but the least moving one
+    for link in links:
+        path = report.parent / link  # relative links resolve next to report.md
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
+        pixels = imread(path)
+        assert pixels.shape[0] > 300 and pixels.shape[1] > 500, (link, pixels.shape)
+        colours = np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)
+        assert len(colours) > 50, f"{link} looks blank ({len(colours)} colours)"
+
+
+def test_each_task_has_a_row_per_mode_with_seed_counts(report: Path) -> None:
+    markdown = report.read_text()
+    for task in TASKS:
+        table = _table(markdown, task)
+        assert list(table) == ["scratch", "random"]  # the study's reading order
+        assert all(row["seeds"] == "2" for row in table.values())
+        assert all(row["best val @100"] == "—" for row in table.values())  # 12 trials per task: not reached
+        assert table["scratch"]["speed-up"] in ("1.00×", "—")
+    assert "## Runs" in markdown and markdown.count("| ok |") == 4
+
+
+def test_table_numbers_match_the_trial_logs(study_dir: Path, report: Path) -> None:
+    table = _table(report.read_text(), "trec")
+    best_at_10 = [max(r["metrics"]["val_accuracy"] for r in _trials(study_dir / f"random-seed{s}", "trec")[:10]
+                      if r["status"] == "ok") for s in (0, 1)]
+    expected = f"{statistics.mean(best_at_10):.3f} ± {statistics.stdev(best_at_10):.3f}"
+    assert table["random"]["best val @10"] == expected
+
+    top_test = []
+    for seed in (0, 1):
+        distinct = {json.dumps(r["arch"], sort_keys=True): r for r in reversed(_trials(study_dir / f"ppo-seed{seed}", "trec"))
+                    if r["status"] == "ok"}  # reversed: the first trial of an architecture wins
+        ranked = sorted(distinct.values(), key=lambda r: (-r["metrics"]["val_accuracy"], r["trial"]))[:5]
+        top_test.append(statistics.mean(r["metrics"]["test_accuracy"] for r in ranked))
+    assert table["scratch"]["top-5 test acc"] == f"{statistics.mean(top_test):.3f} ± {statistics.stdev(top_test):.3f}"
+
+    target = 0.95 * statistics.mean(max(r["metrics"]["val_accuracy"] for r in _trials(study_dir / f"ppo-seed{s}", "trec")
+                                        if r["status"] == "ok") for s in (0, 1))
+    reach = []
+    for seed in (0, 1):
+        best = 0.0
+        for n, row in enumerate(_trials(study_dir / f"random-seed{seed}", "trec"), start=1):
+            best = max(best, row["metrics"]["val_accuracy"] if row["status"] == "ok" else 0.0)
+            if best >= target:
+                reach.append(n)
+                break
+    cell = table["random"]["trials to 95% of scratch"]
+    if not reach:
+        assert cell == "not reached"
+    else:
+        assert cell.startswith(f"{statistics.mean(reach):.1f}")
+
+
+def test_cli_writes_to_out_and_names_a_folder_without_runs(study_dir: Path, tmp_path: Path, capsys) -> None:
+    report_main([str(study_dir / "ppo-seed0"), str(study_dir / "random-seed1"), "--out", str(tmp_path / "out"),
+                 "--decisions", "1"])
+    assert f"report: {tmp_path / 'out' / 'report.md'}" in capsys.readouterr().out
+    written = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"report.md", "best_so_far.png", "reward.png", "task_similarity.png"} < written
+    assert len([name for name in written if name.startswith("decision_")]) == 1
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        report_main([str(tmp_path / "empty")])
+    assert exit_info.value.code == 2
+    assert f"no trials.jsonl under ['{tmp_path / 'empty'}']" in capsys.readouterr().err
