@@ -12,15 +12,18 @@ from rich.console import Console
 from rich.table import Table
 
 from mnms.arch import Architecture
+from mnms.artifact import ARTIFACT_FILE, save_controller_artifact
 from mnms.child import ChildTrainerConfig, evaluate_child
 from mnms.evaluator import ChildRunner
 from mnms.executors import build_evaluator
 from mnms.feature_cache import FeatureCache
 from mnms.search import Search, SearchConfig
 from mnms.search_space import SearchSpace
-from mnms.strategies import build_strategy
+from mnms.study import apply_study_mode
+from mnms.strategies import PolicyGradientStrategy, build_strategy
 from mnms.tasks import Task, load_task
 from mnms.tracking import Tracker, TrackingConfig
+from mnms.transfer import transfer_strategy
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
@@ -86,13 +89,16 @@ def _print_child_summary(task: Task, arch: Architecture, metrics: dict, run_dir:
 
 def run_search(cfg: DictConfig, run_dir: Path) -> float:
     """A (multitask) architecture search; returns the mean over tasks of the best reward."""
+    cfg = apply_study_mode(cfg)
     run_dir = Path(cfg.resume) if cfg.resume else run_dir
     space = SearchSpace.from_config(plain(cfg.search_space))
     task_names = list(cfg.tasks)
     search_cfg = SearchConfig(**plain(cfg.search))
     tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in task_names}
-    strategy = build_strategy(cfg.controller.kind, space, task_names, plain(cfg.controller.network),
-                              plain(cfg.controller.policy), cfg.seed)
+    strategy_args = (cfg.controller.kind, space, task_names, plain(cfg.controller.network),
+                     plain(cfg.controller.policy), cfg.seed)
+    transfer = plain(cfg.transfer) if cfg.transfer["from"] else None
+    strategy = transfer_strategy(transfer, *strategy_args) if transfer else build_strategy(*strategy_args)
     runner = ChildRunner(tasks, ChildTrainerConfig(**plain(cfg.trainer)), cfg.paths.cache_dir, plain(cfg.encoders))
     # What a resumed search must share with the original for the trial sequence to continue.
     signature = {
@@ -100,6 +106,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
         "batch_size": search_cfg.batch_size, "task_schedule": search_cfg.task_schedule,
         "reward": search_cfg.reward, "child": plain(cfg.child.arch), "trainer": plain(cfg.trainer),
         "examples": {name: {s: len(t.splits[s].texts) for s in t.splits} for name, t in tasks.items()},
+        **({"transfer": transfer} if transfer else {}),
     }
     tracking = TrackingConfig.from_mapping({**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -113,8 +120,12 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
             wandb_path = tracker.run_path
     finally:
         evaluator.close()
+    controller_file = None
+    if isinstance(strategy, PolicyGradientStrategy):  # random and Optuna searches train no controller to transfer
+        controller_file = save_controller_artifact(run_dir / ARTIFACT_FILE, strategy, space, plain(cfg))
     summary = {**summary, "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in tasks.items()},
-               "strategy": cfg.controller.kind, "wandb_run": str(wandb_path) if wandb_path else None}
+               "strategy": cfg.controller.kind, "wandb_run": str(wandb_path) if wandb_path else None,
+               "controller": str(controller_file) if controller_file else None}
     write_json(run_dir / "summary.json", summary)
     _print_search_summary(summary, run_dir)
     rewards = [best["reward"] for best in summary["best"].values()]
@@ -135,9 +146,18 @@ def _print_search_summary(summary: dict, run_dir: Path) -> None:
     console.print(f"records: {run_dir / 'trials.jsonl'}  summary: {run_dir / 'summary.json'}")
     if summary["wandb_run"]:
         console.print(f"W&B run: {summary['wandb_run']}  (offline runs: `wandb sync <dir>`)")
+    console.print(f"controller for transfer: {summary['controller']}" if summary["controller"]
+                  else f"no {ARTIFACT_FILE}: {summary['strategy']} search trains no controller to transfer")
 
 
-MODES: dict[str, Callable[[DictConfig, Path], Any]] = {"child": run_child, "search": run_search}
+def run_propose(cfg: DictConfig, run_dir: Path) -> float | None:
+    """``mode=propose`` (mnms.propose), imported on use because that module builds on this one's helpers."""
+    from mnms.propose import propose
+
+    return propose(cfg, run_dir)
+
+
+MODES: dict[str, Callable[[DictConfig, Path], Any]] = {"child": run_child, "search": run_search, "propose": run_propose}
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Any:

@@ -4,8 +4,9 @@ A strategy owns all of its randomness (one ``torch.Generator``) and all of its
 learning state, and ``state_dict`` captures both, so a search resumed from a
 checkpoint proposes exactly what the uninterrupted search would have.
 
-Adding another searcher (e.g. an Optuna sampler: ``propose`` = ask, ``observe`` =
-tell) means one more ``Strategy`` subclass and one more branch in ``build_strategy``.
+Adding another searcher means one more ``Strategy`` subclass and one more branch
+in ``build_strategy``, as for the Optuna baseline (``mnms.optuna_strategy``:
+``propose`` = ask, ``observe`` = tell).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from mnms.controller import Controller, ControllerConfig
 from mnms.policy import Experience, PolicyConfig, ReplayBank, TaskBaselines, ppo_update, reinforce_update
 from mnms.search_space import SearchSpace
 
-STRATEGY_KINDS = ("ppo", "reinforce", "random")
+STRATEGY_KINDS = ("ppo", "reinforce", "random", "optuna")
 
 
 @dataclass
@@ -176,24 +177,41 @@ def build_strategy(
     """
     if kind not in STRATEGY_KINDS:
         raise ValueError(f"unknown strategy kind {kind!r}; choose one of {list(STRATEGY_KINDS)}")
-    generator = torch.Generator().manual_seed(seed)
     if kind == "random":
         if controller_cfg or policy_cfg:
             raise ValueError("random search has no controller or policy settings; leave 'network' and 'policy' empty")
-        return RandomStrategy(space, generator)
+        return RandomStrategy(space, torch.Generator().manual_seed(seed))
+    if kind == "optuna":
+        from mnms.optuna_strategy import OptunaConfig, OptunaStrategy  # optional baseline: import only when used
+
+        if controller_cfg:
+            raise ValueError("controller=optuna has no network; leave 'network' empty and put TPE settings under 'policy'")
+        return OptunaStrategy(space, task_names, OptunaConfig.from_mapping(policy_cfg), seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        controller = Controller(space, task_names, ControllerConfig.from_mapping(controller_cfg))
+    return policy_gradient_strategy(kind, controller, policy_cfg, seed)
+
+
+def policy_gradient_strategy(
+    kind: str, controller: Controller, policy_cfg: Mapping[str, Any], seed: int
+) -> PolicyGradientStrategy:
+    """PPO or REINFORCE training ``controller`` (a new one, or a pre-trained one for transfer).
+
+    The optimiser covers only parameters that require gradients, so a partly frozen
+    controller keeps its frozen weights exactly.
+    """
     if policy_cfg.get("algorithm", kind) != kind:
         raise ValueError(
             f"policy.algorithm={policy_cfg['algorithm']!r} contradicts kind={kind!r}; drop policy.algorithm"
         )
     policy = PolicyConfig.from_mapping({**policy_cfg, "algorithm": kind})
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        controller = Controller(space, task_names, ControllerConfig.from_mapping(controller_cfg))
+    trainable = [p for p in controller.parameters() if p.requires_grad]
     return PolicyGradientStrategy(
         controller=controller,
-        optimizer=torch.optim.Adam(controller.parameters(), lr=policy.learning_rate),
+        optimizer=torch.optim.Adam(trainable, lr=policy.learning_rate),
         baselines=TaskBaselines(policy.baseline_decay),
         bank=ReplayBank(policy.bank_capacity) if kind == "ppo" else None,
         config=policy,
-        generator=generator,
+        generator=torch.Generator().manual_seed(seed),
     )

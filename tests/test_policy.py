@@ -87,7 +87,7 @@ def test_policy_config_validation():
 def test_build_strategy_rejects_inconsistent_configs():
     space = DEFAULT
     with pytest.raises(ValueError, match="unknown strategy kind"):
-        build_strategy("optuna", space, ["a"], {}, {}, 0)
+        build_strategy("bayes", space, ["a"], {}, {}, 0)
     with pytest.raises(ValueError, match="random search has no controller"):
         build_strategy("random", space, ["a"], {}, {"learning_rate": 0.1}, 0)
     with pytest.raises(ValueError, match="contradicts"):

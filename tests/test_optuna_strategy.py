@@ -1,0 +1,116 @@
+"""The Optuna TPE baseline: valid define-by-run proposals, learning, per-task studies, exact resume."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from mnms.artifact import ARTIFACT_FILE
+from mnms.optuna_strategy import OptunaStrategy
+from mnms.records import read_trials
+from mnms.search_space import SearchSpace
+from mnms.strategies import Strategy, build_strategy
+from tiny_search import CONF, tiny_run
+from test_search import comparable
+
+DEFAULT = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "default.yaml")))
+GROUP = OmegaConf.to_container(OmegaConf.load(CONF / "controller" / "optuna.yaml"))
+BATCH = 8
+# The optimum of a synthetic task: reward is the fraction of these decisions the architecture gets right.
+TARGET = {"encoder": "char-ngrams", "optimizer": "rmsprop", "learning_rate": 0.003, "dropout": 0.3, "batch_size": 32}
+
+
+def optuna_strategy(tasks: list[str], seed: int = 0) -> Strategy:
+    """Built exactly as the search does: from the shipped conf/controller/optuna.yaml."""
+    return build_strategy(GROUP["kind"], DEFAULT, tasks, GROUP["network"], GROUP["policy"], seed)
+
+
+def reward(arch: dict) -> float:
+    return sum(arch[name] == value for name, value in TARGET.items()) / len(TARGET)
+
+
+def run_steps(strategy: Strategy, task: str, steps: int) -> list[dict]:
+    archs = []
+    for _ in range(steps):
+        proposals = strategy.propose(task, BATCH)
+        strategy.observe(task, proposals, [reward(p.arch) for p in proposals])
+        archs += [p.arch for p in proposals]
+    return archs
+
+
+def test_config_comes_from_the_controller_group_and_unknown_keys_are_errors() -> None:
+    assert isinstance(optuna_strategy(["a"]), OptunaStrategy) and optuna_strategy(["a"]).name == "optuna"
+    with pytest.raises(ValueError, match="unknown OptunaConfig key"):
+        build_strategy("optuna", DEFAULT, ["a"], {}, {"n_startup": 5}, 0)
+    with pytest.raises(ValueError, match="group=true needs multivariate=true"):
+        build_strategy("optuna", DEFAULT, ["a"], {}, {"multivariate": False}, 0)
+    with pytest.raises(ValueError, match="has no network"):
+        build_strategy("optuna", DEFAULT, ["a"], {"hidden_size": 8}, {}, 0)
+
+
+def test_proposals_are_valid_and_only_active_decisions_are_suggested() -> None:
+    strategy = optuna_strategy(["a"])
+    archs = run_steps(strategy, "a", 5)
+    assert all(DEFAULT.is_valid(arch) for arch in archs)
+    study = strategy.studies["a"]
+    assert [trial.params for trial in study.trials] == archs  # nothing beyond the active decisions was asked
+    assert any("width_3" not in arch for arch in archs) and any("width_3" in arch for arch in archs)
+    probabilities = strategy.choice_probabilities("a")
+    assert all(sum(p.values()) == pytest.approx(1.0) for p in probabilities.values())
+
+
+def test_tpe_learns_a_synthetic_reward_better_than_random_search() -> None:
+    tpe = [reward(arch) for arch in run_steps(optuna_strategy(["a"]), "a", 8)]
+    rand = [reward(arch) for arch in run_steps(build_strategy("random", DEFAULT, ["a"], {}, {}, 0), "a", 8)]
+    late_tpe, late_random = sum(tpe[32:]) / 32, sum(rand[32:]) / 32
+    assert late_tpe > late_random + 0.15, (late_tpe, late_random)
+    assert max(tpe) >= max(rand)
+
+
+def test_tasks_have_independent_studies() -> None:
+    alone = run_steps(optuna_strategy(["b"]), "b", 3)
+    together = optuna_strategy(["a", "b"])
+    run_steps(together, "a", 3)
+    assert run_steps(together, "b", 3) == alone  # a's trials neither inform nor perturb b's
+    with pytest.raises(KeyError, match="unknown task 'c'"):
+        together.propose("c", 1)
+
+
+def test_a_restored_strategy_proposes_exactly_what_the_original_would() -> None:
+    original = optuna_strategy(["a", "b"], seed=3)
+    run_steps(original, "a", 3)  # past the 10 random startup trials: TPE is modelling
+    run_steps(original, "b", 1)
+    buffer = io.BytesIO()
+    torch.save(original.state_dict(), buffer)  # as the search's checkpoint does
+    buffer.seek(0)
+    restored = optuna_strategy(["a", "b"], seed=3)
+    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    for task in ("a", "b", "a"):
+        assert run_steps(restored, task, 2) == run_steps(original, task, 2)
+
+
+def test_an_optuna_search_resumes_exactly_and_saves_no_controller(data_dir, session_cache_dir, tmp_path) -> None:
+    common = ("controller=optuna", "tasks=[trec,langid-tatoeba]", "controller.policy.n_startup_trials=4")
+    tiny_run(tmp_path / "reference", session_cache_dir, *common, "search.trials=24")
+    tiny_run(tmp_path / "resumed", session_cache_dir, *common, "search.trials=12")
+    tiny_run(tmp_path / "ignored", session_cache_dir, *common, "search.trials=24", f"resume={tmp_path / 'resumed'}")
+    reference = read_trials(tmp_path / "reference")
+    assert len(reference) == 24 and all(row["status"] == "ok" for row in reference)
+    assert comparable(read_trials(tmp_path / "resumed")) == comparable(reference)
+    assert not (tmp_path / "reference" / ARTIFACT_FILE).exists()
+
+
+def test_observe_must_follow_propose() -> None:
+    strategy = optuna_strategy(["a"])
+    proposals = strategy.propose("a", 2)
+    with pytest.raises(RuntimeError, match="never observed"):
+        strategy.propose("a", 1)
+    with pytest.raises(RuntimeError, match="between propose\\(\\) and observe\\(\\)"):
+        strategy.state_dict()
+    with pytest.raises(ValueError, match="observe exactly the last proposals"):
+        strategy.observe("a", proposals[:1], [0.5])
+    # observe() consumed the pending trials; a fresh batch works again
+    assert len(strategy.propose("a", 1)) == 1

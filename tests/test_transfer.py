@@ -1,0 +1,179 @@
+"""Transfer: the controller artifact, a pre-trained controller starting a search on a new task, and refusals.
+
+The pre-trained controller comes from a real tiny multitask search (``tiny_search.pretrained``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnms.artifact import ARTIFACT_FILE, load_controller_artifact
+from mnms.records import load_checkpoint, read_trials
+from mnms.search_space import SearchSpace
+from mnms.transfer import TransferConfig, transfer_strategy
+from tiny_search import CONF, PRETRAIN_TASKS, TINY, pretrained, tiny_run  # noqa: F401 - fixture
+from test_search import comparable
+
+ROOT = CONF.parent
+SMALL = {"decisions": [
+    {"name": "encoder", "choices": ["words", "char-ngrams"]},
+    {"name": "hidden_layers", "choices": [0, 1]},
+    {"name": "width_1", "choices": [64, 256], "when": {"hidden_layers": [1]}},
+    {"name": "learning_rate", "choices": [0.001, 0.01]},
+]}  # the space TINY composes
+
+
+def strategy_for(source: Path, tasks: list[str], space: dict = SMALL, seed: int = 0, network: dict | None = None,
+                 **transfer):
+    return transfer_strategy({"from": str(source), **transfer}, "ppo", SearchSpace.from_config(space), tasks,
+                             network or {}, {}, seed)
+
+
+def body(state: dict) -> dict:
+    return {k: v for k, v in state.items() if not k.startswith("task_embedding.") and torch.is_tensor(v)}
+
+
+def transfer_run(run_dir: Path, cache: Path, source: Path, *overrides: str) -> list[dict]:
+    tiny_run(run_dir, cache, "experiment=transfer", f"transfer.from={source}", "tasks=[mr]", "search.trials=8",
+             *overrides)
+    return read_trials(run_dir)
+
+
+# --- the artifact -------------------------------------------------------------------
+
+
+def test_a_search_saves_a_self_describing_controller(pretrained) -> None:
+    raw = torch.load(pretrained / ARTIFACT_FILE, map_location="cpu", weights_only=True)  # readable without mnms
+    assert raw["task_names"] == PRETRAIN_TASKS and raw["task_embeddings"].shape == (2, 32)
+    artifact = load_controller_artifact(pretrained)  # a run dir or the file itself
+    assert artifact.path == load_controller_artifact(pretrained / ARTIFACT_FILE).path == pretrained / ARTIFACT_FILE
+    assert artifact.version == 1 and artifact.algorithm == "ppo"
+    assert artifact.space.to_config() == SMALL and raw["space_signature"] == artifact.space.signature()
+    assert artifact.run_config["tasks"] == PRETRAIN_TASKS and artifact.run_config["search"]["trials"] == 16
+    controller = artifact.build_controller()
+    assert torch.equal(controller.task_embedding.weight, raw["task_embeddings"])
+    trained = load_checkpoint(pretrained)["strategy"]["controller"]  # the weights at the end of the search
+    assert all(torch.equal(artifact.controller_state[k], v) for k, v in body(trained).items())
+
+
+def test_random_search_saves_no_controller(data_dir, session_cache_dir, tmp_path) -> None:
+    tiny_run(tmp_path, session_cache_dir, "experiment=random", "tasks=[trec]", "search.trials=4")
+    assert (tmp_path / "trials.jsonl").exists() and not (tmp_path / ARTIFACT_FILE).exists()
+    with pytest.raises(FileNotFoundError, match="random/optuna search, which trains no controller"):
+        load_controller_artifact(tmp_path)
+
+
+# --- a transferred search -----------------------------------------------------------------
+
+
+def test_transfer_search_starts_from_the_pretrained_controller(pretrained, session_cache_dir, tmp_path) -> None:
+    rows = transfer_run(tmp_path, session_cache_dir, pretrained)
+    assert [row["task"] for row in rows] == ["mr"] * 8 and all(row["status"] == "ok" for row in rows)
+    after = load_controller_artifact(tmp_path)
+    assert after.task_names == [*PRETRAIN_TASKS, "mr"]
+    assert after.run_config["logger"]["job_type"] == "transfer"
+    assert after.run_config["transfer"]["from"] == str(pretrained)
+    # The first batch was proposed by the pre-trained weights (plus mr's new embedding).
+    start = strategy_for(pretrained, ["mr"])
+    log_probs, _ = start.controller.log_prob_and_entropy("mr", [row["decisions"] for row in rows[:4]])
+    assert log_probs.tolist() == pytest.approx([row["log_prob"] for row in rows[:4]], abs=1e-5)
+    before = load_controller_artifact(pretrained).controller_state
+    assert any(not torch.equal(before[k], v) for k, v in body(after.controller_state).items())  # fine-tuned
+
+
+def test_freeze_body_trains_only_the_new_embedding(pretrained, session_cache_dir, tmp_path) -> None:
+    transfer_run(tmp_path, session_cache_dir, pretrained, "transfer.freeze_body=true")
+    before, after = load_controller_artifact(pretrained), load_controller_artifact(tmp_path)
+    for key, value in body(before.controller_state).items():
+        assert torch.equal(after.controller_state[key], value), key
+    assert torch.equal(after.task_embeddings[:2], before.task_embeddings)
+    new = strategy_for(pretrained, ["mr"]).controller.task_embedding.weight[2]
+    assert not torch.equal(after.task_embeddings[2], new)  # the new task's vector did learn
+
+
+def test_new_embedding_init_options(pretrained) -> None:
+    saved = load_controller_artifact(pretrained).task_embeddings
+
+    def new_row(**options) -> torch.Tensor:
+        return strategy_for(pretrained, ["mr", "trec"], **options).controller.task_embedding.weight[-1].detach()
+
+    assert torch.allclose(new_row(init="mean"), saved.mean(dim=0))
+    assert torch.equal(new_row(init="langid-tatoeba"), saved[1])
+    assert torch.equal(new_row(init="random", seed=3), new_row(init="random", seed=3))
+    assert not torch.equal(new_row(init="random", seed=3), new_row(init="random", seed=4))
+    known = strategy_for(pretrained, ["mr", "trec"]).controller.task_embedding
+    assert known.names == [*PRETRAIN_TASKS, "mr"] and torch.equal(known.weight[0].detach(), saved[0])
+    with pytest.raises(ValueError, match=r"transfer.init='sst2' is neither .* pre-trained tasks are \['trec'"):
+        strategy_for(pretrained, ["mr"], init="sst2")
+
+
+def test_a_resumed_transfer_search_continues_exactly(pretrained, session_cache_dir, tmp_path) -> None:
+    reference = transfer_run(tmp_path / "reference", session_cache_dir, pretrained, "search.trials=16")
+    assert len(transfer_run(tmp_path / "resumed", session_cache_dir, pretrained)) == 8
+    tiny_run(tmp_path / "ignored", session_cache_dir, "experiment=transfer", f"transfer.from={pretrained}",
+             "tasks=[mr]", "search.trials=16", f"resume={tmp_path / 'resumed'}")
+    assert comparable(read_trials(tmp_path / "resumed")) == comparable(reference)
+
+
+# --- refusals --------------------------------------------------------------------------
+
+
+def replace(decision: int, **changes) -> dict:
+    decisions = [dict(d) for d in SMALL["decisions"]]
+    decisions[decision].update(changes)
+    return {"decisions": decisions}
+
+
+@pytest.mark.parametrize("space, message", [
+    (replace(0, choices=["words", "char-ngrams", "minilm"]), r"decision 'encoder' .* \(adds \['minilm'\]\)"),
+    (replace(0, choices=["words"]), r"decision 'encoder' .* \(this run lacks \['char-ngrams'\]\)"),
+    (replace(0, choices=["char-ngrams", "words"]), r"decision 'encoder' .*\(same choices in another order\)"),
+    (replace(3, choices=[0.001, 0.003]), r"'learning_rate' .* lacks \[0.01\] and adds \[0.003\]"),
+    (replace(2, when={"hidden_layers": [0, 1]}), r"decision 'width_1' is decided when \{'hidden_layers': \[1\]\} there but when \{'hidden_layers': \[0, 1\]\}"),
+    ({"decisions": SMALL["decisions"][:2] + SMALL["decisions"][3:]},
+     r"the decisions differ: this run lacks \['width_1'\]\."),
+    ({"decisions": [SMALL["decisions"][1], SMALL["decisions"][0], *SMALL["decisions"][2:]]},
+     r"decision #0 is 'encoder' there but 'hidden_layers' here"),
+])
+def test_a_mismatched_space_is_refused_naming_the_decision(pretrained, space, message) -> None:
+    with pytest.raises(ValueError, match=message):
+        strategy_for(pretrained, ["mr"], space=space)
+
+
+def test_mismatches_are_refused_before_anything_trains(pretrained, session_cache_dir, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"'encoder' .*\(adds \['minilm'\]\)"):
+        transfer_run(tmp_path, session_cache_dir, pretrained,
+                     "search_space.decisions.0.choices=[words,char-ngrams,minilm]")
+    assert not (tmp_path / "trials.jsonl").exists()
+    with pytest.raises(ValueError, match="has hidden_size=64 but this run's controller.network.hidden_size=32"):
+        strategy_for(pretrained, ["mr"], network={"hidden_size": 32})
+    with pytest.raises(ValueError, match="controller=random has none"):
+        transfer_strategy({"from": str(pretrained)}, "random", SearchSpace.from_config(SMALL), ["mr"], {}, {}, 0)
+    with pytest.raises(ValueError, match="key is 'from'"):
+        TransferConfig.from_mapping({"source": "x"})
+    with pytest.raises(ValueError, match="unknown TransferConfig key"):
+        TransferConfig.from_mapping({"from": "x", "init_from": "mean"})
+    with pytest.raises(FileNotFoundError, match="set transfer.from to a search run dir"):
+        tiny_run(tmp_path, session_cache_dir, "experiment=transfer", "tasks=[mr]")
+
+
+@pytest.mark.slow
+def test_train_py_transfer_then_propose(pretrained, session_cache_dir, tmp_path) -> None:
+    """The README's commands, end to end through train.py."""
+    common = [*TINY, f"paths.cache_dir={session_cache_dir}", f"transfer.from={pretrained}"]
+    search = subprocess.run([sys.executable, "train.py", "experiment=transfer", "tasks=[mr]", "search.trials=8",
+                             *common, f"hydra.run.dir={tmp_path / 'transfer'}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert search.returncode == 0, search.stderr[-3000:]
+    assert {row["task"] for row in read_trials(tmp_path / "transfer")} == {"mr"}
+    assert (tmp_path / "transfer" / ARTIFACT_FILE).exists() and "controller for transfer" in search.stdout
+    propose = subprocess.run([sys.executable, "train.py", "mode=propose", "task=mr", "propose.k=3", *common,
+                              f"hydra.run.dir={tmp_path / 'propose'}"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+    assert propose.returncode == 0, propose.stderr[-3000:]
+    assert "beam proposals for mr" in propose.stdout and (tmp_path / "propose" / "proposals.json").exists()
