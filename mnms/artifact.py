@@ -28,7 +28,6 @@ controller.  Everything is tensors and plain containers, so the file loads with
 from __future__ import annotations
 
 import dataclasses
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -36,6 +35,7 @@ from typing import Any, Mapping
 import torch
 
 from mnms.controller import Controller, ControllerConfig
+from mnms.records import atomic_torch_save
 from mnms.search_space import SearchSpace
 from mnms.strategies import PolicyGradientStrategy, Strategy
 
@@ -95,13 +95,7 @@ def save_controller_artifact(path: Path, strategy: Strategy, space: SearchSpace,
         "run_config": dict(config),
     }
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    atomic_torch_save(path, payload)
     return path
 
 

@@ -73,15 +73,20 @@ def read_trials(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    """Write the checkpoint atomically: a kill leaves either the old or the new one."""
-    path = Path(run_dir) / CHECKPOINT_FILE
+def atomic_torch_save(path: Path, payload: Any) -> None:
+    """``torch.save`` that a kill at any instant leaves as either the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as handle:
-        torch.save(state, handle)
+        torch.save(payload, handle)
         handle.flush()
         os.fsync(handle.fileno())
     os.replace(tmp, path)
+
+
+def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
+    atomic_torch_save(Path(run_dir) / CHECKPOINT_FILE, state)
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
