@@ -46,6 +46,11 @@ def best_after(rows: list[dict], task: str, n: int) -> float:
     return max(rewards) if rewards else float("nan")
 
 
+def mean_reward(rows: list[dict], task: str, part: slice) -> float:
+    rewards = [row["reward"] for row in rows if row["task"] == task][part]
+    return sum(rewards) / len(rewards)
+
+
 def markdown(result: dict) -> str:
     lines = ["| task | PPO: final P(encoder) | PPO: encoders of last 24 trials | PPO best val | random best val |",
              "| --- | --- | --- | ---: | ---: |"]
@@ -83,6 +88,9 @@ def main() -> None:
                 "ppo_best_test": ppo["best"][task]["metrics"]["test_accuracy"],
                 "random_best_val": random["best"][task]["reward"],
                 "random_best_test": random["best"][task]["metrics"]["test_accuracy"],
+                "ppo_mean_reward_first20": mean_reward(ppo_rows, task, slice(None, 20)),
+                "ppo_mean_reward_last20": mean_reward(ppo_rows, task, slice(-20, None)),
+                "random_mean_reward": mean_reward(random_rows, task, slice(None)),
                 "ppo_best_after": {n: best_after(ppo_rows, task, n) for n in (10, 25, 50, 80)},
                 "random_best_after": {n: best_after(random_rows, task, n) for n in (10, 25, 50, 80)},
             }
