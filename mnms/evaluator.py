@@ -10,8 +10,12 @@ from __future__ import annotations
 import time
 import traceback
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import torch
 
 from mnms.arch import Architecture
 from mnms.child import ChildDiverged, ChildTimeout, ChildTrainerConfig, evaluate_child
@@ -37,19 +41,57 @@ class TrialOutcome:
     wall_seconds: float = 0.0
 
 
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if previous != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if previous != threads:
+            torch.set_num_threads(previous)
+
+
 @dataclass
 class ChildRunner:
-    """Trains the child a request names; never raises, so one bad child cannot stop a search."""
+    """Trains the child a request names; never raises, so one bad child cannot stop a search.
+
+    Executors ship one runner to each worker process (pickled once, without the feature
+    cache's in-memory memo) and then only ``TrialRequest`` objects.
+    """
 
     tasks: Mapping[str, Task]
     trainer_cfg: ChildTrainerConfig
     cache_dir: str | None
     encoder_options: Mapping[str, Any] | None = None
+    # Intra-op threads each child trains with. It changes results (a different reduction
+    # order in matmuls), so it is fixed per runner rather than taken from the process: a
+    # seeded search then records the same trials under every executor and worker count.
+    threads: int = 1
 
     def __post_init__(self) -> None:
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"ChildRunner threads={self.threads!r} must be an integer >= 1")
+        self.cache = FeatureCache(self.cache_dir)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["cache"]  # workers build their own: the memo's tensors are not worth shipping
+        if self.cache_dir is not None:  # a worker may run in another working directory
+            state["cache_dir"] = str(Path(self.cache_dir).resolve())
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
         self.cache = FeatureCache(self.cache_dir)
 
     def __call__(self, request: TrialRequest) -> TrialOutcome:
+        with torch_threads(self.threads):
+            return self._run(request)
+
+    def _run(self, request: TrialRequest) -> TrialOutcome:
         started = time.perf_counter()
         try:
             result = evaluate_child(

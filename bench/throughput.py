@@ -1,0 +1,188 @@
+"""Trials per minute of one fixed search under each executor, side by side in one process.
+
+    MNMS_DATA_DIR=../shared/datasets .venv/bin/python -m bench.throughput [--repeats 3] [--trials 48]
+
+The same seeded PPO search (same tasks, space and children of about 0.5-1 s) runs under
+``sequential``, ``local`` (2 workers, pinned and unpinned) and ``ray`` (private Ray,
+2 CPUs), in rotating
+order, ``--repeats`` times each; the machine is shared, so only medians of interleaved
+runs mean anything, and the load average is recorded with each run. Every evaluator is
+started and warmed once (start-up is reported separately: a real search amortises it)
+and features are cached before timing, so the figures are steady-state training plus
+dispatch. Also measured: pickled sizes of what crosses the wire, the driver's serial
+cost per trial, and the executors' dispatch capacity on empty trials, from which
+docs/scaling.md extrapolates to many workers. Writes bench/results/throughput.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pickle
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from mnms.arch import Architecture
+from mnms.child import ChildTrainerConfig
+from mnms.evaluator import ChildRunner, Evaluator, TrialRequest
+from mnms.executors import build_evaluator
+from mnms.records import read_trials
+from mnms.search import Search, SearchConfig
+from mnms.search_space import SearchSpace
+from mnms.strategies import build_strategy
+from mnms.tasks import load_task
+from mnms.tracking import Tracker, TrackingConfig
+
+RESULTS = Path(__file__).parent / "results"
+TASKS = ("trec", "langid-tatoeba")
+DEFAULT_RUN_TASKS = ("sst2", "trec", "french-allocine-tv", "langid-tatoeba")  # conf/config.yaml's tasks
+SPACE = {"decisions": [
+    {"name": "encoder", "choices": ["words", "char-ngrams"]},
+    {"name": "hidden_layers", "choices": [1, 2]},
+    {"name": "learning_rate", "choices": [0.001, 0.01]},
+]}
+EXECUTORS = {
+    "sequential": {"kind": "sequential"},
+    "local": {"kind": "local", "workers": 2},
+    "local-unpinned": {"kind": "local", "workers": 2, "pin_cores": False},
+    "ray": {"kind": "ray", "num_cpus": 2},
+}
+CHILD_DEFAULTS = {"batch_size": 64, "width_1": 128, "width_2": 128}
+
+
+def load_average() -> float:
+    return os.getloadavg()[0]
+
+
+def timed_search(evaluator: Evaluator, args: argparse.Namespace, work: Path) -> dict:
+    """One full search (fresh run dir, W&B offline as a default run would) timed around ``run``."""
+    space = SearchSpace.from_config(SPACE)
+    strategy = build_strategy("ppo", space, list(TASKS), {}, {}, seed=0)
+    # reuse_rewards=False: every trial trains, so each executor does the same work.
+    cfg = SearchConfig(trials=args.trials, batch_size=args.batch_size, progress=False, reuse_rewards=False)
+    run_dir = Path(tempfile.mkdtemp(dir=work))
+    with Tracker(TrackingConfig(mode="offline", dir=str(run_dir)), {"bench": "throughput"}) as tracker:
+        search = Search(cfg, list(TASKS), strategy, evaluator, run_dir, child_defaults=CHILD_DEFAULTS, seed=0,
+                        signature={}, tracker=tracker)
+        load, started = load_average(), time.perf_counter()
+        summary = search.run()
+        seconds = time.perf_counter() - started
+    rows = read_trials(run_dir)
+    driver = sum(summary["seconds"][key] for key in ("policy", "records", "tracking"))
+    return {
+        "seconds": seconds, "trials_per_minute": 60 * len(rows) / seconds, "load_average": load,
+        "driver_seconds_per_trial": driver / len(rows),
+        "child_seconds_median": statistics.median(row["wall_seconds"] for row in rows),
+        "rewards": [row["reward"] for row in rows],
+    }
+
+
+def empty_trial_rate(evaluator: Evaluator, count: int) -> float:
+    """Round trips per second of requests that fail at once (unknown task): pure dispatch cost."""
+    requests = [TrialRequest(i, "no-such-task", {}, 0) for i in range(count)]
+    started = time.perf_counter()
+    outcomes = evaluator.evaluate(requests)
+    assert all(outcome.status == "failed" for outcome in outcomes)
+    return count / (time.perf_counter() - started)
+
+
+def wire_sizes(runner: ChildRunner, data_dir: str) -> dict[str, int]:
+    """Pickled bytes per request and outcome, and of the runner each worker receives once."""
+    arch = Architecture(encoder="words").to_dict()
+    request = TrialRequest(123, "trec", arch, 0)
+    full = ChildRunner({name: load_task(name, data_dir) for name in DEFAULT_RUN_TASKS}, runner.trainer_cfg, None)
+    return {
+        "request": len(pickle.dumps(request)),
+        "outcome": len(pickle.dumps(runner(request))),
+        "runner_bench_tasks": len(pickle.dumps(runner)),
+        "runner_default_tasks_full": len(pickle.dumps(full)),
+    }
+
+
+def amdahl(child_seconds: float, driver_per_trial: float, dispatch_per_trial: float) -> list[dict]:
+    """Trials per minute at W workers and B children per step: each step is serial driver work
+    for B trials, then ceil(B / W) rounds of children (no straggler allowance)."""
+    estimates = []
+    for workers in (1, 2, 8, 100):
+        for batch in (8, 100, 200):
+            step = batch * (driver_per_trial + dispatch_per_trial) + math.ceil(batch / workers) * child_seconds
+            estimates.append({"workers": workers, "batch_size": batch, "trials_per_minute": 60 * batch / step})
+    return estimates
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--trials", type=int, default=48)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-examples", type=int, default=3000)
+    parser.add_argument("--epochs", type=int, default=8)
+    args = parser.parse_args()
+    data_dir = os.environ["MNMS_DATA_DIR"]
+    work = Path(tempfile.mkdtemp(prefix="mnms-throughput-"))
+    tasks = {name: load_task(name, data_dir, max_examples=args.max_examples, seed=0) for name in TASKS}
+    runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=args.epochs), str(work / "cache"))
+    for task in TASKS:  # encode once, so timed runs measure training and dispatch only
+        for encoder in ("words", "char-ngrams"):
+            runner(TrialRequest(0, task, Architecture(encoder=encoder).to_dict(), 0))
+    evaluators: dict[str, Evaluator] = {}
+    startup: dict[str, float] = {}
+    runs: dict[str, list[dict]] = {name: [] for name in EXECUTORS}
+    try:
+        for name, options in EXECUTORS.items():
+            started = time.perf_counter()
+            evaluators[name] = build_evaluator(options, runner)
+            warm = [TrialRequest(i, TASKS[i % 2], Architecture(encoder="words").to_dict(), 0) for i in range(4)]
+            evaluators[name].evaluate(warm)  # workers import torch and fetch the runner here
+            startup[name] = time.perf_counter() - started
+        for repeat in range(args.repeats):
+            names = list(EXECUTORS)
+            order = names[repeat % len(names):] + names[:repeat % len(names)]
+            for name in order:
+                runs[name].append(timed_search(evaluators[name], args, work))
+                print(f"repeat {repeat} {name:>10}: {runs[name][-1]['trials_per_minute']:6.1f} trials/min "
+                      f"(load {runs[name][-1]['load_average']:.2f})", flush=True)
+        dispatch = {name: empty_trial_rate(evaluators[name], 200) for name in EXECUTORS}
+    finally:
+        for evaluator in evaluators.values():
+            evaluator.close()
+        shutil.rmtree(work, ignore_errors=True)
+    assert all(run["rewards"] == runs["sequential"][0]["rewards"] for r in runs.values() for run in r), \
+        "executors disagree on the trial log: throughput figures would compare different searches"
+    median = {name: statistics.median(run["trials_per_minute"] for run in r) for name, r in runs.items()}
+    driver = statistics.median(run["driver_seconds_per_trial"] for r in runs.values() for run in r)
+    child = statistics.median(run["child_seconds_median"] for run in runs["sequential"])
+    results = {
+        "setup": {"tasks": TASKS, "space": SPACE, "child_defaults": CHILD_DEFAULTS, "trials": args.trials,
+                  "batch_size": args.batch_size, "max_examples": args.max_examples, "epochs": args.epochs,
+                  "repeats": args.repeats, "executors": EXECUTORS, "cores": len(os.sched_getaffinity(0)),
+                  "child_threads": runner.threads, "strategy": "ppo", "tracking": "wandb offline"},
+        "median_trials_per_minute": median,
+        "speedup_vs_sequential": {name: median[name] / median["sequential"] for name in median},
+        "ray_vs_local": median["ray"] / median["local"],
+        "startup_seconds": startup,
+        "median_child_seconds": child,
+        "driver_seconds_per_trial": driver,
+        "empty_trials_per_second": dispatch,
+        "wire_bytes": wire_sizes(runner, data_dir),
+        "estimate_ray": amdahl(child, driver, 1 / dispatch["ray"]),
+        "runs": {name: [{k: v for k, v in run.items() if k != "rewards"} for run in r] for name, r in runs.items()},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
+    print("| executor | trials/min (median) | vs sequential | start-up s | empty trials/s |")
+    print("| --- | --- | --- | --- | --- |")
+    for name in EXECUTORS:
+        print(f"| {name} | {median[name]:.1f} | {median[name] / median['sequential']:.2f}x | {startup[name]:.1f} "
+              f"| {dispatch[name]:.0f} |")
+    print(f"ray / local = {results['ray_vs_local']:.2f}; driver {1000 * driver:.1f} ms/trial; "
+          f"child median {child:.2f} s; wrote {RESULTS / 'throughput.json'}")
+
+
+if __name__ == "__main__":
+    main()

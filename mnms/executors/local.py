@@ -1,0 +1,207 @@
+"""``executor=local``: a pool of worker processes on this machine, one child each at a time.
+
+Processes, not threads: a child's Python-side training loop holds the GIL. Workers start
+with ``spawn`` (or ``forkserver``) because forking a process whose torch thread pools are
+running is unsafe. Each worker receives the ``ChildRunner`` once, at start, and then only
+small ``TrialRequest`` objects; it keeps its imported torch, its encoders and its feature
+cache memo for the whole search. Workers are pinned to disjoint shares of the cores so
+two children never fight over one core.
+
+A worker that dies mid-trial (SIGKILL, out-of-memory killer) is replaced and the trial
+sent again, ``retries`` times at most, after which the trial is recorded as failed and
+the search goes on.
+"""
+
+from __future__ import annotations
+
+import atexit
+import multiprocessing
+import os
+import pickle
+import signal
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from typing import Sequence
+
+import torch
+
+from mnms.evaluator import ChildRunner, Evaluator, TrialOutcome, TrialRequest
+from mnms.executors import check_int
+
+START_METHODS = ("spawn", "forkserver")
+
+
+@dataclass(frozen=True)
+class LocalConfig:
+    """Options of ``conf/executor/local.yaml``."""
+
+    workers: int | None = None  # null: one per available core (per child thread)
+    cores_per_worker: int | None = None  # cores a worker is pinned to; null: available cores // workers
+    pin_cores: bool = True  # os.sched_setaffinity per worker (Linux); false lets the OS place them
+    start_method: str = "spawn"
+    retries: int = 1  # re-sends of a trial whose worker died; then the trial is recorded as failed
+
+    def __post_init__(self) -> None:
+        check_int("workers", self.workers, 1, optional=True)
+        check_int("cores_per_worker", self.cores_per_worker, 1, optional=True)
+        check_int("retries", self.retries, 0)
+        if not isinstance(self.pin_cores, bool):
+            raise ValueError(f"executor.pin_cores={self.pin_cores!r} must be true or false")
+        if self.start_method not in START_METHODS:
+            raise ValueError(f"executor.start_method={self.start_method!r}; valid: {list(START_METHODS)} "
+                             "(fork is unsafe once torch has started its thread pools)")
+
+
+def available_cores() -> list[int]:
+    """The cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return sorted(os.sched_getaffinity(0))
+    return list(range(os.cpu_count() or 1))
+
+
+def core_shares(cores: list[int], workers: int, per_worker: int) -> list[list[int]]:
+    """``workers`` consecutive slices of ``per_worker`` cores, wrapping round if cores run out."""
+    return [sorted({cores[(slot * per_worker + i) % len(cores)] for i in range(per_worker)}) for slot in range(workers)]
+
+
+def _serve(conn: Connection, cores: list[int] | None) -> None:
+    """A worker's life: receive the runner, pin, say ready, then train one child after another."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's; it closes the pool
+    # Skip interpreter teardown (1-2 s of freeing torch and Lightning) when the worker exits:
+    # multiprocessing's clean-up has run by then, and so have the exit handlers of whatever
+    # the children imported (registered later, they run earlier).
+    atexit.register(os._exit, 0)
+    try:
+        runner: ChildRunner = conn.recv()
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
+        torch.set_num_threads(runner.threads)  # set once, so the runner never has to switch it
+    except Exception as error:  # noqa: BLE001 - reported to the driver, which raises it
+        conn.send(("error", "".join(traceback.format_exception_only(error)).strip()))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        try:
+            request = conn.recv()
+        except EOFError:  # the driver went away
+            return
+        if request is None:
+            return
+        conn.send(runner(request))
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    conn: Connection
+    cores: list[int] | None
+    ready: bool = False
+
+
+class LocalEvaluator(Evaluator):
+    """Trains each batch on a pool of pinned worker processes; outcomes in request order."""
+
+    def __init__(self, runner: ChildRunner, cfg: LocalConfig) -> None:
+        cores = available_cores()
+        count = cfg.workers or max(1, len(cores) // runner.threads)
+        per_worker = cfg.cores_per_worker or max(1, len(cores) // count)
+        self.cfg = cfg
+        self._runner_bytes = pickle.dumps(runner)  # pickled once, sent once to each worker
+        self._context = multiprocessing.get_context(cfg.start_method)
+        shares = core_shares(cores, count, per_worker) if cfg.pin_cores and hasattr(os, "sched_setaffinity") else None
+        # Start every process before feeding any: they boot and import torch in parallel,
+        # while the driver goes on setting up the search.
+        self._workers = [self._start(shares[slot] if shares else None) for slot in range(count)]
+        for worker in self._workers:
+            self._send_runner(worker)
+
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the current workers (a replaced worker has a new one)."""
+        return [worker.process.pid for worker in self._workers]
+
+    def _start(self, cores: list[int] | None) -> _Worker:
+        mine, theirs = self._context.Pipe()
+        process = self._context.Process(target=_serve, args=(theirs, cores), daemon=True, name="mnms-child-worker")
+        process.start()
+        theirs.close()  # so that the worker's death reads as EOF on our end
+        return _Worker(process, mine, cores)
+
+    def _send_runner(self, worker: _Worker) -> None:
+        try:
+            worker.conn.send_bytes(self._runner_bytes)
+        except OSError:  # died while booting: _await_ready reports it
+            pass
+
+    def _await_ready(self, worker: _Worker) -> None:
+        if worker.ready:
+            return
+        try:
+            status, detail = worker.conn.recv()
+        except EOFError:
+            worker.process.join(timeout=5)
+            raise RuntimeError(f"a local worker died while starting (exit code {worker.process.exitcode}); "
+                               "its error is printed above") from None
+        if status == "error":
+            raise RuntimeError(f"a local worker could not start on cores {worker.cores}: {detail}; "
+                               "check executor.cores_per_worker and executor.workers")
+        worker.ready = True
+
+    def _replace(self, slot: int) -> int | None:
+        """Start a fresh worker in ``slot``; return the dead one's exit code."""
+        dead = self._workers[slot]
+        dead.conn.close()
+        dead.process.join(timeout=5)
+        self._workers[slot] = self._start(dead.cores)
+        self._send_runner(self._workers[slot])
+        self._await_ready(self._workers[slot])
+        return dead.process.exitcode
+
+    def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
+        for worker in self._workers:
+            self._await_ready(worker)
+        outcomes: list[TrialOutcome | None] = [None] * len(requests)
+        attempts = [0] * len(requests)
+        queue = deque(range(len(requests)))
+        running: dict[int, int] = {}  # worker slot -> request index
+        while queue or running:
+            for slot, worker in enumerate(self._workers):
+                if queue and slot not in running:
+                    index = running[slot] = queue.popleft()
+                    attempts[index] += 1
+                    try:
+                        worker.conn.send(requests[index])
+                    except OSError:  # already dead: its pipe reads as EOF below
+                        pass
+            ready = wait([self._workers[slot].conn for slot in running])
+            for slot in [slot for slot in running if self._workers[slot].conn in ready]:
+                index = running.pop(slot)
+                try:
+                    outcomes[index] = self._workers[slot].conn.recv()
+                except (EOFError, OSError):
+                    pid, exit_code = self._workers[slot].process.pid, self._replace(slot)
+                    if attempts[index] <= self.cfg.retries:
+                        queue.appendleft(index)
+                    else:
+                        outcomes[index] = TrialOutcome("failed", error=(
+                            f"worker process {pid} died (exit code {exit_code}) while training trial "
+                            f"{requests[index].trial}, {attempts[index]} attempt(s); killed or out of memory?"))
+        return outcomes  # type: ignore[return-value]
+
+    def close(self) -> None:
+        """Ask every worker to exit after its current child; kill those that do not."""
+        for worker in self._workers:
+            try:
+                worker.conn.send(None)
+            except OSError:
+                pass
+        for worker in self._workers:
+            worker.process.join(timeout=10)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()
+            worker.conn.close()
+        self._workers = []

@@ -1,0 +1,236 @@
+"""Executors on real tasks and real children: the same trial log under every executor,
+a worker killed mid-trial retried exactly once, and nothing left running after close.
+
+Children here take tens of milliseconds; most of each slow test is worker start-up
+(importing torch and Lightning in each worker, and for Ray, starting Ray).
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+from test_search import CHEAP_SPACE, TASKS, comparable
+
+from mnms.arch import Architecture
+from mnms.child import ChildTrainerConfig
+from mnms.evaluator import ChildRunner, Evaluator, SequentialEvaluator, TrialRequest
+from mnms.executors import build_evaluator, executor_config
+from mnms.executors.local import LocalConfig, core_shares
+from mnms.executors.ray_executor import RayConfig
+from mnms.records import read_trials
+from mnms.search import Search, SearchConfig
+from mnms.search_space import SearchSpace
+from mnms.strategies import build_strategy
+from mnms.tasks import load_task
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TRIALS, BATCH = 12, 4
+PARALLEL = {"local": {"kind": "local", "workers": 2}, "ray": {"kind": "ray", "num_cpus": 2}}
+
+
+class KillingRunner(ChildRunner):
+    """Trains as usual, then SIGKILLs its own process on the first ``deaths[trial]`` attempts.
+
+    Every attempt leaves a marker file, so the test can count attempts across processes.
+    """
+
+    def __init__(self, *args, deaths: dict[int, int], marker_dir: Path, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.deaths, self.marker_dir = deaths, str(marker_dir)
+
+    def __call__(self, request: TrialRequest):
+        outcome = super().__call__(request)
+        if request.trial in self.deaths:
+            attempt = len(list(Path(self.marker_dir).glob(f"trial{request.trial}-*")))
+            (Path(self.marker_dir) / f"trial{request.trial}-{attempt}").touch()
+            if attempt < self.deaths[request.trial]:
+                os.kill(os.getpid(), signal.SIGKILL)  # mid-trial: trained, outcome not yet sent
+        return outcome
+
+
+def make_runner(data_dir: Path, cache_dir: Path, cls: type = ChildRunner, **extra) -> ChildRunner:
+    tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
+    return cls(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir), **extra)
+
+
+def run_search(run_dir: Path, evaluator: Evaluator) -> list[dict]:
+    space = SearchSpace.from_config(CHEAP_SPACE)
+    strategy = build_strategy("ppo", space, list(TASKS), {}, {}, seed=0)
+    cfg = SearchConfig(trials=TRIALS, batch_size=BATCH, progress=False)
+    Search(cfg, list(TASKS), strategy, evaluator, run_dir, child_defaults={"batch_size": 32}, seed=0,
+           signature={"space": space.signature()}).run()
+    return read_trials(run_dir)
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("executor-cache")
+
+
+@pytest.fixture(scope="module")
+def reference(data_dir, cache_dir, tmp_path_factory) -> list[dict]:
+    """The sequential search every executor must reproduce; it also warms the shared cache."""
+    return run_search(tmp_path_factory.mktemp("sequential"), SequentialEvaluator(make_runner(data_dir, cache_dir)))
+
+
+def _stat(pid: int) -> tuple[str, int] | None:
+    """(state, parent pid) of a live process from /proc (psutil is not a dependency)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return None
+    return fields[0], int(fields[1])
+
+
+def descendants() -> set[int]:
+    """Every live process below this one (Ray's raylet, GCS and workers, or local workers),
+    except multiprocessing's resource tracker, which serves the test process until it exits."""
+    parents = {int(entry.name): stat[1] for entry in Path("/proc").iterdir()
+               if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[0] != "Z"}
+    found, frontier = set(), {os.getpid()}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return {pid for pid in found if b"resource_tracker" not in _cmdline(pid)}
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (FileNotFoundError, ProcessLookupError):
+        return b""
+
+
+def assert_all_gone(pids: set[int], within: float = 15.0) -> None:
+    deadline = time.monotonic() + within
+    while (alive := [pid for pid in pids if (stat := _stat(pid)) and stat[0] != "Z"]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, [_cmdline(pid)[:120] for pid in alive]
+
+
+# --- configuration -----------------------------------------------------------------
+
+def test_options_are_validated_with_the_fix_in_the_message() -> None:
+    with pytest.raises(ValueError, match=r"executor.kind='threads' is unknown; valid kinds are \['sequential'"):
+        executor_config({"kind": "threads"})
+    with pytest.raises(ValueError, match=r"executor=local has no option\(s\) \['worker'\]; valid options are"):
+        executor_config({"kind": "local", "worker": 2})
+    with pytest.raises(ValueError, match=r"executor.workers=0 must be an integer >= 1 or null"):
+        executor_config({"kind": "local", "workers": 0})
+    with pytest.raises(ValueError, match=r"executor.start_method='fork'"):
+        executor_config({"kind": "local", "start_method": "fork"})
+    with pytest.raises(ValueError, match=r"executor.cpus_per_child=0"):
+        executor_config({"kind": "ray", "cpus_per_child": 0})
+    with pytest.raises(ValueError, match=r"leave executor.num_cpus and executor.temp_dir null"):
+        executor_config({"kind": "ray", "address": "auto", "num_cpus": 4})
+    with pytest.raises(ValueError, match=r"executor=sequential takes no options, got \['workers'\]"):
+        executor_config({"kind": "sequential", "workers": 2})
+
+
+def test_hydra_groups_compose_to_valid_configs() -> None:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        for kind, expected in (("sequential", None), ("local", LocalConfig()), ("ray", RayConfig())):
+            cfg = compose(config_name="config", overrides=[f"executor={kind}"])
+            assert executor_config(OmegaConf.to_container(cfg.executor)) == (kind, expected)
+        local = compose(config_name="config", overrides=["executor=local", "executor.workers=3"])
+        assert executor_config(OmegaConf.to_container(local.executor))[1].workers == 3
+        for launcher, target, key in (("mnms_joblib", "JoblibLauncher", "n_jobs"), ("mnms_ray", "RayLauncher", "ray")):
+            cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
+            assert cfg.hydra.launcher._target_.endswith(target) and key in cfg.hydra.launcher
+
+
+def test_core_shares_are_disjoint_until_cores_run_out() -> None:
+    assert core_shares([0, 1, 2, 3], 2, 2) == [[0, 1], [2, 3]]
+    assert core_shares([0, 1], 3, 1) == [[0], [1], [0]]
+
+
+def test_runner_ships_without_its_memo_and_with_an_absolute_cache(data_dir, cache_dir, monkeypatch) -> None:
+    runner = make_runner(data_dir, cache_dir)
+    runner(TrialRequest(0, "trec", {"encoder": "words", "batch_size": 32}, 0))
+    assert runner.cache.stats()["memory_entries"] > 0
+    monkeypatch.chdir(cache_dir)
+    relative = ChildRunner(runner.tasks, runner.trainer_cfg, "cache", threads=2)
+    copy = pickle.loads(pickle.dumps(relative))
+    assert copy.cache_dir == str(cache_dir / "cache") and copy.threads == 2
+    assert copy.cache.stats()["memory_entries"] == 0
+    # A request on the wire is well under a kilobyte; the runner goes once per worker.
+    assert len(pickle.dumps(TrialRequest(0, "trec", Architecture(encoder="words").to_dict(), 0))) < 1000
+
+
+def test_child_threads_are_fixed_and_the_callers_restored(data_dir, cache_dir) -> None:
+    with pytest.raises(ValueError, match="threads=0 must be an integer >= 1"):
+        make_runner(data_dir, cache_dir, threads=0)
+    before = torch.get_num_threads()
+    seen: list[int] = []
+
+    class Spy(ChildRunner):
+        def _run(self, request):
+            seen.append(torch.get_num_threads())
+            return super()._run(request)
+
+    runner = make_runner(data_dir, cache_dir, cls=Spy, threads=1)
+    assert runner(TrialRequest(0, "no-such-task", {}, 0)).status == "failed"
+    assert seen == [1] and torch.get_num_threads() == before
+
+
+# --- real searches ------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", PARALLEL)
+def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, cache_dir, reference,
+                                                               tmp_path) -> None:
+    before = descendants()
+    evaluator = build_evaluator(PARALLEL[kind], make_runner(data_dir, cache_dir))
+    try:
+        rows = run_search(tmp_path / "run", evaluator)
+        started = descendants() - before
+        if kind == "local":
+            assert len(evaluator.pids) == 2 and set(evaluator.pids) <= started  # same workers all search
+    finally:
+        evaluator.close()
+    assert comparable(rows) == comparable(reference)
+    assert all(row["metrics"]["features_from_cache"] for row in rows if row["reused_from"] is None)
+    assert_all_gone(started)
+    if kind == "ray":
+        assert evaluator.temp_dir is not None and not Path(evaluator.temp_dir).exists()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("kind", PARALLEL)
+def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cache_dir, reference,
+                                                            tmp_path) -> None:
+    trained = [row["trial"] for row in reference if row["reused_from"] is None]
+    once, twice = trained[0], [t for t in trained if t >= TRIALS - BATCH][0]  # twice: last step, so no later drift
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    runner = make_runner(data_dir, cache_dir, cls=KillingRunner, deaths={once: 1, twice: 2}, marker_dir=markers)
+    if kind == "ray":  # Ray workers cannot import this test module: ship the class by value
+        import ray.cloudpickle
+
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    before = descendants()
+    evaluator = build_evaluator(PARALLEL[kind], runner)
+    try:
+        rows = run_search(tmp_path / "run", evaluator)
+        started = descendants() - before
+    finally:
+        evaluator.close()
+    assert sorted(p.name for p in markers.iterdir()) == sorted(
+        [f"trial{once}-0", f"trial{once}-1", f"trial{twice}-0", f"trial{twice}-1"])  # one retry each
+    assert comparable(rows[:twice]) == comparable(reference[:twice])  # the killed-once trial recorded right
+    failed = rows[twice]
+    assert (failed["status"], failed["reward"], failed["metrics"]) == ("failed", 0.0, {})
+    assert f"trial {twice}" in failed["error"]
+    assert len(rows) == TRIALS and all(row["status"] == "ok" for row in rows if row["trial"] != twice)
+    assert_all_gone(started)
