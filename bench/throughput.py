@@ -74,10 +74,14 @@ def timed_search(evaluator: Evaluator, args: argparse.Namespace, work: Path) -> 
         seconds = time.perf_counter() - started
     rows = read_trials(run_dir)
     driver = sum(summary["seconds"][key] for key in ("policy", "records", "tracking"))
+    child = [row["wall_seconds"] for row in rows]
+    steps = [child[start:start + args.batch_size] for start in range(0, len(child), args.batch_size)]
     return {
         "seconds": seconds, "trials_per_minute": 60 * len(rows) / seconds, "load_average": load,
         "driver_seconds_per_trial": driver / len(rows),
-        "child_seconds_median": statistics.median(row["wall_seconds"] for row in rows),
+        "child_seconds_median": statistics.median(child), "child_seconds_mean": statistics.mean(child),
+        "slowest_child_per_step_mean": statistics.mean(max(step) for step in steps),
+        "slowest_child": max(child),
         "rewards": [row["reward"] for row in rows],
     }
 
@@ -104,13 +108,17 @@ def wire_sizes(runner: ChildRunner, data_dir: str) -> dict[str, int]:
     }
 
 
-def amdahl(child_seconds: float, driver_per_trial: float, dispatch_per_trial: float) -> list[dict]:
-    """Trials per minute at W workers and B children per step: each step is serial driver work
-    for B trials, then ceil(B / W) rounds of children (no straggler allowance)."""
+def amdahl(child: dict[str, float], driver_per_trial: float, dispatch_per_trial: float) -> list[dict]:
+    """Trials per minute at W workers and B children per step. A step is serial driver work
+    and dispatch for B trials, then the children: ceil(B / W) rounds of the mean child, but
+    never less than the step's slowest child (measured per step at B=8; for larger B, the
+    slowest child of the whole search stands in)."""
     estimates = []
     for workers in (1, 2, 8, 100):
-        for batch in (8, 100, 200):
-            step = batch * (driver_per_trial + dispatch_per_trial) + math.ceil(batch / workers) * child_seconds
+        for batch in (8, 100):
+            slowest = child["slowest_per_step_b8"] if batch <= 8 else child["slowest"]
+            train = max(math.ceil(batch / workers) * child["mean"], slowest)
+            step = batch * (driver_per_trial + dispatch_per_trial) + train
             estimates.append({"workers": workers, "batch_size": batch, "trials_per_minute": 60 * batch / step})
     return estimates
 
@@ -156,7 +164,9 @@ def main() -> None:
         "executors disagree on the trial log: throughput figures would compare different searches"
     median = {name: statistics.median(run["trials_per_minute"] for run in r) for name, r in runs.items()}
     driver = statistics.median(run["driver_seconds_per_trial"] for r in runs.values() for run in r)
-    child = statistics.median(run["child_seconds_median"] for run in runs["sequential"])
+    child = {name: statistics.median(run[key] for run in runs["sequential"]) for name, key in (
+        ("median", "child_seconds_median"), ("mean", "child_seconds_mean"),
+        ("slowest_per_step_b8", "slowest_child_per_step_mean"), ("slowest", "slowest_child"))}
     results = {
         "setup": {"tasks": TASKS, "space": SPACE, "child_defaults": CHILD_DEFAULTS, "trials": args.trials,
                   "batch_size": args.batch_size, "max_examples": args.max_examples, "epochs": args.epochs,
@@ -166,7 +176,7 @@ def main() -> None:
         "speedup_vs_sequential": {name: median[name] / median["sequential"] for name in median},
         "ray_vs_local": median["ray"] / median["local"],
         "startup_seconds": startup,
-        "median_child_seconds": child,
+        "sequential_child_seconds": child,
         "driver_seconds_per_trial": driver,
         "empty_trials_per_second": dispatch,
         "wire_bytes": wire_sizes(runner, data_dir),
@@ -181,7 +191,7 @@ def main() -> None:
         print(f"| {name} | {median[name]:.1f} | {median[name] / median['sequential']:.2f}x | {startup[name]:.1f} "
               f"| {dispatch[name]:.0f} |")
     print(f"ray / local = {results['ray_vs_local']:.2f}; driver {1000 * driver:.1f} ms/trial; "
-          f"child median {child:.2f} s; wrote {RESULTS / 'throughput.json'}")
+          f"child median {child['median']:.2f} s, mean {child['mean']:.2f} s; wrote {RESULTS / 'throughput.json'}")
 
 
 if __name__ == "__main__":
