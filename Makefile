@@ -34,6 +34,7 @@ bench: install  ## reproduce docs/benchmarks.md figures
 	$(PY) -m bench.child_overhead
 	$(PY) -m bench.encoder_table
 	$(PY) -m bench.multitask_search
+	$(PY) -m bench.throughput
 
 clean:  ## remove run outputs and caches (not the venv)
 	rm -rf outputs multirun wandb .cache .pytest_cache
