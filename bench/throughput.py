@@ -59,6 +59,12 @@ def load_average() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_times() -> tuple[int, int]:
+    """(idle, total) jiffies of the whole machine since boot, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return values[3] + values[4], sum(values)  # idle + iowait
+
+
 def timed_search(evaluator: Evaluator, args: argparse.Namespace, work: Path) -> dict:
     """One full search (fresh run dir, W&B offline as a default run would) timed around ``run``."""
     space = SearchSpace.from_config(SPACE)
@@ -69,16 +75,20 @@ def timed_search(evaluator: Evaluator, args: argparse.Namespace, work: Path) -> 
     with Tracker(TrackingConfig(mode="offline", dir=str(run_dir)), {"bench": "throughput"}) as tracker:
         search = Search(cfg, list(TASKS), strategy, evaluator, run_dir, child_defaults=CHILD_DEFAULTS, seed=0,
                         signature={}, tracker=tracker)
-        load, started = load_average(), time.perf_counter()
+        load, cpu, started = load_average(), cpu_times(), time.perf_counter()
         summary = search.run()
         seconds = time.perf_counter() - started
+        idle = [after - before for after, before in zip(cpu_times(), cpu)]
     rows = read_trials(run_dir)
-    driver = sum(summary["seconds"][key] for key in ("policy", "records", "tracking"))
+    driver = {key: summary["seconds"][key] / len(rows) for key in ("policy", "records", "tracking")}
     child = [row["wall_seconds"] for row in rows]
     steps = [child[start:start + args.batch_size] for start in range(0, len(child), args.batch_size)]
     return {
         "seconds": seconds, "trials_per_minute": 60 * len(rows) / seconds, "load_average": load,
-        "driver_seconds_per_trial": driver / len(rows),
+        # Share of all cores left idle: about 0.5 for a sequential run on an idle 2-core
+        # machine; less means other jobs took CPU from this measurement.
+        "machine_idle_fraction": idle[0] / idle[1],
+        "driver_seconds_per_trial": sum(driver.values()), "driver_breakdown_per_trial": driver,
         "child_seconds_median": statistics.median(child), "child_seconds_mean": statistics.mean(child),
         "slowest_child_per_step_mean": statistics.mean(max(step) for step in steps),
         "slowest_child": max(child),
@@ -153,8 +163,9 @@ def main() -> None:
             order = names[repeat % len(names):] + names[:repeat % len(names)]
             for name in order:
                 runs[name].append(timed_search(evaluators[name], args, work))
-                print(f"repeat {repeat} {name:>10}: {runs[name][-1]['trials_per_minute']:6.1f} trials/min "
-                      f"(load {runs[name][-1]['load_average']:.2f})", flush=True)
+                run = runs[name][-1]
+                print(f"repeat {repeat} {name:>14}: {run['trials_per_minute']:6.1f} trials/min (load "
+                      f"{run['load_average']:.2f}, machine idle {run['machine_idle_fraction']:.0%})", flush=True)
         dispatch = {name: empty_trial_rate(evaluators[name], 200) for name in EXECUTORS}
     finally:
         for evaluator in evaluators.values():
@@ -163,7 +174,10 @@ def main() -> None:
     assert all(run["rewards"] == runs["sequential"][0]["rewards"] for r in runs.values() for run in r), \
         "executors disagree on the trial log: throughput figures would compare different searches"
     median = {name: statistics.median(run["trials_per_minute"] for run in r) for name, r in runs.items()}
-    driver = statistics.median(run["driver_seconds_per_trial"] for r in runs.values() for run in r)
+    every_run = [run for r in runs.values() for run in r]
+    driver = statistics.median(run["driver_seconds_per_trial"] for run in every_run)
+    breakdown = {key: statistics.median(run["driver_breakdown_per_trial"][key] for run in every_run)
+                 for key in every_run[0]["driver_breakdown_per_trial"]}
     child = {name: statistics.median(run[key] for run in runs["sequential"]) for name, key in (
         ("median", "child_seconds_median"), ("mean", "child_seconds_mean"),
         ("slowest_per_step_b8", "slowest_child_per_step_mean"), ("slowest", "slowest_child"))}
@@ -178,6 +192,7 @@ def main() -> None:
         "startup_seconds": startup,
         "sequential_child_seconds": child,
         "driver_seconds_per_trial": driver,
+        "driver_breakdown_per_trial": breakdown,  # policy = propose + observe (PPO update)
         "empty_trials_per_second": dispatch,
         "wire_bytes": wire_sizes(runner, data_dir),
         "estimate_ray": amdahl(child, driver, 1 / dispatch["ray"]),
