@@ -87,14 +87,16 @@ class RayEvaluator(Evaluator):
             ray.init(address=self.cfg.address, **common)
         else:
             # A private, short-lived Ray on this machine: no token file in $HOME, no usage
-            # report attempts (machines are often offline), no dashboard process.
+            # report attempts (machines are often offline), no dashboard process, and
+            # workers at normal priority like the local pool's (Ray's default, nice 15,
+            # starves the children, which are this run's main work, on a busy machine).
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")
             os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
             self._owns_temp_dir = self.cfg.temp_dir is None
             # Short on purpose: Ray's socket paths inside it must fit in 107 bytes.
             self.temp_dir = os.path.abspath(self.cfg.temp_dir or tempfile.mkdtemp(prefix="mnms-ray-"))
             ray.init(num_cpus=self.cfg.num_cpus or len(available_cores()), include_dashboard=False,
-                     _temp_dir=self.temp_dir, **common)
+                     _temp_dir=self.temp_dir, _system_config={"worker_niceness": 0}, **common)
         self._started_ray = True
 
     def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
