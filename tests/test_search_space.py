@@ -102,7 +102,7 @@ def test_shipped_spaces_load_and_round_trip():
         assert again.signature() == space.signature()
     default = load("default")
     assert default.names[0] == "encoder"
-    assert default["learning_rate"].choices == (0.0003, 0.001, 0.003, 0.01)
+    assert default["learning_rate"].choices == (0.001, 0.003, 0.01, 0.03)
     assert default["fine_tune"].choices == (False, True)
 
 
