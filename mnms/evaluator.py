@@ -29,7 +29,7 @@ STATUSES = ("ok", "failed", "timeout", "diverged")
 class TrialRequest:
     trial: int
     task: str
-    arch: dict[str, Any]  # a complete Architecture mapping
+    arch: dict[str, Any]  # Architecture fields; any left out take the Architecture defaults
     seed: int
 
 

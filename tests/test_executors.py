@@ -22,10 +22,11 @@ from test_search import CHEAP_SPACE, TASKS, comparable
 
 from mnms.arch import Architecture
 from mnms.child import ChildTrainerConfig
-from mnms.evaluator import ChildRunner, Evaluator, SequentialEvaluator, TrialRequest
+from mnms.evaluator import ChildRunner, Evaluator, SequentialEvaluator, TrialOutcome, TrialRequest
 from mnms.executors import build_evaluator, executor_config
 from mnms.executors.local import LocalConfig, core_shares
 from mnms.executors.ray_executor import RayConfig
+from mnms.executors.schedule import CostModel
 from mnms.records import read_trials
 from mnms.search import Search, SearchConfig
 from mnms.search_space import SearchSpace
@@ -151,6 +152,21 @@ def test_hydra_groups_compose_to_valid_configs() -> None:
 def test_core_shares_are_disjoint_until_cores_run_out() -> None:
     assert core_shares([0, 1, 2, 3], 2, 2) == [[0, 1], [2, 3]]
     assert core_shares([0, 1], 3, 1) == [[0], [1], [0]]
+
+
+def test_cost_model_dispatches_unseen_then_slowest_first_ties_in_request_order() -> None:
+    def request(trial: int, encoder: str, batch_size: int = 64) -> TrialRequest:
+        arch = Architecture(encoder=encoder, batch_size=batch_size).to_dict()
+        return TrialRequest(trial=trial, task="trec", arch=arch, seed=0)
+
+    costs = CostModel()
+    for seconds, req in [(0.4, request(0, "words")), (0.2, request(1, "words")), (2.0, request(2, "char-ngrams"))]:
+        costs.record(req, TrialOutcome("ok", wall_seconds=seconds))
+    assert costs.predict(request(9, "words")) == pytest.approx(0.3)
+    batch = [request(10, "words"), request(11, "char-ngrams"), request(12, "words", batch_size=32),
+             request(13, "words"), request(14, "char-ngrams")]
+    # batch 32 words is unseen: first; then both char-ngrams, then both words, each pair in order.
+    assert costs.longest_first(batch) == [2, 1, 4, 0, 3]
 
 
 def test_runner_ships_without_its_memo_and_with_an_absolute_cache(data_dir, cache_dir, monkeypatch) -> None:

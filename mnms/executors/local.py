@@ -30,6 +30,7 @@ import torch
 
 from mnms.evaluator import ChildRunner, Evaluator, TrialOutcome, TrialRequest
 from mnms.executors import check_int
+from mnms.executors.schedule import CostModel
 
 START_METHODS = ("spawn", "forkserver")
 
@@ -102,13 +103,15 @@ class _Worker:
 
 
 class LocalEvaluator(Evaluator):
-    """Trains each batch on a pool of pinned worker processes; outcomes in request order."""
+    """Trains each batch on a pool of pinned worker processes, slowest-predicted child first;
+    outcomes in request order."""
 
     def __init__(self, runner: ChildRunner, cfg: LocalConfig) -> None:
         cores = available_cores()
         count = cfg.workers or max(1, len(cores) // runner.threads)
         per_worker = cfg.cores_per_worker or max(1, len(cores) // count)
         self.cfg = cfg
+        self._costs = CostModel()
         self._runner_bytes = pickle.dumps(runner)  # pickled once, sent once to each worker
         self._context = multiprocessing.get_context(cfg.start_method)
         shares = core_shares(cores, count, per_worker) if cfg.pin_cores and hasattr(os, "sched_setaffinity") else None
@@ -165,7 +168,7 @@ class LocalEvaluator(Evaluator):
             self._await_ready(worker)
         outcomes: list[TrialOutcome | None] = [None] * len(requests)
         attempts = [0] * len(requests)
-        queue = deque(range(len(requests)))
+        queue = deque(self._costs.longest_first(requests))
         running: dict[int, int] = {}  # worker slot -> request index
         while queue or running:
             for slot, worker in enumerate(self._workers):
@@ -181,6 +184,7 @@ class LocalEvaluator(Evaluator):
                 index = running.pop(slot)
                 try:
                     outcomes[index] = self._workers[slot].conn.recv()
+                    self._costs.record(requests[index], outcomes[index])
                 except (EOFError, OSError):
                     pid, exit_code = self._workers[slot].process.pid, self._replace(slot)
                     if attempts[index] <= self.cfg.retries:

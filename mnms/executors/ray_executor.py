@@ -27,6 +27,7 @@ import torch
 from mnms.evaluator import ChildRunner, Evaluator, TrialOutcome, TrialRequest
 from mnms.executors import check_int
 from mnms.executors.local import available_cores
+from mnms.executors.schedule import CostModel
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,7 @@ class RayEvaluator(Evaluator):
 
     def __init__(self, runner: ChildRunner, cfg: RayConfig) -> None:
         self.cfg = cfg
+        self._costs = CostModel()
         self.temp_dir: str | None = None  # the private Ray's session folder (logs); None on a cluster
         self._started_ray = False
         self._owns_temp_dir = False  # created here, so removed on close
@@ -100,8 +102,13 @@ class RayEvaluator(Evaluator):
         self._started_ray = True
 
     def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
-        refs = [self._task.remote([self._runner_ref], request) for request in requests]
-        return [self._outcome(ref, request) for ref, request in zip(refs, requests, strict=True)]
+        # Submitted slowest-predicted first: Ray starts queued tasks of one shape in order.
+        refs = {index: self._task.remote([self._runner_ref], requests[index])
+                for index in self._costs.longest_first(requests)}
+        outcomes = [self._outcome(refs[index], request) for index, request in enumerate(requests)]
+        for request, outcome in zip(requests, outcomes, strict=True):
+            self._costs.record(request, outcome)
+        return outcomes
 
     def _outcome(self, ref: Any, request: TrialRequest) -> TrialOutcome:
         try:
