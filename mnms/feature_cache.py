@@ -3,8 +3,10 @@
 Children are trained thousands of times on the same (task, split, encoder config); whatever
 can be computed once is stored here. Several worker processes may share one root, so files
 are written atomically (temp file in the same directory, then ``os.replace``): a reader sees
-either no file or a complete one. A file that cannot be read (truncated by a crash, foreign
-format) counts as a miss and is rewritten.
+either no file or a complete one. A miss is computed under a per-entry file lock
+(a short-lived ``<h>.lock`` next to the entry, POSIX ``flock``), so processes that share a root and miss
+the same entry at once compute it once: the others wait and then read its file. A file
+that cannot be read (truncated by a crash, foreign format) counts as a miss and is rewritten.
 """
 
 from __future__ import annotations
@@ -15,11 +17,17 @@ import logging
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock, so two processes may compute the same entry (still correct)
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -97,16 +105,31 @@ class FeatureCache:
             self.memory_hits += 1
             return dict(self._memo[h])
         path = self.path_for(key)
-        features = self._read(path) if path is not None else None
-        if features is not None:
-            self.disk_hits += 1
+        if path is None:
+            features = self._compute(compute, key)
         else:
-            features = _check_features(compute(), key)
-            self.misses += 1
-            if path is not None:
-                _atomic_save(features, path)
+            features = self._load_or_compute(path, compute, key)
         self._remember(h, features)
         return dict(features)
+
+    def _load_or_compute(self, path: Path, compute: Callable[[], Features], key: Mapping[str, Any]) -> Features:
+        existed = path.exists()
+        features = self._read(path) if existed else None
+        if features is None:
+            with _entry_lock(path):
+                # Another process may have written the entry while this one waited for the lock.
+                features = None if existed else self._read(path)
+                if features is None:
+                    features = self._compute(compute, key)
+                    _atomic_save(features, path)
+                    return features
+        self.disk_hits += 1
+        return features
+
+    def _compute(self, compute: Callable[[], Features], key: Mapping[str, Any]) -> Features:
+        features = _check_features(compute(), key)
+        self.misses += 1
+        return features
 
     def _read(self, path: Path) -> Features | None:
         if not path.exists():
@@ -134,6 +157,29 @@ def _check_features(features: object, origin: object) -> Features:
     ):
         raise TypeError(f"features for {origin} must be a dict[str, Tensor], got {type(features).__name__}")
     return features
+
+
+@contextmanager
+def _entry_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s lock file (the OS releases it if the holder dies).
+
+    The holder deletes the lock file before releasing it, so none are left behind. A
+    process already waiting then gets the lock on the deleted file, while a newcomer may
+    lock a new one; both re-read the entry first, so at worst a failed computation is
+    retried twice at once, which the atomic write keeps correct.
+    """
+    if fcntl is None:
+        yield
+        return
+    lock = path.with_suffix(".lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            lock.unlink(missing_ok=True)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _atomic_save(features: Features, path: Path) -> None:
