@@ -122,6 +122,9 @@ def test_table_numbers_match_the_trial_logs(study_dir: Path, report: Path) -> No
     expected = f"{statistics.mean(best_at_10):.3f} ± {statistics.stdev(best_at_10):.3f}"
     assert table["random"]["best val @10"] == expected
 
+    opening = [statistics.mean(r["reward"] for r in _trials(study_dir / f"ppo-seed{s}", "trec")[:10]) for s in (0, 1)]
+    assert table["scratch"]["mean reward, first 10"] == f"{statistics.mean(opening):.3f} ± {statistics.stdev(opening):.3f}"
+
     top_test = []
     for seed in (0, 1):
         distinct = {json.dumps(r["arch"], sort_keys=True): r for r in reversed(_trials(study_dir / f"ppo-seed{seed}", "trec"))

@@ -14,6 +14,7 @@ import pandas as pd
 CHECKPOINTS = (10, 25, 50, 100)  # best validation accuracy after this many trials of the task
 FRACTIONS = (0.95, 0.99)  # trials needed to reach this fraction of scratch's final best
 TOP_K = 5  # test accuracy of the top-k distinct architectures chosen on validation
+OPENING = 10  # mean reward of a task's first trials: where a search starts (transfer's head start)
 BASELINE = "scratch"
 MODE_ORDER = ("transfer", BASELINE, "random", "optuna", "multitask")
 
@@ -36,7 +37,7 @@ def top_k_test_accuracy(trials: pd.DataFrame, k: int = TOP_K) -> float:
 
 
 def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, mode, run): ``best@N``, ``final_best``, ``top_test`` and ``reach@F`` (NaN: never)."""
+    """One row per (task, mode, run): ``opening``, ``best@N``, ``final_best``, ``top_test`` and ``reach@F`` (NaN: never)."""
     trials = trials.assign(best=best_so_far(trials))
     scratch = trials[trials["mode"] == BASELINE]
     targets = scratch.groupby(["task", "run"])["val_accuracy"].max().groupby("task").mean()
@@ -44,7 +45,8 @@ def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
     for (task, mode, run, seed), group in trials.groupby(["task", "mode", "run", "seed"]):
         best = group.set_index("task_trial")["best"]
         row = {"task": task, "mode": mode, "run": run, "seed": seed, "trials": len(group),
-               "final_best": best.iloc[-1], "top_test": top_k_test_accuracy(group)}
+               "final_best": best.iloc[-1], "top_test": top_k_test_accuracy(group),
+               "opening": group.loc[group["task_trial"] <= OPENING, "reward"].mean()}
         row.update({f"best@{n}": best.get(n, math.nan) for n in CHECKPOINTS})
         for fraction in FRACTIONS:
             reached = best[best >= fraction * targets.get(task, math.nan)]
@@ -75,14 +77,14 @@ def task_table(stats: pd.DataFrame, task: str) -> str:
     """The markdown table of one task: a row per mode."""
     rows = stats[stats["task"] == task]
     has_baseline = (rows["mode"] == BASELINE).any()
-    header = ["mode", "seeds", *(f"best val @{n}" for n in CHECKPOINTS)]
+    header = ["mode", "seeds", f"mean reward, first {OPENING}", *(f"best val @{n}" for n in CHECKPOINTS)]
     for fraction in FRACTIONS:
         header += [f"trials to {fraction:.0%} of scratch", "speed-up"]
     header.append(f"top-{TOP_K} test acc")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode in sorted(rows["mode"].unique(), key=mode_sort_key):
         mine = rows[rows["mode"] == mode]
-        cells = [mode, str(len(mine)), *(_cell(mine[f"best@{n}"], 3) for n in CHECKPOINTS)]
+        cells = [mode, str(len(mine)), _cell(mine["opening"], 3), *(_cell(mine[f"best@{n}"], 3) for n in CHECKPOINTS)]
         for fraction in FRACTIONS:
             column = f"reach@{fraction}"
             if has_baseline:
@@ -117,6 +119,8 @@ def _shorten(text: str, limit: int = 160) -> str:
 
 LEGEND = f"""\
 Numbers are mean ± sample std over seeds, counted in each task's own trials.
+`mean reward, first {OPENING}`: the average reward of the task's first {OPENING} trials, where the
+search starts (failed children count with their failure reward).
 `best val @N`: best validation accuracy after N trials of the task.
 `trials to X% of scratch`: trials until the best validation accuracy reaches X% of
 scratch's final best (the mean over scratch seeds of each seed's best); `speed-up` is
