@@ -33,8 +33,9 @@ test-fast: install  ## unit tests only
 bench: install  ## reproduce docs/benchmarks.md figures
 	$(PY) -m bench.child_overhead
 	$(PY) -m bench.encoder_table
-	$(PY) -m bench.multitask_search
-	$(PY) -m bench.throughput
+	$(PY) -m bench.multitask_search --trials 400
+	$(PY) -m bench.throughput --repeats 5
+	$(PY) -m bench.transfer_study
 
 clean:  ## remove run outputs and caches (not the venv)
 	rm -rf outputs multirun wandb .cache .pytest_cache
