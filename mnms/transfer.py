@@ -13,6 +13,7 @@ decision, choice, choice order or condition is refused before anything trains.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,10 +127,21 @@ def add_new_tasks(controller: Controller, tasks: Sequence[str], init: str, seed:
         raise ValueError(f"transfer.init={init!r} is neither 'random', 'mean' nor a pre-trained task; "
                          f"the pre-trained tasks are {known}")
     new = [task for task in dict.fromkeys(tasks) if task not in known]
-    generator = torch.Generator().manual_seed(seed)
     for task in new:
-        controller.task_embedding.add_task(task, init, generator=generator)
+        controller.task_embedding.add_task(task, init, generator=new_task_generator(seed, task))
     return new
+
+
+def new_task_generator(seed: int, task: str) -> torch.Generator:
+    """The random stream of a new task's embedding, drawn from ``seed`` and the task's name.
+
+    Not ``manual_seed(seed)``: that is the stream the pre-training run drew its own task
+    rows from, so with equal seeds a "fresh" vector was a copy of the first pre-trained
+    task's starting vector. Keyed by name, a task's vector also does not depend on which
+    other tasks are added with it.
+    """
+    digest = hashlib.sha256(f"task-embedding:{seed}:{task}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little"))
 
 
 def freeze_body(controller: Controller) -> None:

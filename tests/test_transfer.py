@@ -15,6 +15,7 @@ import torch
 from mnms.artifact import ARTIFACT_FILE, load_controller_artifact
 from mnms.records import load_checkpoint, read_trials
 from mnms.search_space import SearchSpace
+from mnms.task_embedding import TaskEmbedding
 from mnms.transfer import TransferConfig, transfer_strategy
 from tiny_search import CONF, PRETRAIN_TASKS, TINY, pretrained, tiny_run  # noqa: F401 - fixture
 from test_search import comparable
@@ -106,6 +107,14 @@ def test_new_embedding_init_options(pretrained) -> None:
     assert torch.equal(new_row(init="langid-tatoeba"), saved[1])
     assert torch.equal(new_row(init="random", seed=3), new_row(init="random", seed=3))
     assert not torch.equal(new_row(init="random", seed=3), new_row(init="random", seed=4))
+    # A fresh vector is no copy of a pre-trained task's starting vector drawn with the same seed...
+    pretrain_seed = load_controller_artifact(pretrained).run_config["seed"]
+    started = TaskEmbedding(PRETRAIN_TASKS, saved.shape[1], torch.Generator().manual_seed(pretrain_seed)).weight
+    fresh = new_row(init="random", seed=pretrain_seed)
+    assert torch.nn.functional.cosine_similarity(started.detach(), fresh[None]).abs().max() < 0.8
+    # ...and does not depend on the other new tasks added with it.
+    alone = strategy_for(pretrained, ["trec", "mr"], init="random", seed=3).controller.task_embedding
+    assert torch.equal(alone.weight[alone.index("mr")].detach(), new_row(init="random", seed=3))
     known = strategy_for(pretrained, ["mr", "trec"]).controller.task_embedding
     assert known.names == [*PRETRAIN_TASKS, "mr"] and torch.equal(known.weight[0].detach(), saved[0])
     with pytest.raises(ValueError, match=r"transfer.init='sst2' is neither .* pre-trained tasks are \['trec'"):
