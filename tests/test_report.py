@@ -26,6 +26,7 @@ from mnms.child import ChildTrainerConfig  # noqa: E402
 from mnms.evaluator import ChildRunner, SequentialEvaluator  # noqa: E402
 from mnms.report import build_report  # noqa: E402
 from mnms.report.__main__ import main as report_main  # noqa: E402
+from mnms.report.plots import embedding_panels  # noqa: E402
 from mnms.search import Search, SearchConfig  # noqa: E402
 from mnms.search_space import SearchSpace  # noqa: E402
 from mnms.strategies import build_strategy  # noqa: E402
@@ -162,3 +163,18 @@ def test_cli_writes_to_out_and_names_a_folder_without_runs(study_dir: Path, tmp_
         report_main([str(tmp_path / "empty")])
     assert exit_info.value.code == 2
     assert f"no trials.jsonl under ['{tmp_path / 'empty'}']" in capsys.readouterr().err
+
+
+def test_transfer_runs_from_one_controller_share_a_similarity_panel() -> None:
+    generator = torch.Generator().manual_seed(0)
+    pretrained = torch.randn(3, 8, generator=generator)
+    names = ["sst2", "trec", "subj"]
+    runs = {f"mr/transfer-seed{seed}": ([*names, "mr"], torch.cat([pretrained, torch.randn(1, 8, generator=generator)]))
+            for seed in (0, 1)}
+    runs["other-search"] = (names, torch.randn(3, 8, generator=generator))  # a controller of its own
+    panels = embedding_panels(runs)
+    assert list(panels) == ["2 runs", "other-search"]
+    merged_names, merged = panels["2 runs"]
+    assert merged_names == [*names, "mr (transfer-seed0)", "mr (transfer-seed1)"]
+    assert torch.equal(merged[:3], pretrained) and torch.equal(merged[3], runs["mr/transfer-seed0"][1][3])
+    assert panels["other-search"][0] == names

@@ -136,11 +136,58 @@ def decision_figure(trials: pd.DataFrame, decision: str, window: int) -> Figure:
     return fig
 
 
-def similarity_figure(embeddings: dict[str, tuple[list[str], torch.Tensor]]) -> Figure:
-    """Cosine similarity of the learned task embeddings, a panel per run's ``controller.pt``."""
-    fig = Figure(figsize=(max(MIN_WIDTH, 5.5 * len(embeddings)), 5.5), layout="constrained")
-    axes = fig.subplots(1, len(embeddings), squeeze=False).ravel()
-    for ax, (run, (names, vectors)) in zip(axes, embeddings.items()):
+Embedding = tuple[list[str], torch.Tensor]
+
+
+def embedding_panels(embeddings: dict[str, Embedding]) -> dict[str, Embedding]:
+    """Runs grouped by the controller they grew from, one panel per group.
+
+    Transfer runs from one pre-trained controller keep its task embeddings unchanged and
+    each add the held-out task's own: those runs share a panel, the common rows once and
+    each run's own rows labelled with the run. Runs with no row in common (independent
+    searches) keep their own panel, since two controllers' embedding spaces do not align.
+    """
+    groups: list[list[str]] = []
+    for run in embeddings:
+        home = next((group for group in groups if _shares_a_row(embeddings[group[0]], embeddings[run])), None)
+        if home is None:
+            groups.append([run])
+        else:
+            home.append(run)
+    return {(group[0] if len(group) == 1 else f"{len(group)} runs"): _merge([embeddings[run] for run in group], group)
+            for group in groups}
+
+
+def _shares_a_row(a: Embedding, b: Embedding) -> bool:
+    rows_b = dict(zip(*b))
+    return any(name in rows_b and torch.allclose(vector, rows_b[name]) for name, vector in zip(*a))
+
+
+def _merge(members: list[Embedding], runs: list[str]) -> Embedding:
+    if len(members) == 1:
+        return members[0]
+    common = [(name, vector) for name, vector in zip(*members[0])
+              if all(_has_row(other, name, vector) for other in members[1:])]
+    names, vectors = [name for name, _ in common], [vector for _, vector in common]
+    for run, member in zip(runs, members):
+        for name, vector in zip(*member):
+            if not any(name == n and torch.allclose(vector, v) for n, v in common):
+                names.append(f"{name} ({run.removeprefix(name + '/')})")  # a study run dir starts with its task
+                vectors.append(vector)
+    return names, torch.stack(vectors)
+
+
+def _has_row(member: Embedding, name: str, vector: torch.Tensor) -> bool:
+    return any(name == n and torch.allclose(vector, v) for n, v in zip(*member))
+
+
+def similarity_figure(embeddings: dict[str, Embedding]) -> Figure:
+    """Cosine similarity of the learned task embeddings, a panel per controller origin."""
+    panels = embedding_panels(embeddings)
+    side = max(5.5, 0.42 * max(len(names) for names, _ in panels.values()))
+    fig = Figure(figsize=(max(MIN_WIDTH, side * len(panels)), side), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
+    for ax, (title, (names, vectors)) in zip(axes, panels.items()):
         unit = torch.nn.functional.normalize(vectors, dim=1)
         similarity = (unit @ unit.T).numpy()
         image = ax.imshow(similarity, vmin=-1, vmax=1, cmap="RdBu_r")
@@ -150,7 +197,7 @@ def similarity_figure(embeddings: dict[str, tuple[list[str], torch.Tensor]]) -> 
             for (r, c), value in pd.DataFrame(similarity).stack().items():
                 ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
                         color="white" if abs(value) > 0.6 else "black")
-        ax.set_title(run, fontsize="small")
+        ax.set_title(title, fontsize="small")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="cosine similarity")
     fig.suptitle("Task embeddings of the controller")
     return fig
