@@ -185,7 +185,7 @@ def main() -> None:
         "setup": {"tasks": TASKS, "space": SPACE, "child_defaults": CHILD_DEFAULTS, "trials": args.trials,
                   "batch_size": args.batch_size, "max_examples": args.max_examples, "epochs": args.epochs,
                   "repeats": args.repeats, "executors": EXECUTORS, "cores": len(os.sched_getaffinity(0)),
-                  "child_threads": runner.threads, "strategy": "ppo", "tracking": "wandb offline"},
+                  "child_threads": runner.trainer_cfg.threads, "strategy": "ppo", "tracking": "wandb offline"},
         "median_trials_per_minute": median,
         "speedup_vs_sequential": {name: median[name] / median["sequential"] for name in median},
         "ray_vs_local": median["ray"] / median["local"],

@@ -10,8 +10,9 @@ import logging
 import math
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -32,8 +33,15 @@ class ChildTrainerConfig:
     time_limit_s: float | None = None  # a child still training after this is a failed trial
     progress_bar: bool = False
     deterministic: bool = False
+    # Intra-op torch threads a child trains with. The count changes results (another
+    # reduction order in matmuls), so it is part of the child's config rather than taken
+    # from the process: a seeded search then records the same trials under every executor
+    # and worker count, and `mode=child` trains exactly the child a search trained.
+    threads: int = 1
 
     def __post_init__(self) -> None:
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
+            raise ValueError(f"trainer.threads={self.threads!r} must be an integer >= 1")
         if self.max_epochs < 1:
             raise ValueError(f"trainer.max_epochs={self.max_epochs} must be >= 1")
         if self.max_steps == 0 or self.max_steps < -1:
@@ -122,7 +130,30 @@ def evaluate_child(
     seed: int,
     encoder_options: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> ChildResult:
-    """Train ``arch`` on ``task``'s train split and score it on validation and test."""
+    """Train ``arch`` on ``task``'s train split and score it on validation and test.
+
+    Everything, encoding included, runs with ``trainer_cfg.threads`` intra-op threads;
+    the caller's setting is restored afterwards.
+    """
+    with torch_threads(trainer_cfg.threads):
+        return _evaluate_child(task, arch, trainer_cfg, cache, seed, encoder_options)
+
+
+@contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """Run the block with ``threads`` intra-op threads, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if previous != threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if previous != threads:
+            torch.set_num_threads(previous)
+
+
+def _evaluate_child(task: Task, arch: Architecture, trainer_cfg: ChildTrainerConfig, cache: FeatureCache, seed: int,
+                    encoder_options: Mapping[str, Mapping[str, Any]] | None) -> ChildResult:
     started = time.perf_counter()
     _quiet_lightning()
     encoded = get_encoder(arch.encoder, encoder_options).encode(

@@ -10,12 +10,10 @@ from __future__ import annotations
 import time
 import traceback
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
-import torch
 
 from mnms.arch import Architecture
 from mnms.child import ChildDiverged, ChildTimeout, ChildTrainerConfig, evaluate_child
@@ -41,19 +39,6 @@ class TrialOutcome:
     wall_seconds: float = 0.0
 
 
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``threads`` intra-op threads, then restore the caller's setting."""
-    previous = torch.get_num_threads()
-    if previous != threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if previous != threads:
-            torch.set_num_threads(previous)
-
-
 @dataclass
 class ChildRunner:
     """Trains the child a request names; never raises, so one bad child cannot stop a search.
@@ -66,14 +51,8 @@ class ChildRunner:
     trainer_cfg: ChildTrainerConfig
     cache_dir: str | None
     encoder_options: Mapping[str, Any] | None = None
-    # Intra-op threads each child trains with. It changes results (a different reduction
-    # order in matmuls), so it is fixed per runner rather than taken from the process: a
-    # seeded search then records the same trials under every executor and worker count.
-    threads: int = 1
 
     def __post_init__(self) -> None:
-        if not isinstance(self.threads, int) or self.threads < 1:
-            raise ValueError(f"ChildRunner threads={self.threads!r} must be an integer >= 1")
         self.cache = FeatureCache(self.cache_dir)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -88,10 +67,6 @@ class ChildRunner:
         self.cache = FeatureCache(self.cache_dir)
 
     def __call__(self, request: TrialRequest) -> TrialOutcome:
-        with torch_threads(self.threads):
-            return self._run(request)
-
-    def _run(self, request: TrialRequest) -> TrialOutcome:
         started = time.perf_counter()
         try:
             result = evaluate_child(

@@ -7,7 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+import mnms.child
 from mnms.arch import Architecture
 from mnms.child import ChildTimeout, ChildTrainerConfig, evaluate_child
 from mnms.feature_cache import FeatureCache
@@ -48,6 +50,28 @@ def test_same_seed_same_metrics_and_second_run_hits_the_cache(data_dir, tmp_path
     assert not first.features_from_cache and second.features_from_cache
     assert second_cache.hits > 0 and second_cache.misses == 0
     assert other_seed.val_accuracy != first.val_accuracy or other_seed.test_accuracy != first.test_accuracy
+
+
+def test_child_trains_with_the_configured_threads_and_restores_the_callers(data_dir, tmp_path, monkeypatch) -> None:
+    with pytest.raises(ValueError, match="trainer.threads=0 must be an integer >= 1"):
+        ChildTrainerConfig(threads=0)
+    seen: list[int] = []
+    real_build_trainer = mnms.child.build_trainer
+
+    def spying_build_trainer(cfg):
+        seen.append(torch.get_num_threads())
+        return real_build_trainer(cfg)
+
+    monkeypatch.setattr(mnms.child, "build_trainer", spying_build_trainer)
+    task = load_task("trec", data_dir, max_examples=300, seed=0)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        evaluate_child(task, Architecture(encoder="words", batch_size=32), ChildTrainerConfig(max_epochs=1, threads=1),
+                       FeatureCache(tmp_path), seed=0)
+        assert seen == [1] and torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_overrunning_child_is_stopped(data_dir, tmp_path) -> None:

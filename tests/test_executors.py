@@ -174,28 +174,12 @@ def test_runner_ships_without_its_memo_and_with_an_absolute_cache(data_dir, cach
     runner(TrialRequest(0, "trec", {"encoder": "words", "batch_size": 32}, 0))
     assert runner.cache.stats()["memory_entries"] > 0
     monkeypatch.chdir(cache_dir)
-    relative = ChildRunner(runner.tasks, runner.trainer_cfg, "cache", threads=2)
+    relative = ChildRunner(runner.tasks, runner.trainer_cfg, "cache")
     copy = pickle.loads(pickle.dumps(relative))
-    assert copy.cache_dir == str(cache_dir / "cache") and copy.threads == 2
+    assert copy.cache_dir == str(cache_dir / "cache") and copy.trainer_cfg == runner.trainer_cfg
     assert copy.cache.stats()["memory_entries"] == 0
     # A request on the wire is well under a kilobyte; the runner goes once per worker.
     assert len(pickle.dumps(TrialRequest(0, "trec", Architecture(encoder="words").to_dict(), 0))) < 1000
-
-
-def test_child_threads_are_fixed_and_the_callers_restored(data_dir, cache_dir) -> None:
-    with pytest.raises(ValueError, match="threads=0 must be an integer >= 1"):
-        make_runner(data_dir, cache_dir, threads=0)
-    before = torch.get_num_threads()
-    seen: list[int] = []
-
-    class Spy(ChildRunner):
-        def _run(self, request):
-            seen.append(torch.get_num_threads())
-            return super()._run(request)
-
-    runner = make_runner(data_dir, cache_dir, cls=Spy, threads=1)
-    assert runner(TrialRequest(0, "no-such-task", {}, 0)).status == "failed"
-    assert seen == [1] and torch.get_num_threads() == before
 
 
 # --- real searches ------------------------------------------------------------------

@@ -79,7 +79,7 @@ def _serve(conn: Connection, cores: list[int] | None) -> None:
         runner: ChildRunner = conn.recv()
         if cores is not None:
             os.sched_setaffinity(0, cores)
-        torch.set_num_threads(runner.threads)  # set once, so the runner never has to switch it
+        torch.set_num_threads(runner.trainer_cfg.threads)  # set once, so no child has to switch it
     except Exception as error:  # noqa: BLE001 - reported to the driver, which raises it
         conn.send(("error", "".join(traceback.format_exception_only(error)).strip()))
         return
@@ -108,7 +108,7 @@ class LocalEvaluator(Evaluator):
 
     def __init__(self, runner: ChildRunner, cfg: LocalConfig) -> None:
         cores = available_cores()
-        count = cfg.workers or max(1, len(cores) // runner.threads)
+        count = cfg.workers or max(1, len(cores) // runner.trainer_cfg.threads)
         per_worker = cfg.cores_per_worker or max(1, len(cores) // count)
         self.cfg = cfg
         self._costs = CostModel()

@@ -61,7 +61,7 @@ def _train(runner_ref: list[ray.ObjectRef], request: TrialRequest) -> TrialOutco
     if key not in _RUNNERS:
         _RUNNERS.clear()  # a worker serves one search at a time; drop an earlier search's runner
         _RUNNERS[key] = ray.get(runner_ref[0])
-        torch.set_num_threads(_RUNNERS[key].threads)  # set once, so the runner never has to switch it
+        torch.set_num_threads(_RUNNERS[key].trainer_cfg.threads)  # set once, so no child has to switch it
     return _RUNNERS[key](request)
 
 
