@@ -17,10 +17,13 @@ from mnms.arch import Architecture
 from mnms.evaluator import TrialOutcome, TrialRequest
 
 
+_DEFAULTS = Architecture().to_dict()  # for the fields a search space leaves out
+
+
 def cost_key(request: TrialRequest) -> Hashable:
     """The fields that decide most of a child's wall time: its data, input layer and step count."""
-    arch = Architecture.from_mapping(request.arch)  # fills in the fields the search space left out
-    return request.task, arch.encoder, arch.fine_tune, arch.batch_size
+    arch = {**_DEFAULTS, **request.arch}  # not Architecture(...): its validation would triple dispatch cost
+    return request.task, arch["encoder"], arch["fine_tune"], arch["batch_size"]
 
 
 class CostModel:
