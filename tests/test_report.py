@@ -151,10 +151,14 @@ def test_table_numbers_match_the_trial_logs(study_dir: Path, report: Path) -> No
         assert cell.startswith(f"{statistics.mean(reach):.1f}")
 
 
-def test_cli_writes_to_out_and_names_a_folder_without_runs(study_dir: Path, tmp_path: Path, capsys) -> None:
+def test_cli_writes_to_out_and_names_a_folder_without_runs(study_dir: Path, tmp_path: Path, capsys,
+                                                           monkeypatch) -> None:
+    monkeypatch.chdir(study_dir.parent)
     report_main([str(study_dir / "ppo-seed0"), str(study_dir / "random-seed1"), "--out", str(tmp_path / "out"),
                  "--decisions", "1"])
     assert f"report: {tmp_path / 'out' / 'report.md'}" in capsys.readouterr().out
+    # Runs below the working directory are named relative to it (a committed report names no home dir).
+    assert f"2 runs under `{study_dir.name}` " in (tmp_path / "out" / "report.md").read_text()
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"report.md", "best_so_far.png", "reward.png", "task_similarity.png"} < written
     assert len([name for name in written if name.startswith("decision_")]) == 1

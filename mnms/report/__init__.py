@@ -50,7 +50,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     seeds = sorted(int(seed) for seed in jobs["seed"].unique())
     sections = [
         "# Search report",
-        f"{len(jobs)} runs under `{root}` (modes: {modes}; seeds: {seeds}), "
+        f"{len(jobs)} runs under `{_shown(root)}` (modes: {modes}; seeds: {seeds}), "
         "read from their `trials.jsonl`.",
         "## Results per task", LEGEND,
         *(f"### {task}\n\n{task_table(stats, task)}" for task in sorted(trials["task"].unique())),
@@ -65,3 +65,11 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     report = out / REPORT_FILE
     report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
     return report
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working directory when it lies below it, so a committed report names no home dir."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
