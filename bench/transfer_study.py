@@ -5,9 +5,10 @@
 1. ``train.py experiment=pretrain`` (a multitask PPO search over 8 tasks) into
    ``<out>/pretrain``; skipped when its ``controller.pt`` exists, resumed when it was cut short.
 2. ``train.py -m experiment=transfer_study`` over held-out tasks x {transfer, scratch,
-   random, optuna} x seeds into ``<out>/study`` (joblib, two searches at a time). A rerun
-   continues every job where it stopped.
-3. ``python -m mnms.report`` on the study, written to ``docs/transfer_study/``, and the
+   random, optuna} x seeds into ``<out>/study`` (joblib, two searches at a time), then the
+   ``transfer.init=mean`` ablation (mode ``transfer-mean``) into ``<out>/ablation-init-mean``.
+   A rerun continues every job where it stopped.
+3. ``python -m mnms.report`` on both sweeps, written to ``docs/transfer_study/``, and the
    issue's targets per held-out task in ``bench/results/transfer_study.json``.
 """
 
@@ -31,6 +32,7 @@ RESULTS = Path(__file__).parent / "results"
 # Unseen by pretraining (conf/experiment/pretrain.yaml): English sentiment and question
 # type, Spanish sentiment, and a Spanish-or-not language ID task.
 HELD_OUT = ("mr", "trec", "spanish-airline-tweets", "is-spanish")
+ABLATION = "ablation-init-mean"
 
 
 def pretrain(run_dir: Path) -> None:
@@ -40,10 +42,10 @@ def pretrain(run_dir: Path) -> None:
     train(["experiment=pretrain", f"hydra.run.dir={run_dir}", *resume])
 
 
-def study(sweep_dir: Path, pretrained: Path, args: argparse.Namespace) -> None:
+def study(sweep_dir: Path, pretrained: Path, args: argparse.Namespace, *extra: str) -> None:
     train(["experiment=transfer_study", f"transfer.from={pretrained}",
            f"study.held_out={','.join(args.held_out)}", f"seed={','.join(map(str, range(args.seeds)))}",
-           f"search.trials={args.trials}", f"hydra.sweep.dir={sweep_dir}", *args.overrides], multirun=True)
+           f"search.trials={args.trials}", *extra, f"hydra.sweep.dir={sweep_dir}", *args.overrides], multirun=True)
 
 
 def train(overrides: list[str], multirun: bool = False) -> None:
@@ -84,8 +86,12 @@ def main() -> None:
     out = args.out.resolve()
     pretrain(out / "pretrain")
     study(out / "study", out / "pretrain", args)
-    report = build_report([out / "study"], args.report)
-    jobs = load_jobs(find_run_dirs([out / "study"]), out / "study")
+    # Ablation: transfer with the new task's embedding started at the pre-trained tasks' mean.
+    study(out / ABLATION, out / "pretrain", args, "study.mode=transfer", "transfer.init=mean",
+          "logger.job_type=transfer-mean")
+    sweeps = [out / "study", out / ABLATION]
+    report = build_report(sweeps, args.report)
+    jobs = load_jobs(find_run_dirs(sweeps), out)
     payload = {"command": " ".join(sys.argv), "held_out": args.held_out, "seeds": args.seeds,
                "trials": args.trials, "report": str(report),
                "targets": targets(run_stats(load_trials(jobs)))}

@@ -172,7 +172,8 @@ def _merge(members: list[Embedding], runs: list[str]) -> Embedding:
     for run, member in zip(runs, members):
         for name, vector in zip(*member):
             if not any(name == n and torch.allclose(vector, v) for n, v in common):
-                names.append(f"{name} ({run.removeprefix(name + '/')})")  # a study run dir starts with its task
+                where = "/".join(part for part in run.split("/") if part != name)  # the task is in the label already
+                names.append(f"{name} ({where})")
                 vectors.append(vector)
     return names, torch.stack(vectors)
 
