@@ -22,7 +22,7 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 # SGD without momentum barely moves in a few epochs; momentum makes it a fair choice.
 # fused=True: one pass over each parameter instead of several. A child's update of a
 # from-scratch embedding table is memory-bound, and the fused kernel makes such a child
-# 1.3-1.6x faster, with less contention between children trained side by side
+# 1.1-1.7x faster, with less contention between children trained side by side
 # (docs/benchmarks.md). RMSprop has no fused kernel.
 _OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=True),
