@@ -115,10 +115,10 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
 
-    runs = [(seed, experiment, args.out / f"seed{seed}" / name)
+    runs = [(args.out / f"seed{seed}" / name, experiment, seed)
             for seed in args.seeds for experiment, name in (("multitask", "ppo"), ("random", "random"))]
     with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on train.py subprocesses
-        list(pool.map(lambda run: run_search(run[2], run[1], run[0], args), runs))
+        list(pool.map(lambda run: run_search(*run, args), runs))
     seeds = {seed: seed_result(args.out / f"seed{seed}" / "ppo", args.out / f"seed{seed}" / "random", args.tasks)
              for seed in args.seeds}
     overhead = statistics.median(seed["ppo_overhead_fraction"] for seed in seeds.values())

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-
 from mnms.arch import Architecture
 from mnms.child import ChildDiverged, ChildTimeout, ChildTrainerConfig, evaluate_child
 from mnms.feature_cache import FeatureCache

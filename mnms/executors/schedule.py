@@ -16,7 +16,6 @@ from typing import Hashable, Sequence
 from mnms.arch import Architecture
 from mnms.evaluator import TrialOutcome, TrialRequest
 
-
 _DEFAULTS = Architecture().to_dict()  # for the fields a search space leaves out
 
 
@@ -33,8 +32,9 @@ class CostModel:
         self._totals: dict[Hashable, tuple[float, int]] = {}
 
     def record(self, request: TrialRequest, outcome: TrialOutcome) -> None:
-        seconds, count = self._totals.get(cost_key(request), (0.0, 0))
-        self._totals[cost_key(request)] = (seconds + outcome.wall_seconds, count + 1)
+        key = cost_key(request)
+        seconds, count = self._totals.get(key, (0.0, 0))
+        self._totals[key] = (seconds + outcome.wall_seconds, count + 1)
 
     def predict(self, request: TrialRequest) -> float:
         """Expected wall seconds; ``inf`` for a kind of child not seen yet."""
