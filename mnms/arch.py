@@ -7,8 +7,11 @@ child model and the command line all validate against the same lists.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar
+
+from mnms.utils.config import ConfigError, is_int, is_number
 
 MAX_HIDDEN_LAYERS = 3
 ACTIVATIONS = ("relu", "gelu", "tanh", "silu", "leaky_relu")
@@ -17,7 +20,7 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop", "adagrad")
 POOLINGS = ("mean", "sqrtn")
 
 
-class ArchitectureError(ValueError):
+class ArchitectureError(ConfigError):
     """An architecture the child cannot build; the message names the field and the valid values."""
 
 
@@ -36,6 +39,8 @@ class Architecture:
     ``hidden_layers`` are ignored, which lets the search space declare one flat
     decision per layer.
     """
+
+    section: ClassVar[str] = "child.arch"
 
     encoder: str = "minilm"
     fine_tune: bool = False
@@ -61,33 +66,15 @@ class Architecture:
         """Widths of the hidden layers that exist."""
         return tuple(getattr(self, f"width_{k}") for k in range(1, self.hidden_layers + 1))
 
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "Architecture":
-        """Build from a (possibly partial) mapping; unset fields keep their defaults."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ArchitectureError(
-                f"unknown architecture key(s) {unknown}; valid keys are {sorted(known)}"
-            )
-        return cls(**dict(values))
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _one_of(options: tuple[str, ...]):
     return lambda v: v in options, f"one of {list(options)}"
 
 
+@functools.cache
 def _rules() -> dict[str, tuple[Any, str]]:
     return {
         "encoder": (
@@ -97,20 +84,20 @@ def _rules() -> dict[str, tuple[Any, str]]:
         "fine_tune": (lambda v: isinstance(v, bool), "true or false"),
         "pooling": _one_of(POOLINGS),
         "hidden_layers": (
-            lambda v: _is_int(v) and 0 <= v <= MAX_HIDDEN_LAYERS,
+            lambda v: is_int(v) and 0 <= v <= MAX_HIDDEN_LAYERS,
             f"an integer from 0 to {MAX_HIDDEN_LAYERS}",
         ),
         **{
-            f"width_{k}": (lambda v: _is_int(v) and 1 <= v <= 16384, "an integer from 1 to 16384")
+            f"width_{k}": (lambda v: is_int(v) and 1 <= v <= 16384, "an integer from 1 to 16384")
             for k in range(1, MAX_HIDDEN_LAYERS + 1)
         },
         "activation": _one_of(ACTIVATIONS),
         "normalisation": _one_of(NORMALISATIONS),
-        "dropout": (lambda v: _is_number(v) and 0.0 <= v < 1.0, "a number in [0, 1)"),
+        "dropout": (lambda v: is_number(v) and 0.0 <= v < 1.0, "a number in [0, 1)"),
         "optimizer": _one_of(OPTIMIZERS),
-        "learning_rate": (lambda v: _is_number(v) and 0.0 < v <= 10.0, "a number in (0, 10]"),
-        "weight_decay": (lambda v: _is_number(v) and 0.0 <= v < 1.0, "a number in [0, 1)"),
-        "batch_size": (lambda v: _is_int(v) and 1 <= v <= 65536, "an integer from 1 to 65536"),
+        "learning_rate": (lambda v: is_number(v) and 0.0 < v <= 10.0, "a number in (0, 10]"),
+        "weight_decay": (lambda v: is_number(v) and 0.0 <= v < 1.0, "a number in [0, 1)"),
+        "batch_size": (lambda v: is_int(v) and 1 <= v <= 65536, "an integer from 1 to 65536"),
     }
 
 

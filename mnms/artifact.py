@@ -35,11 +35,12 @@ from typing import Any, Mapping
 import torch
 
 from mnms.controller import Controller, ControllerConfig
-from mnms.records import atomic_torch_save
 from mnms.search_space import SearchSpace
 from mnms.strategies import PolicyGradientStrategy, Strategy
+from mnms.utils.config import from_config
+from mnms.utils.io import RunDir, torch_save_atomic
 
-ARTIFACT_FILE = "controller.pt"
+ARTIFACT_FILE = RunDir.CONTROLLER
 FORMAT = "mnms.controller"
 FORMAT_VERSION = 1
 
@@ -95,7 +96,7 @@ def save_controller_artifact(path: Path, strategy: Strategy, space: SearchSpace,
         "run_config": dict(config),
     }
     path = Path(path)
-    atomic_torch_save(path, payload)
+    torch_save_atomic(path, payload)
     return path
 
 
@@ -136,7 +137,7 @@ def load_controller_artifact(path_or_run_dir: str | Path) -> ControllerArtifact:
         path=path,
         version=payload["version"],
         algorithm=payload["algorithm"],
-        controller_config=ControllerConfig.from_mapping(payload["controller_config"]),
+        controller_config=from_config(ControllerConfig, payload["controller_config"], "controller_config"),
         controller_state=payload["controller_state"],
         task_names=names,
         task_embeddings=embeddings,

@@ -10,9 +10,8 @@ import logging
 import math
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Mapping
+from typing import Any, ClassVar, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -22,11 +21,15 @@ from mnms.arch import Architecture
 from mnms.encoders import get_encoder
 from mnms.feature_cache import FeatureCache
 from mnms.tasks import SPLITS, Task
+from mnms.utils.config import check, is_int, is_number
+from mnms.utils.threads import torch_threads
 
 
 @dataclass(frozen=True)
 class ChildTrainerConfig:
     """The training budget and Trainer switches of a child (Hydra group ``trainer``)."""
+
+    section: ClassVar[str] = "trainer"
 
     max_epochs: int = 5
     max_steps: int = -1  # -1: epochs decide; otherwise stop after this many optimiser steps
@@ -40,14 +43,12 @@ class ChildTrainerConfig:
     threads: int = 1
 
     def __post_init__(self) -> None:
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 1:
-            raise ValueError(f"trainer.threads={self.threads!r} must be an integer >= 1")
-        if self.max_epochs < 1:
-            raise ValueError(f"trainer.max_epochs={self.max_epochs} must be >= 1")
-        if self.max_steps == 0 or self.max_steps < -1:
-            raise ValueError(f"trainer.max_steps={self.max_steps} must be -1 (off) or >= 1")
-        if self.time_limit_s is not None and self.time_limit_s <= 0:
-            raise ValueError(f"trainer.time_limit_s={self.time_limit_s} must be > 0 or null")
+        check(self, "threads", is_int(self.threads) and self.threads >= 1, "an integer >= 1")
+        check(self, "max_epochs", is_int(self.max_epochs) and self.max_epochs >= 1, "an integer >= 1")
+        check(self, "max_steps", is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1),
+              "-1 (the epochs decide) or an integer >= 1")
+        check(self, "time_limit_s", self.time_limit_s is None or (is_number(self.time_limit_s) and self.time_limit_s > 0),
+              "a number of seconds > 0, or null for no limit")
 
 
 class ChildTimeout(RuntimeError):
@@ -137,19 +138,6 @@ def evaluate_child(
     """
     with torch_threads(trainer_cfg.threads):
         return _evaluate_child(task, arch, trainer_cfg, cache, seed, encoder_options)
-
-
-@contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """Run the block with ``threads`` intra-op threads, then restore the caller's setting."""
-    previous = torch.get_num_threads()
-    if previous != threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if previous != threads:
-            torch.set_num_threads(previous)
 
 
 def _evaluate_child(task: Task, arch: Architecture, trainer_cfg: ChildTrainerConfig, cache: FeatureCache, seed: int,

@@ -14,10 +14,8 @@ those rows unchanged, exactly as if the step had been skipped.
 
 from __future__ import annotations
 
-import dataclasses
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, Sequence, TypeVar
+from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -25,38 +23,8 @@ from torch.nn import functional as F
 
 from mnms.search_space import SearchSpace
 from mnms.task_embedding import TaskEmbedding
-
-Config = TypeVar("Config")
-
-
-def config_from_mapping(cls: type[Config], values: Mapping[str, Any]) -> Config:
-    """Build dataclass ``cls`` from ``values``; unknown keys are errors that list the valid ones."""
-    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} key(s) {unknown}; valid keys are {sorted(known)}")
-    return cls(**dict(values))
-
-
-def is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-@contextmanager
-def single_threaded() -> Iterator[None]:
-    """Run torch on one intra-op thread inside the block (usable as ``@single_threaded()``).
-
-    The controller's tensors have a few dozen rows: splitting them across threads
-    costs more in synchronisation than it saves (an LSTM step measured 10-100x
-    slower with 2 threads on a busy 2-core machine).  The setting is process-wide,
-    so it is restored on exit.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
+from mnms.utils.config import check, is_int, is_number
+from mnms.utils.threads import torch_threads
 
 
 @dataclass(frozen=True)
@@ -67,6 +35,8 @@ class ControllerConfig:
     can never become fully deterministic and keeps exploring (None disables it).
     """
 
+    section: ClassVar[str] = "controller.network"
+
     hidden_size: int = 64
     choice_embedding_size: int = 32
     task_embedding_size: int = 32
@@ -75,17 +45,10 @@ class ControllerConfig:
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "choice_embedding_size", "task_embedding_size"):
-            value = getattr(self, name)
-            if not (is_number(value) and isinstance(value, int) and value >= 1):
-                raise ValueError(f"ControllerConfig.{name} must be a positive integer, got {value!r}")
-        if not (is_number(self.temperature) and self.temperature > 0):
-            raise ValueError(f"ControllerConfig.temperature must be > 0, got {self.temperature!r}")
-        if self.tanh_clip is not None and not (is_number(self.tanh_clip) and self.tanh_clip > 0):
-            raise ValueError(f"ControllerConfig.tanh_clip must be > 0 or null, got {self.tanh_clip!r}")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "ControllerConfig":
-        return config_from_mapping(cls, values)
+            check(self, name, is_int(getattr(self, name)) and getattr(self, name) >= 1, "a positive integer")
+        check(self, "temperature", is_number(self.temperature) and self.temperature > 0, "a number > 0")
+        check(self, "tanh_clip", self.tanh_clip is None or (is_number(self.tanh_clip) and self.tanh_clip > 0),
+              "a number > 0, or null to disable the clip")
 
 
 @dataclass
@@ -156,13 +119,13 @@ class Controller(nn.Module):
                     arch[decision.name] = decision.choices[k]
         return Rollout(archs, log_prob, entropy, probs)
 
-    @single_threaded()
+    @torch_threads(1)
     def sample(self, task: str, n: int, generator: torch.Generator) -> list[dict[str, Any]]:
         """Draw ``n`` architectures for ``task``; all randomness comes from ``generator``."""
         with torch.no_grad():
             return self._unroll([task] * n, _draw(generator)).archs
 
-    @single_threaded()
+    @torch_threads(1)
     def log_prob_and_entropy(
         self, task: str | Sequence[str], archs: Sequence[Mapping[str, Any]]
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -186,13 +149,13 @@ class Controller(nn.Module):
         rollout = self._unroll(tasks, replay)
         return rollout.log_prob, rollout.entropy
 
-    @single_threaded()
+    @torch_threads(1)
     def greedy(self, task: str) -> dict[str, Any]:
         """The architecture of greedy decoding: the most likely choice at every step."""
         with torch.no_grad():
             return self._unroll([task], lambda i, log_p: log_p.argmax(dim=-1)).archs[0]
 
-    @single_threaded()
+    @torch_threads(1)
     def choice_probabilities(
         self, task: str, n_samples: int = 2000, generator: torch.Generator | None = None
     ) -> dict[str, dict[str, float]]:

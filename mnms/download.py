@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from mnms.task_files import SPLITS, task_error
+from mnms.utils.config import unknown_keys
 
 TIMEOUT_S = 60.0  # per socket operation, so a stalled server fails instead of hanging a sweep
 _CHUNK = 1 << 20
@@ -46,10 +47,10 @@ class Download:
             if not ok:
                 raise task_error(task, f"invalid {what} in {where}", fix)
 
-        keys = {f.name for f in dataclasses.fields(cls)}
-        check(isinstance(entry, Download) or (isinstance(entry, Mapping) and {"url", "sha256", "split"}
-                                              <= set(entry) <= keys), f"downloads entry {entry!r}",
-              f"give url, sha256 and split, optionally filename (valid keys: {sorted(keys)})")
+        keys = [f.name for f in dataclasses.fields(cls)]
+        check(isinstance(entry, Download) or (isinstance(entry, Mapping) and {"url", "sha256", "split"} <= set(entry)
+                                              and not unknown_keys(entry, keys)), f"downloads entry {entry!r}",
+              f"give url, sha256 and split, optionally filename (valid keys: {keys})")
         item = entry if isinstance(entry, Download) else cls(**entry)
         url = urlparse(str(item.url))
         check(url.scheme in ("http", "https", "file"), f"download url {item.url!r}", "use an http(s):// URL")

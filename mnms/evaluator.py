@@ -18,6 +18,7 @@ from mnms.arch import Architecture
 from mnms.child import ChildDiverged, ChildTimeout, ChildTrainerConfig, evaluate_child
 from mnms.feature_cache import FeatureCache
 from mnms.tasks import Task
+from mnms.utils.config import from_config
 
 STATUSES = ("ok", "failed", "timeout", "diverged")
 
@@ -70,7 +71,7 @@ class ChildRunner:
         try:
             result = evaluate_child(
                 self.tasks[request.task],
-                Architecture.from_mapping(request.arch),
+                from_config(Architecture, request.arch),
                 self.trainer_cfg,
                 self.cache,
                 seed=request.seed,

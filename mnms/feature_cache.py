@@ -14,8 +14,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +21,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from mnms.utils.io import torch_save_atomic
 
 try:
     import fcntl
@@ -121,7 +121,7 @@ class FeatureCache:
                 features = None if existed else self._read(path)
                 if features is None:
                     features = self._compute(compute, key)
-                    _atomic_save(features, path)
+                    torch_save_atomic(path, features)
                     return features
         self.disk_hits += 1
         return features
@@ -181,17 +181,3 @@ def _entry_lock(path: Path) -> Iterator[None]:
             lock.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
-
-def _atomic_save(features: Features, path: Path) -> None:
-    """Write to a unique temp file next to ``path`` and rename it over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(features, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -20,16 +20,16 @@ import hashlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
 import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.exceptions import ExperimentalWarning
 
-from mnms.controller import config_from_mapping, is_number
 from mnms.search_space import SearchSpace
 from mnms.strategies import Proposal, Strategy
+from mnms.utils.config import ConfigError, check, is_int
 
 # Optuna logs one INFO line per told trial; trials.jsonl and the progress bar already say it.
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -44,6 +44,8 @@ class OptunaConfig:
     recommends for define-by-run spaces like ours.
     """
 
+    section: ClassVar[str] = "controller.policy"
+
     n_startup_trials: int = 10  # random proposals per task before TPE models anything
     n_ei_candidates: int = 24
     multivariate: bool = True
@@ -51,20 +53,11 @@ class OptunaConfig:
     constant_liar: bool = True  # a batch's pending trials count as bad, so a batch spreads out
 
     def __post_init__(self) -> None:
-        for name in ("n_startup_trials", "n_ei_candidates"):
-            value = getattr(self, name)
-            if not (is_number(value) and isinstance(value, int) and value >= (0 if name == "n_startup_trials" else 1)):
-                raise ValueError(f"controller.policy.{name}={value!r} must be a non-negative integer (>= 1 for "
-                                 "n_ei_candidates)")
-        for name in ("multivariate", "group", "constant_liar"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"controller.policy.{name}={getattr(self, name)!r} must be true or false")
+        check(self, "n_startup_trials", is_int(self.n_startup_trials) and self.n_startup_trials >= 0,
+              "an integer >= 0")
+        check(self, "n_ei_candidates", is_int(self.n_ei_candidates) and self.n_ei_candidates >= 1, "an integer >= 1")
         if self.group and not self.multivariate:
-            raise ValueError("controller.policy.group=true needs multivariate=true; set both or neither")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "OptunaConfig":
-        return config_from_mapping(cls, values)
+            raise ConfigError(f"{self.section}.group=true needs {self.section}.multivariate=true; set both or neither")
 
 
 def task_seed(seed: int, task: str) -> int:

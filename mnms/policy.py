@@ -13,11 +13,13 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import asdict, dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 
-from mnms.controller import Controller, config_from_mapping, is_number, single_threaded
+from mnms.controller import Controller
+from mnms.utils.config import check, is_int, is_number
+from mnms.utils.threads import torch_threads
 
 ALGORITHMS = ("ppo", "reinforce")
 ADVANTAGES = ("relative", "std", "raw")
@@ -32,6 +34,8 @@ class PolicyConfig:
     PPO fields (``ppo_*``, ``minibatch_size``, ``bank_capacity``) are ignored by REINFORCE.
     """
 
+    section: ClassVar[str] = "controller.policy"
+
     algorithm: str = "ppo"
     learning_rate: float = 0.01
     entropy_weight: float = 0.005
@@ -44,26 +48,16 @@ class PolicyConfig:
     max_grad_norm: float = 1.0
 
     def __post_init__(self) -> None:
-        checks = [
-            (self.algorithm in ALGORITHMS, f"algorithm must be one of {list(ALGORITHMS)}"),
-            (self.advantage in ADVANTAGES, f"advantage must be one of {list(ADVANTAGES)}"),
-            (is_number(self.learning_rate) and self.learning_rate > 0, "learning_rate must be > 0"),
-            (is_number(self.entropy_weight) and self.entropy_weight >= 0, "entropy_weight must be >= 0"),
-            (is_number(self.baseline_decay) and 0 <= self.baseline_decay < 1, "baseline_decay must be in [0, 1)"),
-            (is_number(self.ppo_clip) and 0 < self.ppo_clip < 1, "ppo_clip must be in (0, 1)"),
-            (is_number(self.max_grad_norm) and self.max_grad_norm > 0, "max_grad_norm must be > 0"),
-        ] + [
-            (is_number(getattr(self, k)) and isinstance(getattr(self, k), int) and getattr(self, k) >= 1,
-             f"{k} must be a positive integer")
-            for k in ("ppo_epochs", "minibatch_size", "bank_capacity")
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(f"PolicyConfig: {message}, got {asdict(self)}")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "PolicyConfig":
-        return config_from_mapping(cls, values)
+        check(self, "algorithm", self.algorithm in ALGORITHMS, f"one of {list(ALGORITHMS)}")
+        check(self, "advantage", self.advantage in ADVANTAGES, f"one of {list(ADVANTAGES)}")
+        check(self, "learning_rate", is_number(self.learning_rate) and self.learning_rate > 0, "a number > 0")
+        check(self, "entropy_weight", is_number(self.entropy_weight) and self.entropy_weight >= 0, "a number >= 0")
+        check(self, "baseline_decay", is_number(self.baseline_decay) and 0 <= self.baseline_decay < 1,
+              "a number in [0, 1)")
+        check(self, "ppo_clip", is_number(self.ppo_clip) and 0 < self.ppo_clip < 1, "a number in (0, 1)")
+        check(self, "max_grad_norm", is_number(self.max_grad_norm) and self.max_grad_norm > 0, "a number > 0")
+        for name in ("ppo_epochs", "minibatch_size", "bank_capacity"):
+            check(self, name, is_int(getattr(self, name)) and getattr(self, name) >= 1, "a positive integer")
 
 
 class TaskBaselines:
@@ -147,7 +141,7 @@ def _step(controller: Controller, optimizer: torch.optim.Optimizer, loss: torch.
     return float(grad_norm)
 
 
-@single_threaded()
+@torch_threads(1)
 def reinforce_update(
     controller: Controller,
     optimizer: torch.optim.Optimizer,
@@ -174,7 +168,7 @@ def reinforce_update(
     }
 
 
-@single_threaded()
+@torch_threads(1)
 def ppo_update(
     controller: Controller,
     optimizer: torch.optim.Optimizer,

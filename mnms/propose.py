@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, ClassVar
 
 import torch
 from omegaconf import DictConfig
@@ -23,37 +23,34 @@ from rich.table import Table
 
 from mnms.artifact import ControllerArtifact, load_controller_artifact
 from mnms.child import ChildTrainerConfig
-from mnms.controller import Controller, config_from_mapping, is_number, single_threaded
+from mnms.controller import Controller
 from mnms.evaluator import ChildRunner, TrialRequest
-from mnms.run import load_configured_task, plain, write_json
+from mnms.run import load_configured_task
 from mnms.transfer import TransferConfig, add_new_tasks
+from mnms.utils.config import ConfigError, check, from_config, is_int, plain
+from mnms.utils.io import RunDir, write_json_atomic
+from mnms.utils.threads import torch_threads
 
 METHODS = ("beam", "greedy")
-PROPOSALS_FILE = "proposals.json"
+PROPOSALS_FILE = RunDir.PROPOSALS
 
 
 @dataclass(frozen=True)
 class ProposeConfig:
     """The ``propose:`` config section: how many architectures, how they are decoded, whether to train them."""
 
+    section: ClassVar[str] = "propose"
+
     k: int = 5
     method: str = "beam"  # beam: beam search of width k | greedy: the single most likely choice at every step
     train: bool = False
 
     def __post_init__(self) -> None:
-        if not (is_number(self.k) and isinstance(self.k, int) and self.k >= 1):
-            raise ValueError(f"propose.k={self.k!r} must be a positive integer")
-        if self.method not in METHODS:
-            raise ValueError(f"propose.method={self.method!r} is unknown; valid methods are {list(METHODS)}")
+        check(self, "k", is_int(self.k) and self.k >= 1, "a positive integer")
+        check(self, "method", self.method in METHODS, f"one of {list(METHODS)}")
         if self.method == "greedy" and self.k != 1:
-            raise ValueError(f"propose.method=greedy decodes one architecture, but propose.k={self.k}; "
-                             "set propose.k=1 or use propose.method=beam for the top k")
-        if not isinstance(self.train, bool):
-            raise ValueError(f"propose.train={self.train!r} must be true or false")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "ProposeConfig":
-        return config_from_mapping(cls, values)
+            raise ConfigError(f"propose.method=greedy decodes one architecture, but propose.k={self.k}; "
+                              "set propose.k=1 or use propose.method=beam for the top k")
 
 
 @dataclass(frozen=True)
@@ -86,7 +83,7 @@ def _log_probs_at(controller: Controller, task: str, prefixes: list[dict[str, An
     return rollout.probs[i].log()
 
 
-@single_threaded()
+@torch_threads(1)
 def beam_search(controller: Controller, task: str, width: int) -> list[Ranked]:
     """The ``width`` most likely architectures found by beam search, most likely first (width 1 = greedy).
 
@@ -125,7 +122,7 @@ def propose(cfg: DictConfig, run_dir: Path) -> float | None:
     transfer = TransferConfig.from_mapping(plain(cfg.transfer))
     if transfer.source is None:
         raise ValueError("mode=propose needs transfer.from=<controller.pt or a search run dir holding one>")
-    options = ProposeConfig.from_mapping(plain(cfg.propose))
+    options = from_config(ProposeConfig, cfg.propose)
     artifact = load_controller_artifact(transfer.source)
     controller, embedding = controller_for_task(artifact, cfg.task, transfer.init, cfg.seed)
     ranked = beam_search(controller, cfg.task, 1 if options.method == "greedy" else options.k)
@@ -133,7 +130,7 @@ def propose(cfg: DictConfig, run_dir: Path) -> float | None:
             for rank, r in enumerate(ranked, start=1)]
     if options.train:
         task = load_configured_task(cfg, cfg.task)
-        runner = ChildRunner({task.name: task}, ChildTrainerConfig(**plain(cfg.trainer)), cfg.paths.cache_dir,
+        runner = ChildRunner({task.name: task}, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir,
                              plain(cfg.encoders))
         for row in rows:
             arch = {**plain(cfg.child.arch), **row["decisions"]}  # the search fills unsearched fields the same way
@@ -142,8 +139,7 @@ def propose(cfg: DictConfig, run_dir: Path) -> float | None:
     payload = {"task": cfg.task, "embedding": embedding, "controller": str(artifact.path),
                "pre_trained_tasks": artifact.task_names, "method": options.method, "k": options.k,
                "seed": cfg.seed, "proposals": rows}
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / PROPOSALS_FILE, payload)
+    write_json_atomic(RunDir(run_dir).proposals, payload)
     _print_proposals(payload, run_dir)
     accuracies = [row["metrics"]["val_accuracy"] for row in rows if row.get("status") == "ok"]
     return max(accuracies) if accuracies else None

@@ -15,8 +15,10 @@ from typing import Any, Iterator
 
 import torch
 
-TRIALS_FILE = "trials.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
+from mnms.utils.io import RunDir, torch_save_atomic
+
+TRIALS_FILE = RunDir.TRIALS
+CHECKPOINT_FILE = RunDir.CHECKPOINT
 
 
 class TrialLog:
@@ -73,20 +75,8 @@ def read_trials(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def atomic_torch_save(path: Path, payload: Any) -> None:
-    """``torch.save`` that a kill at any instant leaves as either the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as handle:
-        torch.save(payload, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    atomic_torch_save(Path(run_dir) / CHECKPOINT_FILE, state)
+    torch_save_atomic(Path(run_dir) / CHECKPOINT_FILE, state)
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any, Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
@@ -24,13 +22,10 @@ from mnms.strategies import PolicyGradientStrategy, build_strategy
 from mnms.tasks import Task, load_task
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.transfer import transfer_strategy
+from mnms.utils.config import from_config, plain
+from mnms.utils.io import RunDir, write_json_atomic
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-
-
-def plain(node: Any) -> Any:
-    """A resolved plain-Python copy of a config node (dicts and lists)."""
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
 
 
 def load_configured_task(cfg: DictConfig, name: str, max_examples: int | None = None) -> Task:
@@ -43,18 +38,11 @@ def load_configured_task(cfg: DictConfig, name: str, max_examples: int | None = 
     return load_task(name, cfg.paths.data_dir, spec_dirs=spec_dirs, max_examples=cap, seed=cfg.seed)
 
 
-def write_json(path: Path, payload: Any) -> None:
-    """Write JSON atomically: a crash mid-write never leaves a truncated result."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-
-
 def run_child(cfg: DictConfig, run_dir: Path) -> float:
     """Train ``child.arch`` on ``task`` once; print and save its metrics. Returns val accuracy."""
     task = load_configured_task(cfg, cfg.task)
-    arch = Architecture.from_mapping(plain(cfg.child.arch))
-    trainer_cfg = ChildTrainerConfig(**{**plain(cfg.trainer), "progress_bar": True})
+    arch = from_config(Architecture, cfg.child.arch)
+    trainer_cfg = from_config(ChildTrainerConfig, {**plain(cfg.trainer), "progress_bar": True})
     cache = FeatureCache(cfg.paths.cache_dir)
     result = evaluate_child(
         task, arch, trainer_cfg, cache, seed=cfg.seed, encoder_options=plain(cfg.encoders)
@@ -66,8 +54,7 @@ def run_child(cfg: DictConfig, run_dir: Path) -> float:
         "metrics": result.to_dict(),
         "feature_cache": cache.stats(),
     }
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "result.json", payload)
+    write_json_atomic(RunDir(run_dir).result, payload)
     _print_child_summary(task, arch, result.to_dict(), run_dir)
     return result.val_accuracy
 
@@ -84,7 +71,7 @@ def _print_child_summary(task: Task, arch: Architecture, metrics: dict, run_dir:
     console = Console()
     console.print(table)
     console.print(f"architecture: {arch.to_dict()}")
-    console.print(f"result: {run_dir / 'result.json'}")
+    console.print(f"result: {RunDir(run_dir).result}")
 
 
 def run_search(cfg: DictConfig, run_dir: Path) -> float:
@@ -93,13 +80,13 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     run_dir = Path(cfg.resume) if cfg.resume else run_dir
     space = SearchSpace.from_config(plain(cfg.search_space))
     task_names = list(cfg.tasks)
-    search_cfg = SearchConfig(**plain(cfg.search))
+    search_cfg = from_config(SearchConfig, cfg.search)
     tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in task_names}
     strategy_args = (cfg.controller.kind, space, task_names, plain(cfg.controller.network),
                      plain(cfg.controller.policy), cfg.seed)
     transfer = plain(cfg.transfer) if cfg.transfer["from"] else None
     strategy = transfer_strategy(transfer, *strategy_args) if transfer else build_strategy(*strategy_args)
-    runner = ChildRunner(tasks, ChildTrainerConfig(**plain(cfg.trainer)), cfg.paths.cache_dir, plain(cfg.encoders))
+    runner = ChildRunner(tasks, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir, plain(cfg.encoders))
     # What a resumed search must share with the original for the trial sequence to continue.
     signature = {
         "tasks": task_names, "seed": cfg.seed, "space": space.signature(), "controller": plain(cfg.controller),
@@ -108,7 +95,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
         "examples": {name: {s: len(t.splits[s].texts) for s in t.splits} for name, t in tasks.items()},
         **({"transfer": transfer} if transfer else {}),
     }
-    tracking = TrackingConfig.from_mapping({**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
+    tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
     evaluator = build_evaluator(plain(cfg.executor), runner)
     try:
@@ -126,7 +113,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     summary = {**summary, "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in tasks.items()},
                "strategy": cfg.controller.kind, "wandb_run": str(wandb_path) if wandb_path else None,
                "controller": str(controller_file) if controller_file else None}
-    write_json(run_dir / "summary.json", summary)
+    write_json_atomic(RunDir(run_dir).summary, summary)
     _print_search_summary(summary, run_dir)
     rewards = [best["reward"] for best in summary["best"].values()]
     return sum(rewards) / len(rewards) if rewards else 0.0
@@ -143,7 +130,7 @@ def _print_search_summary(summary: dict, run_dir: Path) -> None:
     console = Console()
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")
-    console.print(f"records: {run_dir / 'trials.jsonl'}  summary: {run_dir / 'summary.json'}")
+    console.print(f"records: {RunDir(run_dir).trials}  summary: {RunDir(run_dir).summary}")
     if summary["wandb_run"]:
         console.print(f"W&B run: {summary['wandb_run']}  (offline runs: `wandb sync <dir>`)")
     console.print(f"controller for transfer: {summary['controller']}" if summary["controller"]

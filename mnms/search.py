@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
 
 import torch
 
@@ -22,6 +22,7 @@ from mnms.evaluator import Evaluator, TrialOutcome, TrialRequest
 from mnms.progress import SearchProgress
 from mnms.records import TrialLog, load_checkpoint, save_checkpoint
 from mnms.strategies import Proposal, Strategy
+from mnms.utils.config import check, is_int
 
 SCHEDULES = ("round_robin", "uniform")
 REWARDS = ("val_accuracy", "val_macro_f1")
@@ -31,8 +32,10 @@ REWARDS = ("val_accuracy", "val_macro_f1")
 class SearchConfig:
     """How a search spends its budget (Hydra group ``search``)."""
 
+    section: ClassVar[str] = "search"
+
     trials: int = 400  # total children over all tasks
-    max_examples: int | None = None  # examples per split the children see; None = all (applied when loading tasks)
+    max_examples: int | None = 2000  # examples per split the children see; None = all (applied when loading tasks)
     batch_size: int = 8  # children per controller step
     task_schedule: str = "round_robin"
     reward: str = "val_accuracy"
@@ -41,14 +44,12 @@ class SearchConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.trials < 1 or self.batch_size < 1:
-            raise ValueError(f"search.trials={self.trials} and search.batch_size={self.batch_size} must be >= 1")
-        if self.max_examples is not None and self.max_examples < 2:
-            raise ValueError(f"search.max_examples={self.max_examples} must be null or >= 2")
-        if self.task_schedule not in SCHEDULES:
-            raise ValueError(f"search.task_schedule={self.task_schedule!r}; valid: {list(SCHEDULES)}")
-        if self.reward not in REWARDS:
-            raise ValueError(f"search.reward={self.reward!r}; valid: {list(REWARDS)}")
+        check(self, "trials", is_int(self.trials) and self.trials >= 1, "an integer >= 1")
+        check(self, "batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1")
+        check(self, "max_examples", self.max_examples is None or (is_int(self.max_examples) and self.max_examples >= 2),
+              "null (all examples) or an integer >= 2")
+        check(self, "task_schedule", self.task_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
+        check(self, "reward", self.reward in REWARDS, f"one of {list(REWARDS)}")
 
 
 def _arch_key(task: str, arch: Mapping[str, Any], seed: int) -> str:

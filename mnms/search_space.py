@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from mnms.arch import ArchitectureError, check_value
+from mnms.utils.config import ConfigError, reject_unknown
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(ConfigError):
     """A search space that cannot be searched; the message names the decision and the fix."""
 
 
@@ -120,7 +121,7 @@ class SearchSpace:
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "SearchSpace":
         """Build from ``{"decisions": [{"name": ..., "choices": [...], "when": {...}}, ...]}``."""
-        _check_keys("the search space", config, required={"decisions"}, optional=set())
+        _check_keys("the search space", "search_space", config, required={"decisions"}, optional=set())
         entries = config["decisions"]
         if isinstance(entries, (str, Mapping)) or not isinstance(entries, Sequence):
             raise SearchSpaceError("'decisions' must be a list of {name, choices, when} entries")
@@ -129,7 +130,7 @@ class SearchSpace:
             if not isinstance(entry, Mapping):
                 raise SearchSpaceError(f"decision #{i} must be a mapping with 'name' and 'choices'")
             label = f"decision {entry.get('name', f'#{i}')!r}"
-            _check_keys(label, entry, required={"name", "choices"}, optional={"when"})
+            _check_keys(label, f"search_space.decisions.{i}", entry, required={"name", "choices"}, optional={"when"})
             when = entry.get("when") or {}
             if not isinstance(when, Mapping):
                 raise SearchSpaceError(f"{label}: 'when' must map earlier decision names to lists of values")
@@ -222,14 +223,13 @@ class SearchSpace:
         ]
 
 
-def _check_keys(label: str, mapping: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
-    problems = []
+def _check_keys(label: str, section: str, mapping: Mapping[str, Any], required: set[str], optional: set[str]) -> None:
+    try:
+        reject_unknown(mapping, sorted(required | optional), section)
+    except ConfigError as error:
+        raise SearchSpaceError(f"{label}: {error}") from None
     if missing := sorted(required - set(mapping)):
-        problems.append(f"missing key(s) {missing}")
-    if unknown := sorted(set(mapping) - required - optional):
-        problems.append(f"unknown key(s) {unknown}")
-    if problems:
-        raise SearchSpaceError(f"{label}: {' and '.join(problems)}; valid keys are {sorted(required | optional)}")
+        raise SearchSpaceError(f"{label}: missing key(s) {missing}; valid keys are {sorted(required | optional)}")
 
 
 def _as_tuple(label: str, key: str, values: Any) -> tuple[Any, ...]:

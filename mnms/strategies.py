@@ -21,6 +21,7 @@ import torch
 from mnms.controller import Controller, ControllerConfig
 from mnms.policy import Experience, PolicyConfig, ReplayBank, TaskBaselines, ppo_update, reinforce_update
 from mnms.search_space import SearchSpace
+from mnms.utils.config import from_config
 
 STRATEGY_KINDS = ("ppo", "reinforce", "random", "optuna")
 
@@ -186,10 +187,10 @@ def build_strategy(
 
         if controller_cfg:
             raise ValueError("controller=optuna has no network; leave 'network' empty and put TPE settings under 'policy'")
-        return OptunaStrategy(space, task_names, OptunaConfig.from_mapping(policy_cfg), seed)
+        return OptunaStrategy(space, task_names, from_config(OptunaConfig, policy_cfg), seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        controller = Controller(space, task_names, ControllerConfig.from_mapping(controller_cfg))
+        controller = Controller(space, task_names, from_config(ControllerConfig, controller_cfg))
     return policy_gradient_strategy(kind, controller, policy_cfg, seed)
 
 
@@ -205,7 +206,7 @@ def policy_gradient_strategy(
         raise ValueError(
             f"policy.algorithm={policy_cfg['algorithm']!r} contradicts kind={kind!r}; drop policy.algorithm"
         )
-    policy = PolicyConfig.from_mapping({**policy_cfg, "algorithm": kind})
+    policy = from_config(PolicyConfig, {**policy_cfg, "algorithm": kind})
     trainable = [p for p in controller.parameters() if p.requires_grad]
     return PolicyGradientStrategy(
         controller=controller,

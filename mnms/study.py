@@ -11,9 +11,7 @@ its run dir, because a multirun otherwise only reports it after every job has en
 from __future__ import annotations
 
 import copy
-import json
 import logging
-import os
 import pickle
 import traceback
 from dataclasses import dataclass
@@ -23,6 +21,8 @@ from typing import Any
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from mnms.utils.io import RunDir, write_json_atomic
 
 # Not imported from mnms.run: run.py imports this module, and Hydra imports the callback
 # in the launching process, which should not pay for torch.
@@ -101,17 +101,14 @@ class JobStatusCallback(Callback):
         if job_return.status != JobStatus.FAILED:
             return
         error = job_return._return_value  # the public getter re-raises for a failed job
-        run_dir = Path(config.resume or config.hydra.runtime.output_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
+        run_dir = RunDir(config.resume or config.hydra.runtime.output_dir)
         payload = {
             "status": "failed",
             "error": f"{type(error).__name__}: {error}",
             "traceback": "".join(traceback.format_exception(error)),
         }
-        tmp = run_dir / "summary.json.tmp"
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, run_dir / "summary.json")
-        log.error("job failed: %s (traceback in %s)", payload["error"], run_dir / "summary.json")
+        write_json_atomic(run_dir.summary, payload)
+        log.error("job failed: %s (traceback in %s)", payload["error"], run_dir.summary)
         try:
             pickle.dumps(error)
         except Exception:  # noqa: BLE001 - any pickling failure must not take the sweep down

@@ -11,8 +11,6 @@ from __future__ import annotations
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+
+from mnms.utils.io import write_text_atomic
 
 SPLITS: tuple[str, ...] = ("train", "validation", "test")
 FORMATS: tuple[str, ...] = ("csv", "tsv", "jsonl", "parquet")
@@ -166,18 +166,11 @@ def write_folder(folder: Path, splits: Mapping[str, tuple[Sequence[str], Sequenc
         folder.mkdir(parents=True, exist_ok=True)
         for split, (texts, labels) in splits.items():
             lines = (json.dumps({"text": t, "label": y}, ensure_ascii=False) + "\n" for t, y in zip(texts, labels))
-            _write_atomic(folder / f"{split}.jsonl", "".join(lines))
-        _write_atomic(folder / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+            write_text_atomic(folder / f"{split}.jsonl", "".join(lines))
+        write_text_atomic(folder / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     except OSError as err:
         raise task_error(task, f"cannot write the task folder {folder} ({err})",
                          "point `paths.data_dir` / MNMS_DATA_DIR at a writable directory") from None
-
-
-def _write_atomic(path: Path, content: str) -> None:
-    with tempfile.NamedTemporaryFile("w", encoding="utf-8", dir=path.parent, prefix=f".{path.name}.",
-                                     suffix=".part", delete=False) as handle:
-        handle.write(content)
-    os.replace(handle.name, path)
 
 
 def stratified_subset(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

@@ -28,6 +28,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnms.download import Download, fetch_verified
+from mnms.utils.config import unknown_keys
 from mnms.task_files import (FORMATS, SPLITS, TaskError, carve, read_examples, read_meta, stratified_subset,
                              task_error, write_folder)
 
@@ -158,11 +159,11 @@ class TaskSpec:
             raw = OmegaConf.to_container(OmegaConf.load(path), resolve=True)  # ${oc.env:...} works as in Hydra
         except (yaml.YAMLError, OmegaConfBaseException, UnicodeDecodeError) as err:
             raise task_error(path.stem, f"task spec {path} is not valid YAML ({err})", "fix the YAML syntax") from None
-        keys = {f.name for f in dataclasses.fields(cls)} - {"source"}
-        unknown = sorted(set(raw) - keys) if isinstance(raw, dict) else []
-        if not isinstance(raw, dict) or unknown:
-            raise task_error(path.stem, f"task spec {path} has unknown keys {unknown} or is not a mapping",
-                             f"use only the keys {sorted(keys)}")
+        keys = sorted({f.name for f in dataclasses.fields(cls)} - {"source"})
+        if not isinstance(raw, dict):
+            raise task_error(path.stem, f"task spec {path} is not a mapping", f"write a mapping with the keys {keys}")
+        if unknown := unknown_keys(raw, keys):
+            raise task_error(path.stem, f"task spec {path} has unknown keys {unknown}", f"use only the keys {keys}")
         return cls(**{"name": path.stem, **raw}, source=path)
 
     def path(self, file: str) -> Path:

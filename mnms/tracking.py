@@ -22,9 +22,11 @@ import logging
 import numbers
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
+
+from mnms.utils.config import check, is_int, is_number, plain
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,8 @@ class TrackingConfig:
     hide all but the last 100 trials of a long search.
     """
 
+    section: ClassVar[str] = "logger"
+
     mode: str = "offline"
     project: str = "mnms"
     entity: str | None = None
@@ -57,30 +61,15 @@ class TrackingConfig:
     table_every: int = 10
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(
-                f"logger.mode={self.mode!r} is not one of {MODES}; use logger.mode=offline "
-                "(default, sync later with `wandb sync`), online (needs `wandb login`) or disabled"
-            )
-        if not isinstance(self.project, str) or not self.project:
-            raise ValueError(f"logger.project={self.project!r} must be a non-empty string, e.g. logger.project=mnms")
-        if isinstance(self.tags, str) or not all(isinstance(tag, str) for tag in self.tags):
-            raise ValueError(f"logger.tags={self.tags!r} must be a list of strings, e.g. logger.tags=[pilot,sst2]")
+        check(self, "mode", self.mode in MODES, f"one of {list(MODES)}: offline (the default; upload later with "
+              "`wandb sync`), online (needs `wandb login`) or disabled; e.g. logger.mode=offline")
+        check(self, "project", bool(self.project), "a non-empty string, e.g. logger.project=mnms")
+        check(self, "tags", not isinstance(self.tags, str), "a list of strings, e.g. logger.tags=[pilot,sst2]")
         self.tags = list(self.tags)
-        if isinstance(self.init_timeout, bool) or not isinstance(self.init_timeout, (int, float)) or not self.init_timeout > 0:
-            raise ValueError(f"logger.init_timeout={self.init_timeout!r} must be a positive number of seconds, e.g. 60")
+        check(self, "init_timeout", is_number(self.init_timeout) and self.init_timeout > 0,
+              "a positive number of seconds, e.g. 60")
         self.init_timeout = float(self.init_timeout)
-        if isinstance(self.table_every, bool) or not isinstance(self.table_every, int) or self.table_every < 1:
-            raise ValueError(f"logger.table_every={self.table_every!r} must be a positive integer, e.g. 10")
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> TrackingConfig:
-        """Build from a dict or Hydra node; an unknown key is an error so typos don't silently vanish."""
-        known = [f.name for f in fields(cls)]
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"unknown logger key(s) {unknown}; valid keys are {known}")
-        return cls(**dict(values))
+        check(self, "table_every", is_int(self.table_every) and self.table_every >= 1, "a positive integer, e.g. 10")
 
 
 class Tracker:
@@ -124,7 +113,7 @@ class Tracker:
             name=self.cfg.name,
             dir=self.cfg.dir,
             mode=self.cfg.mode,
-            config=_plain(run_config),
+            config=plain(run_config),
             reinit="finish_previous",
             settings=wandb.Settings(
                 init_timeout=self.cfg.init_timeout,
@@ -204,7 +193,7 @@ class Tracker:
         if self._run is None:
             return
         with self._guard("setting the run summary"):
-            self._run.summary.update(_plain(summary))
+            self._run.summary.update(plain(summary))
 
     def finish(self, exit_code: int = 0) -> None:
         """Flush the last table rows and close the run; a non-zero ``exit_code`` marks it failed. Idempotent.
@@ -252,11 +241,3 @@ class Tracker:
                 except Exception:  # noqa: BLE001 - already reported above
                     pass
 
-
-def _plain(values: Mapping[str, Any]) -> dict[str, Any]:
-    """A plain dict from a dict or an OmegaConf node (interpolations resolved), as W&B expects."""
-    from omegaconf import DictConfig, OmegaConf
-
-    if isinstance(values, DictConfig):
-        return OmegaConf.to_container(values, resolve=True)  # type: ignore[return-value]
-    return dict(values)

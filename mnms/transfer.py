@@ -17,14 +17,15 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 import torch
 
 from mnms.artifact import ControllerArtifact, load_controller_artifact
-from mnms.controller import Controller, ControllerConfig, config_from_mapping
+from mnms.controller import Controller, ControllerConfig
 from mnms.search_space import Decision, SearchSpace
 from mnms.strategies import PolicyGradientStrategy, policy_gradient_strategy
+from mnms.utils.config import ConfigError, check, from_config
 
 BUILT_IN_INITS = ("random", "mean")
 # ControllerConfig fields that fix the shape of the weights; temperature and tanh_clip may differ.
@@ -40,26 +41,24 @@ class TransferConfig:
     ``freeze_body``: train only the task embeddings, keep every other weight as pre-trained.
     """
 
+    section: ClassVar[str] = "transfer"
+
     source: str | None = None
     init: str = "random"
     freeze_body: bool = False
 
     def __post_init__(self) -> None:
-        if self.source is not None and not isinstance(self.source, str):
-            raise ValueError(f"transfer.from={self.source!r} must be a path to a controller.pt or a run dir")
-        if not isinstance(self.init, str) or not self.init:
-            raise ValueError(f"transfer.init={self.init!r} must be 'random', 'mean' or a pre-trained task's name")
-        if not isinstance(self.freeze_body, bool):
-            raise ValueError(f"transfer.freeze_body={self.freeze_body!r} must be true or false")
+        check(self, "init", bool(self.init), "'random', 'mean' or a pre-trained task's name")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> "TransferConfig":
+        """From the ``transfer`` section, whose YAML key ``from`` is the field ``source``."""
         values = dict(values)
         if "source" in values:
-            raise ValueError("the transfer section's key is 'from' (transfer.from=...), not 'source'")
+            raise ConfigError("the transfer section's key is 'from' (transfer.from=...), not 'source'")
         if "from" in values:
             values["source"] = values.pop("from")
-        return config_from_mapping(cls, values)
+        return from_config(cls, values)
 
 
 def _lacks_and_adds(saved: list, current: list, saved_keys: list, current_keys: list) -> str:
@@ -171,7 +170,7 @@ def transfer_strategy(
         raise ValueError(f"transfer.from needs a controller to continue training, but controller={kind} has none; "
                          "use controller=ppo (or reinforce)")
     artifact = load_controller_artifact(Path(config.source))
-    network = ControllerConfig.from_mapping(controller_cfg)
+    network = from_config(ControllerConfig, controller_cfg)
     check_compatible(artifact, space, network)
     controller = artifact.build_controller(network)
     add_new_tasks(controller, task_names, config.init, seed)

@@ -3,6 +3,7 @@
 import pytest
 
 from mnms.arch import ACTIVATIONS, OPTIMIZERS, Architecture, ArchitectureError, check_value
+from mnms.utils.config import ConfigError, from_config
 
 
 def test_defaults_are_valid_and_widths_follow_hidden_layers() -> None:
@@ -18,22 +19,22 @@ def test_defaults_are_valid_and_widths_follow_hidden_layers() -> None:
         ("activation", "softsign", "relu"),
         ("optimizer", "lion", "adamw"),
         ("hidden_layers", 4, "0 to 3"),
-        ("hidden_layers", True, "0 to 3"),
+        ("hidden_layers", True, "an integer"),
         ("dropout", 1.0, "[0, 1)"),
         ("normalisation", "group", "layer"),
         ("learning_rate", 0, "(0, 10]"),
     ],
 )
 def test_invalid_values_name_field_value_and_valid_options(field, value, fragment) -> None:
-    with pytest.raises(ArchitectureError) as error:
-        Architecture.from_mapping({field: value})
+    with pytest.raises(ConfigError) as error:
+        from_config(Architecture, {field: value})
     message = str(error.value)
     assert field in message and repr(value) in message and fragment in message
 
 
 def test_unknown_key_lists_valid_keys() -> None:
-    with pytest.raises(ArchitectureError, match="unknown architecture key.*'widht_1'.*width_1"):
-        Architecture.from_mapping({"widht_1": 3})
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['child.arch.widht_1'\].*width_1"):
+        from_config(Architecture, {"widht_1": 3})
 
 
 def test_sentence_transformers_names_are_accepted() -> None:

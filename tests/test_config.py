@@ -8,6 +8,7 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
 from mnms.arch import Architecture
+from mnms.utils.config import from_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
@@ -33,7 +34,7 @@ def test_yaml_architecture_defaults_match_the_dataclass() -> None:
 def test_command_line_overrides_reach_the_architecture() -> None:
     cfg = compose_config("task=trec", "child.arch.encoder=char-ngrams", "child.arch.hidden_layers=2",
                          "trainer.max_epochs=2")
-    arch = Architecture.from_mapping(OmegaConf.to_container(cfg.child.arch))
+    arch = from_config(Architecture, cfg.child.arch)
     assert (cfg.task, arch.encoder, arch.hidden_layers, cfg.trainer.max_epochs) == ("trec", "char-ngrams", 2, 2)
 
 

@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mnms.controller import Controller, ControllerConfig
+from mnms.utils.config import from_config
 from mnms.search_space import SearchSpace
 from mnms.task_embedding import TaskEmbedding
 
@@ -47,9 +48,9 @@ def skewed_controller(space: SearchSpace, tasks=("a", "b"), seed: int = 0) -> Co
 
 
 def test_config_validation():
-    assert ControllerConfig.from_mapping({"hidden_size": 16}).hidden_size == 16
-    with pytest.raises(ValueError, match="unknown ControllerConfig key"):
-        ControllerConfig.from_mapping({"hidden": 16})
+    assert from_config(ControllerConfig, {"hidden_size": 16}).hidden_size == 16
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['controller.network.hidden'\]"):
+        from_config(ControllerConfig, {"hidden": 16})
     for bad in ({"hidden_size": 0}, {"temperature": 0.0}, {"tanh_clip": -1.0}, {"task_embedding_size": 2.5}):
         with pytest.raises(ValueError):
             ControllerConfig(**bad)

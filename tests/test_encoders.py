@@ -296,7 +296,7 @@ def test_unknown_names_and_options_are_rejected_with_the_valid_ones() -> None:
     valid = r"'minilm', 'minilm-tokens', 'fr-vectors', 'char-ngrams', 'words'"
     with pytest.raises(ValueError, match=rf"'glove'.*{valid}.*st:"):
         get_encoder("glove")
-    with pytest.raises(ValueError, match=r"\['max_token'\].*'char-ngrams'.*valid"):
+    with pytest.raises(ValueError, match=r"\['encoders.char-ngrams.max_token'\]; valid keys"):
         get_encoder("char-ngrams", {"char-ngrams": {"max_token": 3}})
     with pytest.raises(ValueError, match=r"ngram_range"):
         get_encoder("char-ngrams", {"char-ngrams": {"ngram_range": [3, 1]}})

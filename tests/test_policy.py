@@ -12,6 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from mnms.policy import Experience, PolicyConfig, ReplayBank, TaskBaselines
+from mnms.utils.config import from_config
 from mnms.search_space import SearchSpace
 from mnms.strategies import PolicyGradientStrategy, RandomStrategy, Strategy, build_strategy
 
@@ -73,9 +74,9 @@ def test_replay_bank_keeps_the_most_recent_experiences():
 
 
 def test_policy_config_validation():
-    assert PolicyConfig.from_mapping({"algorithm": "reinforce"}).algorithm == "reinforce"
-    with pytest.raises(ValueError, match="unknown PolicyConfig key"):
-        PolicyConfig.from_mapping({"lr": 0.1})
+    assert from_config(PolicyConfig, {"algorithm": "reinforce"}).algorithm == "reinforce"
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['controller.policy.lr'\]"):
+        from_config(PolicyConfig, {"lr": 0.1})
     for bad in (
         {"algorithm": "a2c"}, {"advantage": "zscore"}, {"learning_rate": 0.0}, {"baseline_decay": 1.0},
         {"ppo_clip": 0.0}, {"ppo_epochs": 0}, {"bank_capacity": 2.5}, {"entropy_weight": -1.0},
@@ -92,7 +93,7 @@ def test_build_strategy_rejects_inconsistent_configs():
         build_strategy("random", space, ["a"], {}, {"learning_rate": 0.1}, 0)
     with pytest.raises(ValueError, match="contradicts"):
         build_strategy("ppo", space, ["a"], {}, {"algorithm": "reinforce"}, 0)
-    with pytest.raises(ValueError, match="unknown ControllerConfig key"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['controller.network.hidden'\]"):
         build_strategy("ppo", space, ["a"], {"hidden": 3}, {}, 0)
     for kind in ("ppo", "reinforce", "random"):
         assert strategy(kind, ["a"], 0).name == kind

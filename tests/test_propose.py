@@ -14,6 +14,7 @@ from mnms.artifact import load_controller_artifact
 from mnms.controller import Controller, ControllerConfig
 from mnms.propose import PROPOSALS_FILE, ProposeConfig, beam_search, controller_for_task
 from mnms.search_space import SearchSpace
+from mnms.utils.config import from_config
 from tiny_search import CONF, pretrained, tiny_run  # noqa: F401 - fixture
 from test_controller import all_archs
 
@@ -84,8 +85,8 @@ def test_mode_propose_prints_saves_and_trains_the_proposals(pretrained, session_
 
 def test_propose_config_errors_name_the_fix(session_cache_dir, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="propose.method=greedy decodes one architecture.*propose.k=1"):
-        ProposeConfig.from_mapping({"method": "greedy", "k": 5})
-    with pytest.raises(ValueError, match="unknown ProposeConfig key"):
-        ProposeConfig.from_mapping({"top_k": 5})
+        from_config(ProposeConfig, {"method": "greedy", "k": 5})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['propose.top_k'\]"):
+        from_config(ProposeConfig, {"top_k": 5})
     with pytest.raises(ValueError, match="mode=propose needs transfer.from"):
         tiny_run(tmp_path, session_cache_dir, "mode=propose")

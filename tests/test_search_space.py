@@ -46,7 +46,7 @@ NESTED = {
     [
         ({"decisions": []}, "no decisions"),
         ({}, "missing key(s) ['decisions']"),
-        ({"decisions": [], "extra": 1}, "unknown key(s) ['extra']"),
+        ({"decisions": [], "extra": 1}, "unknown key(s) ['search_space.extra']"),
         ({"decisions": [{"name": "dropout", "choices": []}]}, "'dropout' has no choices"),
         ({"decisions": [{"name": "dropout", "choices": [0.1, 0.3, 0.1]}]}, "lists 0.1 more than once"),
         (
@@ -82,7 +82,7 @@ NESTED = {
         ({"decisions": [{"name": "dropout", "choices": [0.1, 1.5]}]}, "dropout=1.5 is invalid"),
         ({"decisions": [{"name": "encoder", "choices": ["minilm", "bogus"]}]}, "encoder='bogus' is invalid"),
         ({"decisions": [{"name": "depth", "choices": [1]}]}, "unknown architecture key 'depth'"),
-        ({"decisions": [{"name": "dropout", "choice": [0.1]}]}, "unknown key(s) ['choice']"),
+        ({"decisions": [{"name": "dropout", "choice": [0.1]}]}, "unknown key(s) ['search_space.decisions.0.choice']"),
         ({"decisions": [{"name": "dropout", "choices": 0.1}]}, "'choices' must be a list"),
         ({"decisions": [{"name": "fine_tune", "choices": [True, 1]}]}, "fine_tune=1 is invalid"),
     ],

@@ -20,6 +20,7 @@ import wandb
 from omegaconf import OmegaConf
 
 from mnms.tracking import Tracker, TrackingConfig
+from mnms.utils.config import from_config
 from mnms.wandb_reader import OfflineRun, find_offline_runs, read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -204,12 +205,12 @@ def test_online_on_a_terminal_fails_fast_instead_of_prompting_for_a_key(tmp_path
 def test_config_validation_and_the_hydra_logger_group() -> None:
     with pytest.raises(ValueError, match=r"logger.mode='live'.*logger.mode=offline"):
         TrackingConfig(mode="live")
-    with pytest.raises(ValueError, match=r"unknown logger key\(s\) \['projet'\]"):
-        TrackingConfig.from_mapping({"projet": "x"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['logger.projet'\]"):
+        from_config(TrackingConfig, {"projet": "x"})
     with pytest.raises(ValueError, match="init_timeout"):
         TrackingConfig(init_timeout=0)
-    loaded = {name: TrackingConfig.from_mapping(OmegaConf.load(REPO / "conf" / "logger" / f"{name}.yaml"))
+    loaded = {name: from_config(TrackingConfig, OmegaConf.load(REPO / "conf" / "logger" / f"{name}.yaml"))
               for name in ("wandb", "none")}
     assert loaded["wandb"] == TrackingConfig()  # the yaml defaults are the dataclass defaults
     assert loaded["none"].mode == "disabled"
-    assert TrackingConfig.from_mapping(OmegaConf.create({"tags": ["a", "b"]})).tags == ["a", "b"]
+    assert from_config(TrackingConfig, OmegaConf.create({"tags": ["a", "b"]})).tags == ["a", "b"]

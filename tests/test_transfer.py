@@ -165,7 +165,7 @@ def test_mismatches_are_refused_before_anything_trains(pretrained, session_cache
         transfer_strategy({"from": str(pretrained)}, "random", SearchSpace.from_config(SMALL), ["mr"], {}, {}, 0)
     with pytest.raises(ValueError, match="key is 'from'"):
         TransferConfig.from_mapping({"source": "x"})
-    with pytest.raises(ValueError, match="unknown TransferConfig key"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['transfer.init_from'\]"):
         TransferConfig.from_mapping({"from": "x", "init_from": "mean"})
     with pytest.raises(FileNotFoundError, match="set transfer.from to a search run dir"):
         tiny_run(tmp_path, session_cache_dir, "experiment=transfer", "tasks=[mr]")

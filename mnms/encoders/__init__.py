@@ -10,11 +10,12 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from mnms.encoders.base import POOLINGS, Batch, EncodedTask, Encoder, plain
+from mnms.encoders.base import POOLINGS, Batch, EncodedTask, Encoder
 from mnms.encoders.fr_vectors import FrVectorsEncoder
 from mnms.encoders.hashed import CharNgramEncoder, WordEncoder
 from mnms.encoders.sentence import SentenceEncoder
 from mnms.encoders.wordpiece import WordpieceEncoder
+from mnms.utils.config import plain
 
 __all__ = ["ENCODER_NAMES", "POOLINGS", "Batch", "EncodedTask", "Encoder", "get_encoder"]
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from mnms.feature_cache import FeatureCache
+from mnms.utils.config import is_int, plain, reject_unknown
 
 Batch = dict[str, torch.Tensor]  # tensors whose first dim is the example index
 POOLINGS = ("mean", "sqrtn")
@@ -73,9 +74,7 @@ class Encoder(ABC):
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         options = plain(options or {})
-        unknown = sorted(set(options) - set(self.defaults))
-        if unknown:
-            raise ValueError(f"unknown option(s) {unknown} for encoder {name!r}; valid: {sorted(self.defaults)}")
+        reject_unknown(options, list(self.defaults), f"encoders.{name}")
         self.name = name
         self.options: dict[str, Any] = {**self.defaults, **options}
         # How often encode() needed the heavy model/table; stays 0 while the cache serves everything.
@@ -103,22 +102,13 @@ class Encoder(ABC):
     def require_positive_ints(self, *names: str) -> None:
         for option in names:
             value = self.options[option]
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ValueError(f"encoder {self.name!r}: option {option} must be a positive int, got {value!r}")
 
     def _use(self, loader: Callable[..., Any], *args: Any) -> Any:
         """Get a heavy resource through its process-wide memoised ``loader``, counting the use."""
         self.model_uses += 1
         return loader(*args)
-
-
-def plain(value: Any) -> Any:
-    """Config values (e.g. OmegaConf containers) as plain dicts/lists, so they hash as JSON."""
-    if isinstance(value, Mapping):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, str):
-        return [plain(v) for v in value]
-    return value
 
 
 def fingerprints(task: Task) -> dict[str, str]:

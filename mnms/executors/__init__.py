@@ -13,49 +13,31 @@ chosen, so a sequential run never pays for ``import ray``.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Mapping
 
 from mnms.evaluator import ChildRunner, Evaluator, SequentialEvaluator
+from mnms.utils.config import ConfigError, from_config, plain
 
 EXECUTORS = ("sequential", "local", "ray")
 
 
-def check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> None:
-    """Reject a non-integer (or ``bool``) option value below ``minimum``, naming the option."""
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        allowed = f"an integer >= {minimum}" + (" or null (automatic)" if optional else "")
-        raise ValueError(f"executor.{name}={value!r} must be {allowed}")
-
-
-def config_from_options(cls: type, kind: str, options: Mapping[str, Any]) -> Any:
-    """``cls(**options)``, with an unknown key reported by name next to the valid ones."""
-    known = [field.name for field in dataclasses.fields(cls)]
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise ValueError(f"executor={kind} has no option(s) {unknown}; valid options are {known}")
-    return cls(**options)
-
-
 def executor_config(options: Mapping[str, Any]) -> tuple[str, Any]:
     """The executor kind and its validated config (``None`` for sequential); starts nothing."""
-    options = dict(options)
+    options = plain(options)
     kind = options.pop("kind", None)
     if kind == "sequential":
         if options:
-            raise ValueError(f"executor=sequential takes no options, got {sorted(options)}")
+            raise ConfigError(f"executor=sequential takes no options, got {sorted(options)}")
         return kind, None
     if kind == "local":
         from mnms.executors.local import LocalConfig
 
-        return kind, config_from_options(LocalConfig, kind, options)
+        return kind, from_config(LocalConfig, options)
     if kind == "ray":
         from mnms.executors.ray_executor import RayConfig
 
-        return kind, config_from_options(RayConfig, kind, options)
-    raise ValueError(f"executor.kind={kind!r} is unknown; valid kinds are {list(EXECUTORS)}")
+        return kind, from_config(RayConfig, options)
+    raise ConfigError(f"executor.kind={kind!r} is unknown; valid kinds are {list(EXECUTORS)}")
 
 
 def build_evaluator(options: Mapping[str, Any], runner: ChildRunner) -> Evaluator:

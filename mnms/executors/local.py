@@ -24,13 +24,13 @@ from collections import deque
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 import torch
 
 from mnms.evaluator import ChildRunner, Evaluator, TrialOutcome, TrialRequest
-from mnms.executors import check_int
 from mnms.executors.schedule import CostModel
+from mnms.utils.config import check, is_int
 
 START_METHODS = ("spawn", "forkserver")
 
@@ -39,6 +39,8 @@ START_METHODS = ("spawn", "forkserver")
 class LocalConfig:
     """Options of ``conf/executor/local.yaml``."""
 
+    section: ClassVar[str] = "executor"
+
     workers: int | None = None  # null: one per available core (per child thread)
     cores_per_worker: int | None = None  # cores a worker is pinned to; null: available cores // workers
     pin_cores: bool = True  # os.sched_setaffinity per worker (Linux); false lets the OS place them
@@ -46,14 +48,12 @@ class LocalConfig:
     retries: int = 1  # re-sends of a trial whose worker died; then the trial is recorded as failed
 
     def __post_init__(self) -> None:
-        check_int("workers", self.workers, 1, optional=True)
-        check_int("cores_per_worker", self.cores_per_worker, 1, optional=True)
-        check_int("retries", self.retries, 0)
-        if not isinstance(self.pin_cores, bool):
-            raise ValueError(f"executor.pin_cores={self.pin_cores!r} must be true or false")
-        if self.start_method not in START_METHODS:
-            raise ValueError(f"executor.start_method={self.start_method!r}; valid: {list(START_METHODS)} "
-                             "(fork is unsafe once torch has started its thread pools)")
+        for name in ("workers", "cores_per_worker"):
+            value = getattr(self, name)
+            check(self, name, value is None or (is_int(value) and value >= 1), "an integer >= 1 or null (automatic)")
+        check(self, "retries", is_int(self.retries) and self.retries >= 0, "an integer >= 0")
+        check(self, "start_method", self.start_method in START_METHODS,
+              f"one of {list(START_METHODS)} (fork is unsafe once torch has started its thread pools)")
 
 
 def available_cores() -> list[int]:

@@ -19,20 +19,22 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import ray
 import torch
 
 from mnms.evaluator import ChildRunner, Evaluator, TrialOutcome, TrialRequest
-from mnms.executors import check_int
 from mnms.executors.local import available_cores
 from mnms.executors.schedule import CostModel
+from mnms.utils.config import ConfigError, check, is_int, is_number
 
 
 @dataclass(frozen=True)
 class RayConfig:
     """Options of ``conf/executor/ray.yaml``."""
+
+    section: ClassVar[str] = "executor"
 
     address: str | None = None  # null: a private local Ray for this run; "auto" / "ray://host:10001": a cluster
     num_cpus: int | None = None  # CPUs of the private Ray; null: this process's available cores
@@ -41,14 +43,13 @@ class RayConfig:
     retries: int = 1  # re-runs of a child whose worker or node died; then the trial is recorded as failed
 
     def __post_init__(self) -> None:
-        check_int("num_cpus", self.num_cpus, 1, optional=True)
-        check_int("retries", self.retries, 0)
-        if isinstance(self.cpus_per_child, bool) or not isinstance(self.cpus_per_child, (int, float)) \
-                or self.cpus_per_child <= 0:
-            raise ValueError(f"executor.cpus_per_child={self.cpus_per_child!r} must be a number > 0, e.g. 1")
+        check(self, "num_cpus", self.num_cpus is None or (is_int(self.num_cpus) and self.num_cpus >= 1),
+              "an integer >= 1 or null (automatic)")
+        check(self, "retries", is_int(self.retries) and self.retries >= 0, "an integer >= 0")
+        check(self, "cpus_per_child", is_number(self.cpus_per_child) and self.cpus_per_child > 0, "a number > 0, e.g. 1")
         if self.address is not None and (self.num_cpus is not None or self.temp_dir is not None):
-            raise ValueError(f"executor.address={self.address!r} joins an existing cluster, which owns its CPUs and "
-                             "folders: leave executor.num_cpus and executor.temp_dir null")
+            raise ConfigError(f"executor.address={self.address!r} joins an existing cluster, which owns its CPUs and "
+                              "folders: leave executor.num_cpus and executor.temp_dir null")
 
 
 _RUNNERS: dict[str, ChildRunner] = {}  # per Ray worker process: the runner of the current search

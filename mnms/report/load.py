@@ -16,10 +16,11 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mnms.records import TRIALS_FILE, read_trials
+from mnms.utils.io import RunDir
 
-SUMMARY_FILE = "summary.json"
-CONTROLLER_FILE = "controller.pt"
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+SUMMARY_FILE = RunDir.SUMMARY
+CONTROLLER_FILE = RunDir.CONTROLLER
+HYDRA_CONFIG = RunDir.HYDRA_CONFIG
 DECISION_PREFIX = "decision."
 
 
