@@ -1,4 +1,4 @@
-"""Hydra entry point: compose the config, then hand it to mnms.run.
+"""Hydra entry point: compose the config, then hand it to mnms.app.run.
 
     python train.py mode=child task=sst2 child.arch.encoder=char-ngrams
 """
@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from mnms.run import run  # imported here so `--help` and tab completion stay fast
+    from mnms.app.run import run  # imported here so `--help` and tab completion stay fast
 
     return run(cfg, Path(HydraConfig.get().runtime.output_dir))
 

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import torch
 
-from lightning_modules import ChildClassifier, TaskDataModule
-from mnms.arch import Architecture
-from mnms.child import ChildTrainerConfig, _quiet_lightning, build_trainer
-from mnms.encoders import get_encoder
-from mnms.feature_cache import FeatureCache
-from mnms.tasks import SPLITS, load_task
+from lightning_modules.child_module import ChildClassifier
+from lightning_modules.datamodule import TaskDataModule
+from mnms.child.arch import Architecture
+from lightning_modules.trainer import build_trainer, quiet_lightning
+from mnms.child.config import ChildTrainerConfig
+from mnms.data.encoders import get_encoder
+from mnms.data.feature_cache import FeatureCache
+from mnms.data.tasks import SPLITS, load_task
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -85,7 +87,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", default=".cache/mnms")
     args = parser.parse_args()
 
-    _quiet_lightning()
+    quiet_lightning()
     task = load_task(args.task)
     cache = FeatureCache(args.cache_dir)
     labels = {s: torch.tensor(task.splits[s].labels, dtype=torch.long) for s in SPLITS}

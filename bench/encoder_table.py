@@ -13,11 +13,12 @@ from pathlib import Path
 
 from rich.progress import track
 
-from mnms.arch import Architecture
-from mnms.child import ChildTrainerConfig, evaluate_child
-from mnms.encoders import ENCODER_NAMES
-from mnms.feature_cache import FeatureCache
-from mnms.tasks import load_task
+from mnms.child.arch import Architecture
+from lightning_modules.trainer import evaluate_child
+from mnms.child.config import ChildTrainerConfig
+from mnms.data.encoders import ENCODER_NAMES
+from mnms.data.feature_cache import FeatureCache
+from mnms.data.tasks import load_task
 
 RESULTS = Path(__file__).parent / "results"
 # English sentiment, question type and spam; French and Spanish sentiment; language ID.

@@ -6,7 +6,7 @@ The same seeded PPO search (same tasks, space and children of about 0.5-1 s) run
 ``sequential``, ``local`` (2 workers, pinned and unpinned) and ``ray`` (private Ray,
 2 CPUs), in rotating
 order, ``--repeats`` times each; the machine is shared, so only medians of interleaved
-runs mean anything, and the load average is recorded with each run. Every evaluator is
+runs mean anything, and the load average is recorded with each run. Every executor is
 started and warmed once (start-up is reported separately: a real search amortises it)
 and features are cached before timing, so the figures are steady-state training plus
 dispatch. Also measured: pickled sizes of what crosses the wire, the driver's serial
@@ -27,15 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from mnms.arch import Architecture
-from mnms.child import ChildTrainerConfig
-from mnms.evaluator import ChildRunner, Evaluator, TrialRequest
-from mnms.executors import build_evaluator
-from mnms.records import read_trials
-from mnms.search import Search, SearchConfig
-from mnms.search_space import SearchSpace
-from mnms.strategies import build_strategy
-from mnms.tasks import load_task
+from mnms.child.arch import Architecture
+from mnms.child.config import ChildTrainerConfig
+from mnms.executors import executor_config, make_executor
+from mnms.executors.base import Executor, TrialRequest
+from mnms.executors.runner import ChildRunner
+from mnms.search.records import read_trials
+from mnms.search.loop import Search, SearchConfig
+from mnms.search.space import SearchSpace
+from mnms.search.strategies import make_strategy, strategy_config
+from mnms.data.tasks import load_task
 from mnms.tracking import Tracker, TrackingConfig
 
 RESULTS = Path(__file__).parent / "results"
@@ -65,15 +66,15 @@ def cpu_times() -> tuple[int, int]:
     return values[3] + values[4], sum(values)  # idle + iowait
 
 
-def timed_search(evaluator: Evaluator, args: argparse.Namespace, work: Path) -> dict:
+def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> dict:
     """One full search (fresh run dir, W&B offline as a default run would) timed around ``run``."""
     space = SearchSpace.from_config(SPACE)
-    strategy = build_strategy("ppo", space, list(TASKS), {}, {}, seed=0)
+    strategy = make_strategy(strategy_config({"kind": "ppo"}), space, list(TASKS), seed=0)
     # reuse_rewards=False: every trial trains, so each executor does the same work.
     cfg = SearchConfig(trials=args.trials, batch_size=args.batch_size, progress=False, reuse_rewards=False)
     run_dir = Path(tempfile.mkdtemp(dir=work))
     with Tracker(TrackingConfig(mode="offline", dir=str(run_dir)), {"bench": "throughput"}) as tracker:
-        search = Search(cfg, list(TASKS), strategy, evaluator, run_dir, child_defaults=CHILD_DEFAULTS, seed=0,
+        search = Search(cfg, list(TASKS), strategy, executor, run_dir, child_defaults=CHILD_DEFAULTS, seed=0,
                         signature={}, tracker=tracker)
         load, cpu, started = load_average(), cpu_times(), time.perf_counter()
         summary = search.run()
@@ -96,11 +97,11 @@ def timed_search(evaluator: Evaluator, args: argparse.Namespace, work: Path) -> 
     }
 
 
-def empty_trial_rate(evaluator: Evaluator, count: int) -> float:
+def empty_trial_rate(executor: Executor, count: int) -> float:
     """Round trips per second of requests that fail at once (unknown task): pure dispatch cost."""
     requests = [TrialRequest(i, "no-such-task", {}, 0) for i in range(count)]
     started = time.perf_counter()
-    outcomes = evaluator.evaluate(requests)
+    outcomes = executor.evaluate(requests)
     assert all(outcome.status == "failed" for outcome in outcomes)
     return count / (time.perf_counter() - started)
 
@@ -148,28 +149,28 @@ def main() -> None:
     for task in TASKS:  # encode once, so timed runs measure training and dispatch only
         for encoder in ("words", "char-ngrams"):
             runner(TrialRequest(0, task, Architecture(encoder=encoder).to_dict(), 0))
-    evaluators: dict[str, Evaluator] = {}
+    executors: dict[str, Executor] = {}
     startup: dict[str, float] = {}
     runs: dict[str, list[dict]] = {name: [] for name in EXECUTORS}
     try:
         for name, options in EXECUTORS.items():
             started = time.perf_counter()
-            evaluators[name] = build_evaluator(options, runner)
+            executors[name] = make_executor(executor_config(options), runner)
             warm = [TrialRequest(i, TASKS[i % 2], Architecture(encoder="words").to_dict(), 0) for i in range(4)]
-            evaluators[name].evaluate(warm)  # workers import torch and fetch the runner here
+            executors[name].evaluate(warm)  # workers import torch and fetch the runner here
             startup[name] = time.perf_counter() - started
         for repeat in range(args.repeats):
             names = list(EXECUTORS)
             order = names[repeat % len(names):] + names[:repeat % len(names)]
             for name in order:
-                runs[name].append(timed_search(evaluators[name], args, work))
+                runs[name].append(timed_search(executors[name], args, work))
                 run = runs[name][-1]
                 print(f"repeat {repeat} {name:>14}: {run['trials_per_minute']:6.1f} trials/min (load "
                       f"{run['load_average']:.2f}, machine idle {run['machine_idle_fraction']:.0%})", flush=True)
-        dispatch = {name: empty_trial_rate(evaluators[name], 200) for name in EXECUTORS}
+        dispatch = {name: empty_trial_rate(executors[name], 200) for name in EXECUTORS}
     finally:
-        for evaluator in evaluators.values():
-            evaluator.close()
+        for executor in executors.values():
+            executor.close()
         shutil.rmtree(work, ignore_errors=True)
     assert all(run["rewards"] == runs["sequential"][0]["rewards"] for r in runs.values() for run in r), \
         "executors disagree on the trial log: throughput figures would compare different searches"

@@ -1,6 +1,5 @@
-"""Lightning pieces of a child: the classifier module and the in-memory data module."""
+"""Everything Lightning in mnms: the child classifier, its in-memory data module, and the Trainer that fits it.
 
-from lightning_modules.child_module import ChildClassifier
-from lightning_modules.datamodule import InMemoryBatches, TaskDataModule
-
-__all__ = ["ChildClassifier", "InMemoryBatches", "TaskDataModule"]
+``trainer.evaluate_child`` trains and scores one child; the search reaches it only
+through ``mnms.executors.runner.ChildRunner``.
+"""

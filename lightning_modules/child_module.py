@@ -8,7 +8,7 @@ from torch import nn
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
-from mnms.arch import Architecture
+from mnms.child.arch import Architecture
 
 Batch = dict[str, torch.Tensor]
 

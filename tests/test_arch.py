@@ -2,7 +2,7 @@
 
 import pytest
 
-from mnms.arch import ACTIVATIONS, OPTIMIZERS, Architecture, ArchitectureError, check_value
+from mnms.child.arch import ACTIVATIONS, OPTIMIZERS, Architecture, ArchitectureError, check_value
 from mnms.utils.config import ConfigError, from_config
 
 

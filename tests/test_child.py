@@ -9,11 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-import mnms.child
-from mnms.arch import Architecture
-from mnms.child import ChildTimeout, ChildTrainerConfig, evaluate_child
-from mnms.feature_cache import FeatureCache
-from mnms.tasks import load_task
+import lightning_modules.trainer
+from mnms.child.arch import Architecture
+import lightning_modules.trainer
+from lightning_modules.trainer import evaluate_child
+from mnms.child.config import ChildTrainerConfig
+from mnms.child.result import ChildTimeout
+from mnms.data.feature_cache import FeatureCache
+from mnms.data.tasks import load_task
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -56,13 +59,13 @@ def test_child_trains_with_the_configured_threads_and_restores_the_callers(data_
     with pytest.raises(ValueError, match="trainer.threads=0 must be an integer >= 1"):
         ChildTrainerConfig(threads=0)
     seen: list[int] = []
-    real_build_trainer = mnms.child.build_trainer
+    real_build_trainer = lightning_modules.trainer.build_trainer
 
     def spying_build_trainer(cfg):
         seen.append(torch.get_num_threads())
         return real_build_trainer(cfg)
 
-    monkeypatch.setattr(mnms.child, "build_trainer", spying_build_trainer)
+    monkeypatch.setattr(lightning_modules.trainer, "build_trainer", spying_build_trainer)
     task = load_task("trec", data_dir, max_examples=300, seed=0)
     before = torch.get_num_threads()
     torch.set_num_threads(2)

@@ -6,8 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from lightning_modules import ChildClassifier, InMemoryBatches, TaskDataModule
-from mnms.arch import ACTIVATIONS, NORMALISATIONS, OPTIMIZERS, Architecture
+from lightning_modules.child_module import ChildClassifier
+from lightning_modules.datamodule import InMemoryBatches, TaskDataModule
+from mnms.child.arch import ACTIVATIONS, NORMALISATIONS, OPTIMIZERS, Architecture
 
 
 class Dense(nn.Module):

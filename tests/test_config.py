@@ -3,19 +3,13 @@
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 
-from mnms.arch import Architecture
+from helpers.configs import compose_config
+from mnms.child.arch import Architecture
 from mnms.utils.config import from_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
-
-
-def compose_config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 def test_defaults_compose_with_every_group() -> None:

@@ -11,10 +11,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnms.controller import Controller, ControllerConfig
+from mnms.search.controller import Controller, ControllerConfig
 from mnms.utils.config import from_config
-from mnms.search_space import SearchSpace
-from mnms.task_embedding import TaskEmbedding
+from mnms.search.space import SearchSpace
+from mnms.search.task_embedding import TaskEmbedding
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "search_space"
 SMALL = SearchSpace.from_config(OmegaConf.load(CONF / "small.yaml"))
@@ -49,7 +49,7 @@ def skewed_controller(space: SearchSpace, tasks=("a", "b"), seed: int = 0) -> Co
 
 def test_config_validation():
     assert from_config(ControllerConfig, {"hidden_size": 16}).hidden_size == 16
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['controller.network.hidden'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.controller.hidden'\]"):
         from_config(ControllerConfig, {"hidden": 16})
     for bad in ({"hidden_size": 0}, {"temperature": 0.0}, {"tanh_clip": -1.0}, {"task_embedding_size": 2.5}):
         with pytest.raises(ValueError):

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mnms.download import fetch_verified
-from mnms.tasks import SPLITS, TaskError, load_task
+from mnms.data.download import fetch_verified
+from mnms.data.tasks import SPLITS, TaskError, load_task
 
 
 class Server:

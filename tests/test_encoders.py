@@ -17,12 +17,12 @@ import torch
 from omegaconf import OmegaConf
 
 import mnms
-from mnms.encoders import ENCODER_NAMES, POOLINGS, get_encoder
-from mnms.encoders.bags import BagEncoder, bag_weights, first_words
-from mnms.encoders.fr_vectors import load_vectors_pipeline
-from mnms.encoders.sentence import load_sentence_transformer
-from mnms.encoders.wordpiece import load_tokenizer
-from mnms.feature_cache import FeatureCache
+from mnms.data.encoders import ENCODER_NAMES, POOLINGS, get_encoder
+from mnms.data.encoders.bags import BagEncoder, bag_weights, first_words
+from mnms.data.encoders.fr_vectors import load_vectors_pipeline
+from mnms.data.encoders.sentence import load_sentence_transformer
+from mnms.data.encoders.wordpiece import load_tokenizer
+from mnms.data.feature_cache import FeatureCache
 
 REPO = Path(mnms.__file__).resolve().parents[1]
 SPLITS = ("train", "validation", "test")
@@ -50,7 +50,7 @@ class FakeSplit:
 
 @dataclass(frozen=True)
 class FakeTask:
-    """The duck-typed part of ``mnms.tasks.Task`` the encoders use."""
+    """The duck-typed part of ``mnms.data.tasks.Task`` the encoders use."""
 
     name: str
     splits: dict[str, FakeSplit]
@@ -240,7 +240,7 @@ def test_hashing_is_stable_across_processes(tasks) -> None:
     texts = list(tasks["langid-tatoeba"].splits["test"].texts[:40])
     here = {name: get_encoder(name).raw_ids(texts).values.tolist() for name in SCRATCH}
     script = (
-        "import json, sys\nfrom mnms.encoders import get_encoder\n"
+        "import json, sys\nfrom mnms.data.encoders import get_encoder\n"
         "texts = json.load(sys.stdin)\n"
         f"print(json.dumps({{n: get_encoder(n).raw_ids(texts).values.tolist() for n in {SCRATCH!r}}}))"
     )

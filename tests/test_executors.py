@@ -16,24 +16,22 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 from test_search import CHEAP_SPACE, TASKS, comparable
 
-from mnms.arch import Architecture
-from mnms.child import ChildTrainerConfig
-from mnms.evaluator import ChildRunner, Evaluator, SequentialEvaluator, TrialOutcome, TrialRequest
-from mnms.executors import build_evaluator, executor_config
+from helpers.configs import compose_config, default_strategy
+from mnms.child.arch import Architecture
+from mnms.child.config import ChildTrainerConfig
+from mnms.executors import executor_config, make_executor
+from mnms.executors.base import Executor, SequentialConfig, SequentialExecutor, TrialOutcome, TrialRequest
+from mnms.executors.runner import ChildRunner
 from mnms.executors.local import LocalConfig, core_shares
-from mnms.executors.ray_executor import RayConfig
+from mnms.executors.ray import RayConfig
 from mnms.executors.schedule import CostModel
-from mnms.records import read_trials
-from mnms.search import Search, SearchConfig
-from mnms.search_space import SearchSpace
-from mnms.strategies import build_strategy
-from mnms.tasks import load_task
+from mnms.search.records import read_trials
+from mnms.search.loop import Search, SearchConfig
+from mnms.search.space import SearchSpace
+from mnms.data.tasks import load_task
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 TRIALS, BATCH = 12, 4
 PARALLEL = {"local": {"kind": "local", "workers": 2}, "ray": {"kind": "ray", "num_cpus": 2}}
 
@@ -63,11 +61,11 @@ def make_runner(data_dir: Path, cache_dir: Path, cls: type = ChildRunner, **extr
     return cls(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir), **extra)
 
 
-def run_search(run_dir: Path, evaluator: Evaluator) -> list[dict]:
+def run_search(run_dir: Path, executor: Executor) -> list[dict]:
     space = SearchSpace.from_config(CHEAP_SPACE)
-    strategy = build_strategy("ppo", space, list(TASKS), {}, {}, seed=0)
+    strategy = default_strategy("ppo", space, list(TASKS))
     cfg = SearchConfig(trials=TRIALS, batch_size=BATCH, progress=False)
-    Search(cfg, list(TASKS), strategy, evaluator, run_dir, child_defaults={"batch_size": 32}, seed=0,
+    Search(cfg, list(TASKS), strategy, executor, run_dir, child_defaults={"batch_size": 32}, seed=0,
            signature={"space": space.signature()}).run()
     return read_trials(run_dir)
 
@@ -80,7 +78,7 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(data_dir, cache_dir, tmp_path_factory) -> list[dict]:
     """The sequential search every executor must reproduce; it also warms the shared cache."""
-    return run_search(tmp_path_factory.mktemp("sequential"), SequentialEvaluator(make_runner(data_dir, cache_dir)))
+    return run_search(tmp_path_factory.mktemp("sequential"), SequentialExecutor(make_runner(data_dir, cache_dir)))
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -133,20 +131,17 @@ def test_options_are_validated_with_the_fix_in_the_message() -> None:
         executor_config({"kind": "ray", "cpus_per_child": 0})
     with pytest.raises(ValueError, match=r"leave executor.num_cpus and executor.temp_dir null"):
         executor_config({"kind": "ray", "address": "auto", "num_cpus": 4})
-    with pytest.raises(ValueError, match=r"executor=sequential takes no options, got \['workers'\]"):
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['executor.workers'\]; valid keys under executor are \['kind'\]"):
         executor_config({"kind": "sequential", "workers": 2})
 
 
 def test_hydra_groups_compose_to_valid_configs() -> None:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        for kind, expected in (("sequential", None), ("local", LocalConfig()), ("ray", RayConfig())):
-            cfg = compose(config_name="config", overrides=[f"executor={kind}"])
-            assert executor_config(OmegaConf.to_container(cfg.executor)) == (kind, expected)
-        local = compose(config_name="config", overrides=["executor=local", "executor.workers=3"])
-        assert executor_config(OmegaConf.to_container(local.executor))[1].workers == 3
-        for launcher, target, key in (("mnms_joblib", "JoblibLauncher", "n_jobs"), ("mnms_ray", "RayLauncher", "ray")):
-            cfg = compose(config_name="config", overrides=[f"hydra/launcher={launcher}"], return_hydra_config=True)
-            assert cfg.hydra.launcher._target_.endswith(target) and key in cfg.hydra.launcher
+    for kind, expected in (("sequential", SequentialConfig()), ("local", LocalConfig()), ("ray", RayConfig())):
+        assert executor_config(compose_config(f"executor={kind}").executor) == expected
+    assert executor_config(compose_config("executor=local", "executor.workers=3").executor).workers == 3
+    for launcher, target, key in (("mnms_joblib", "JoblibLauncher", "n_jobs"), ("mnms_ray", "RayLauncher", "ray")):
+        cfg = compose_config(f"hydra/launcher={launcher}", hydra=True)
+        assert cfg.hydra.launcher._target_.endswith(target) and key in cfg.hydra.launcher
 
 
 def test_core_shares_are_disjoint_until_cores_run_out() -> None:
@@ -190,7 +185,7 @@ def test_runner_ships_without_its_memo_and_with_an_absolute_cache(data_dir, cach
 def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, cache_dir, reference,
                                                                tmp_path) -> None:
     before = descendants()
-    evaluator = build_evaluator(PARALLEL[kind], make_runner(data_dir, cache_dir))
+    evaluator = make_executor(executor_config(PARALLEL[kind]), make_runner(data_dir, cache_dir))
     try:
         rows = run_search(tmp_path / "run", evaluator)
         started = descendants() - before
@@ -220,7 +215,7 @@ def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cach
 
         ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     before = descendants()
-    evaluator = build_evaluator(PARALLEL[kind], runner)
+    evaluator = make_executor(executor_config(PARALLEL[kind]), runner)
     try:
         rows = run_search(tmp_path / "run", evaluator)
         started = descendants() - before

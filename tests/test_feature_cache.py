@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnms.feature_cache import FeatureCache
+from mnms.data.feature_cache import FeatureCache
 
 KEY = {"kind": "test", "encoder": "demo", "options": {"n": 3, "range": [1, 4]}, "data": {"train": "abc"}}
 

@@ -8,16 +8,16 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnms.artifact import ARTIFACT_FILE
-from mnms.optuna_strategy import OptunaStrategy
-from mnms.records import read_trials
-from mnms.search_space import SearchSpace
-from mnms.strategies import Strategy, build_strategy
-from tiny_search import CONF, tiny_run
+from mnms.transfer.artifact import ARTIFACT_FILE
+from mnms.search.strategies.optuna import OptunaStrategy
+from mnms.search.records import read_trials
+from mnms.search.space import SearchSpace
+from helpers.configs import default_strategy, shipped_strategy
+from mnms.search.strategies import Strategy, strategy_config
+from helpers.tiny_search import CONF, tiny_run
 from test_search import comparable
 
 DEFAULT = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "default.yaml")))
-GROUP = OmegaConf.to_container(OmegaConf.load(CONF / "controller" / "optuna.yaml"))
 BATCH = 8
 # The optimum of a synthetic task: reward is the fraction of these decisions the architecture gets right.
 TARGET = {"encoder": "char-ngrams", "optimizer": "rmsprop", "learning_rate": 0.003, "dropout": 0.3, "batch_size": 32}
@@ -25,7 +25,7 @@ TARGET = {"encoder": "char-ngrams", "optimizer": "rmsprop", "learning_rate": 0.0
 
 def optuna_strategy(tasks: list[str], seed: int = 0) -> Strategy:
     """Built exactly as the search does: from the shipped conf/controller/optuna.yaml."""
-    return build_strategy(GROUP["kind"], DEFAULT, tasks, GROUP["network"], GROUP["policy"], seed)
+    return shipped_strategy("optuna", DEFAULT, tasks, seed)
 
 
 def reward(arch: dict) -> float:
@@ -43,12 +43,12 @@ def run_steps(strategy: Strategy, task: str, steps: int) -> list[dict]:
 
 def test_config_comes_from_the_controller_group_and_unknown_keys_are_errors() -> None:
     assert isinstance(optuna_strategy(["a"]), OptunaStrategy) and optuna_strategy(["a"]).name == "optuna"
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['controller.policy.n_startup'\]"):
-        build_strategy("optuna", DEFAULT, ["a"], {}, {"n_startup": 5}, 0)
-    with pytest.raises(ValueError, match="group=true needs controller.policy.multivariate=true"):
-        build_strategy("optuna", DEFAULT, ["a"], {}, {"multivariate": False}, 0)
-    with pytest.raises(ValueError, match="has no network"):
-        build_strategy("optuna", DEFAULT, ["a"], {"hidden_size": 8}, {}, 0)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.n_startup'\]"):
+        strategy_config({"kind": "optuna", "n_startup": 5})
+    with pytest.raises(ValueError, match="group=true needs strategy.multivariate=true"):
+        strategy_config({"kind": "optuna", "multivariate": False})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.controller'\]"):
+        strategy_config({"kind": "optuna", "controller": {"hidden_size": 8}})
 
 
 def test_proposals_are_valid_and_only_active_decisions_are_suggested() -> None:
@@ -64,7 +64,7 @@ def test_proposals_are_valid_and_only_active_decisions_are_suggested() -> None:
 
 def test_tpe_learns_a_synthetic_reward_better_than_random_search() -> None:
     tpe = [reward(arch) for arch in run_steps(optuna_strategy(["a"]), "a", 8)]
-    rand = [reward(arch) for arch in run_steps(build_strategy("random", DEFAULT, ["a"], {}, {}, 0), "a", 8)]
+    rand = [reward(arch) for arch in run_steps(default_strategy("random", DEFAULT, ["a"]), "a", 8)]
     late_tpe, late_random = sum(tpe[32:]) / 32, sum(rand[32:]) / 32
     assert late_tpe > late_random + 0.15, (late_tpe, late_random)
     assert max(tpe) >= max(rand)

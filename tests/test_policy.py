@@ -11,25 +11,21 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnms.policy import Experience, PolicyConfig, ReplayBank, TaskBaselines
+from helpers.configs import CONF, shipped_strategy
+from mnms.search.space import SearchSpace
+from mnms.search.strategies import Strategy, make_strategy, strategy_config
+from mnms.search.strategies.policy_gradient import (Experience, PolicyConfig, PolicyGradientStrategy, ReplayBank,
+                                                    TaskBaselines)
+from mnms.search.strategies.random import RandomStrategy
 from mnms.utils.config import from_config
-from mnms.search_space import SearchSpace
-from mnms.strategies import PolicyGradientStrategy, RandomStrategy, Strategy, build_strategy
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 DEFAULT = SearchSpace.from_config(OmegaConf.load(CONF / "search_space" / "default.yaml"))
 BATCH = 8
 
 
-def controller_group(kind: str):
-    return OmegaConf.load(CONF / "controller" / f"{kind}.yaml")
-
-
 def strategy(kind: str, tasks: list[str], seed: int) -> Strategy:
-    """Built exactly as the search does: from the shipped conf/controller/<kind>.yaml."""
-    group = controller_group(kind)
-    assert group.kind == kind
-    return build_strategy(group.kind, DEFAULT, tasks, group.network, group.policy, seed)
+    """Built exactly as the search does, from the shipped config group."""
+    return shipped_strategy(kind, DEFAULT, tasks, seed)
 
 
 # --- baselines, bank, config ------------------------------------------------------
@@ -74,27 +70,28 @@ def test_replay_bank_keeps_the_most_recent_experiences():
 
 
 def test_policy_config_validation():
-    assert from_config(PolicyConfig, {"algorithm": "reinforce"}).algorithm == "reinforce"
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['controller.policy.lr'\]"):
+    assert from_config(PolicyConfig, {"advantage": "std"}).advantage == "std"
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.policy.lr'\]"):
         from_config(PolicyConfig, {"lr": 0.1})
     for bad in (
-        {"algorithm": "a2c"}, {"advantage": "zscore"}, {"learning_rate": 0.0}, {"baseline_decay": 1.0},
+        {"advantage": "zscore"}, {"learning_rate": 0.0}, {"baseline_decay": 1.0},
         {"ppo_clip": 0.0}, {"ppo_epochs": 0}, {"bank_capacity": 2.5}, {"entropy_weight": -1.0},
     ):
         with pytest.raises(ValueError):
             PolicyConfig(**bad)
 
 
-def test_build_strategy_rejects_inconsistent_configs():
-    space = DEFAULT
-    with pytest.raises(ValueError, match="unknown strategy kind"):
-        build_strategy("bayes", space, ["a"], {}, {}, 0)
-    with pytest.raises(ValueError, match="random search has no controller"):
-        build_strategy("random", space, ["a"], {}, {"learning_rate": 0.1}, 0)
-    with pytest.raises(ValueError, match="contradicts"):
-        build_strategy("ppo", space, ["a"], {}, {"algorithm": "reinforce"}, 0)
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['controller.network.hidden'\]"):
-        build_strategy("ppo", space, ["a"], {"hidden": 3}, {}, 0)
+def test_strategy_configs_are_checked_against_the_registry():
+    with pytest.raises(ValueError, match=r"strategy.kind='bayes' is unknown; valid kinds are \['ppo', 'reinforce'"):
+        strategy_config({"kind": "bayes"})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.policy'\]; valid keys under strategy are \['kind'\]"):
+        strategy_config({"kind": "random", "policy": {"learning_rate": 0.1}})
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.controller.hidden'\]"):
+        strategy_config({"kind": "ppo", "controller": {"hidden": 3}})
+    ppo = strategy_config({"kind": "ppo"})
+    with pytest.raises(ValueError, match="strategy=random trains no controller"):
+        make_strategy(strategy_config({"kind": "random"}), DEFAULT, ["a"], 0,
+                      controller=make_strategy(ppo, DEFAULT, ["a"], 0).controller)
     for kind in ("ppo", "reinforce", "random"):
         assert strategy(kind, ["a"], 0).name == kind
 
@@ -137,7 +134,7 @@ def run_bandit(search: Strategy, tasks: list[str], trials: int, seed: int) -> di
 
 
 def learned(search: PolicyGradientStrategy, task: str) -> tuple[str, str]:
-    greedy = search.greedy(task)
+    greedy = search.controller.greedy(task)
     return greedy["encoder"], greedy["optimizer"]
 
 

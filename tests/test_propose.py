@@ -10,12 +10,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from mnms.artifact import load_controller_artifact
-from mnms.controller import Controller, ControllerConfig
-from mnms.propose import PROPOSALS_FILE, ProposeConfig, beam_search, controller_for_task
-from mnms.search_space import SearchSpace
+from mnms.transfer.artifact import load_controller_artifact
+from mnms.search.controller import Controller, ControllerConfig
+from mnms.transfer.decode import ProposeConfig, beam_search, controller_for_task
+from mnms.utils.io import RunDir
+from mnms.search.space import SearchSpace
 from mnms.utils.config import from_config
-from tiny_search import CONF, pretrained, tiny_run  # noqa: F401 - fixture
+from helpers.tiny_search import CONF, pretrained, tiny_run  # noqa: F401 - fixture
 from test_controller import all_archs
 
 DEFAULT = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "default.yaml")))
@@ -67,7 +68,7 @@ def test_an_unseen_task_gets_an_embedding_per_init(pretrained) -> None:
 def test_mode_propose_prints_saves_and_trains_the_proposals(pretrained, session_cache_dir, tmp_path) -> None:
     _, best = tiny_run(tmp_path, session_cache_dir, "mode=propose", f"transfer.from={pretrained}", "task=mr",
                        "transfer.init=mean", "propose.k=3", "propose.train=true")
-    saved = json.loads((tmp_path / PROPOSALS_FILE).read_text())
+    saved = json.loads((tmp_path / RunDir.PROPOSALS).read_text())
     rows = saved["proposals"]
     assert saved["embedding"] == "new, transfer.init=mean" and [row["rank"] for row in rows] == [1, 2, 3]
     assert all(row["status"] == "ok" and 0 < row["metrics"]["val_accuracy"] <= 1 for row in rows)
@@ -78,7 +79,7 @@ def test_mode_propose_prints_saves_and_trains_the_proposals(pretrained, session_
 
     _, untrained = tiny_run(tmp_path / "greedy", session_cache_dir, "mode=propose", f"transfer.from={pretrained}",
                             "task=mr", "transfer.init=mean", "propose.method=greedy", "propose.k=1")
-    greedy = json.loads((tmp_path / "greedy" / PROPOSALS_FILE).read_text())["proposals"]
+    greedy = json.loads((tmp_path / "greedy" / RunDir.PROPOSALS).read_text())["proposals"]
     assert untrained is None and len(greedy) == 1 and "status" not in greedy[0]
     assert greedy[0]["decisions"] == rows[0]["decisions"]  # greedy is the top of the beam here
 

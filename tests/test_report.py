@@ -22,15 +22,16 @@ import torch  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from mnms.child import ChildTrainerConfig  # noqa: E402
-from mnms.evaluator import ChildRunner, SequentialEvaluator  # noqa: E402
+from helpers.configs import default_strategy  # noqa: E402
+from mnms.child.config import ChildTrainerConfig  # noqa: E402
+from mnms.executors.base import SequentialExecutor  # noqa: E402
+from mnms.executors.runner import ChildRunner  # noqa: E402
 from mnms.report import build_report  # noqa: E402
 from mnms.report.__main__ import main as report_main  # noqa: E402
 from mnms.report.plots import embedding_panels  # noqa: E402
-from mnms.search import Search, SearchConfig  # noqa: E402
-from mnms.search_space import SearchSpace  # noqa: E402
-from mnms.strategies import build_strategy  # noqa: E402
-from mnms.tasks import load_task  # noqa: E402
+from mnms.search.loop import Search, SearchConfig  # noqa: E402
+from mnms.search.space import SearchSpace  # noqa: E402
+from mnms.data.tasks import load_task  # noqa: E402
 
 TASKS = ("trec", "langid-tatoeba")
 SPACE = {
@@ -49,10 +50,10 @@ def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, jo
     """A real search in ``run_dir``, plus the files a Hydra job and the artifact writer leave there."""
     tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
     space = SearchSpace.from_config(SPACE)
-    strategy = build_strategy(kind, space, list(TASKS), {}, {}, seed=seed)
+    strategy = default_strategy(kind, space, list(TASKS), seed)
     runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
     search = Search(SearchConfig(trials=TRIALS, batch_size=4, progress=False), list(TASKS), strategy,
-                    SequentialEvaluator(runner), run_dir, child_defaults={"batch_size": 32}, seed=seed,
+                    SequentialExecutor(runner), run_dir, child_defaults={"batch_size": 32}, seed=seed,
                     signature={})
     (run_dir / "summary.json").write_text(json.dumps(search.run()))
     config = {"seed": seed, "tasks": list(TASKS), "controller": {"kind": kind}, "logger": {"job_type": job_type}}

@@ -16,15 +16,16 @@ from pathlib import Path
 
 import pytest
 
-from mnms.child import ChildTrainerConfig
-from mnms.evaluator import ChildRunner, SequentialEvaluator
-from mnms.records import read_trials
-from mnms.search import Search, SearchConfig
-from mnms.search_space import SearchSpace
-from mnms.strategies import build_strategy
-from mnms.tasks import load_task
+from helpers.configs import default_strategy
+from mnms.child.config import ChildTrainerConfig
+from mnms.executors.base import SequentialExecutor
+from mnms.executors.runner import ChildRunner
+from mnms.search.records import read_trials
+from mnms.search.loop import Search, SearchConfig
+from mnms.search.space import SearchSpace
+from mnms.data.tasks import load_task
 from mnms.tracking import Tracker, TrackingConfig
-from mnms.wandb_reader import find_offline_runs, read_offline_run
+from helpers.wandb_reader import find_offline_runs, read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP_SPACE = {
@@ -52,10 +53,10 @@ def make_search(run_dir: Path, data_dir: Path, cache_dir: Path, *, space=CHEAP_S
                 trials=12, tracker=None, reuse=True) -> Search:
     tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
     search_space = SearchSpace.from_config(space)
-    strategy = build_strategy(kind, search_space, list(TASKS), {}, {}, seed=0)
+    strategy = default_strategy(kind, search_space, list(TASKS))
     runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
     cfg = SearchConfig(trials=trials, batch_size=4, progress=False, reuse_rewards=reuse)
-    return Search(cfg, list(TASKS), strategy, SequentialEvaluator(runner), run_dir,
+    return Search(cfg, list(TASKS), strategy, SequentialExecutor(runner), run_dir,
                   child_defaults={"batch_size": 32}, seed=0, signature={"space": search_space.signature()},
                   tracker=tracker)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from mnms.search_space import Decision, SearchSpace, SearchSpaceError
+from mnms.search.space import Decision, SearchSpace, SearchSpaceError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "search_space"
 

@@ -1,6 +1,6 @@
 """The transfer study as config: mode mapping, failure records, and a real joblib multirun.
 
-The multirun needs ``cfg = apply_study_mode(cfg)`` at the top of ``mnms.run.run_search``.
+The multirun needs ``cfg = apply_study_mode(cfg)`` at the top of ``mnms.app.run.run_search``.
 """
 
 from __future__ import annotations
@@ -20,10 +20,10 @@ from hydra import compose, initialize_config_dir
 from hydra.core.utils import JobReturn, JobStatus  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from mnms.records import read_trials  # noqa: E402
+from mnms.search.records import read_trials  # noqa: E402
 from mnms.report import build_report  # noqa: E402
-from mnms.study import CONF_DIR, JobStatusCallback, apply_study_mode  # noqa: E402
-from mnms.wandb_reader import find_offline_runs, read_offline_run  # noqa: E402
+from mnms.app.study import CONF_DIR, JobStatusCallback, apply_study_mode  # noqa: E402
+from helpers.wandb_reader import find_offline_runs, read_offline_run  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -120,7 +120,7 @@ def test_joblib_multirun_gives_each_job_its_own_records_and_wandb_run(data_dir: 
                "trainer.max_epochs=2", "search.progress=false", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     # The sweep reports its failed jobs, after running them all. Exit code 0 here means the transfer jobs
-    # ran as scratch: mnms.run.run_search lacks `cfg = apply_study_mode(cfg)`.
+    # ran as scratch: mnms.app.run.run_search lacks `cfg = apply_study_mode(cfg)`.
     assert done.returncode == 1, done.stderr[-3000:]
     assert "study.mode=transfer needs transfer.from" in done.stderr
 

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mnms.tasks import SPLITS, Task, TaskError, TaskSpec, list_tasks, load_task, resolve_data_dir
+from mnms.data.tasks import SPLITS, Task, TaskError, TaskSpec, list_tasks, load_task, resolve_data_dir
 
 CONF_DATASET = Path(__file__).resolve().parents[1] / "conf" / "dataset"
 

@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.utils.config import from_config
-from mnms.wandb_reader import OfflineRun, find_offline_runs, read_offline_run
+from helpers.wandb_reader import OfflineRun, find_offline_runs, read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(60)  # a hang in W&B must fail the test, not stall CI

@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from mnms.artifact import ARTIFACT_FILE, load_controller_artifact
-from mnms.records import load_checkpoint, read_trials
-from mnms.search_space import SearchSpace
-from mnms.task_embedding import TaskEmbedding
-from mnms.transfer import TransferConfig, transfer_strategy
-from tiny_search import CONF, PRETRAIN_TASKS, TINY, pretrained, tiny_run  # noqa: F401 - fixture
+from mnms.transfer.artifact import ARTIFACT_FILE, load_controller_artifact
+from mnms.search.records import load_checkpoint, read_trials
+from mnms.search.space import SearchSpace
+from mnms.search.task_embedding import TaskEmbedding
+from mnms.search.strategies import make_strategy, strategy_config
+from mnms.transfer.warm_start import TransferConfig, warm_start
+from helpers.tiny_search import CONF, PRETRAIN_TASKS, TINY, pretrained, tiny_run  # noqa: F401 - fixture
 from test_search import comparable
 
 ROOT = CONF.parent
@@ -31,8 +32,11 @@ SMALL = {"decisions": [
 
 def strategy_for(source: Path, tasks: list[str], space: dict = SMALL, seed: int = 0, network: dict | None = None,
                  **transfer):
-    return transfer_strategy({"from": str(source), **transfer}, "ppo", SearchSpace.from_config(space), tasks,
-                             network or {}, {}, seed)
+    """A PPO strategy warm-started from ``source``, as a transfer search builds it."""
+    config = strategy_config({"kind": "ppo", "controller": network or {}})
+    search_space = SearchSpace.from_config(space)
+    start = warm_start(TransferConfig.from_mapping({"from": str(source), **transfer}), config, search_space, tasks, seed)
+    return make_strategy(config, search_space, tasks, seed, controller=start)
 
 
 def body(state: dict) -> dict:
@@ -159,10 +163,11 @@ def test_mismatches_are_refused_before_anything_trains(pretrained, session_cache
         transfer_run(tmp_path, session_cache_dir, pretrained,
                      "search_space.decisions.0.choices=[words,char-ngrams,minilm]")
     assert not (tmp_path / "trials.jsonl").exists()
-    with pytest.raises(ValueError, match="has hidden_size=64 but this run's controller.network.hidden_size=32"):
+    with pytest.raises(ValueError, match="has hidden_size=64 but this run's strategy.controller.hidden_size=32"):
         strategy_for(pretrained, ["mr"], network={"hidden_size": 32})
-    with pytest.raises(ValueError, match="controller=random has none"):
-        transfer_strategy({"from": str(pretrained)}, "random", SearchSpace.from_config(SMALL), ["mr"], {}, {}, 0)
+    with pytest.raises(ValueError, match=r"strategy=random trains none; use one of \['ppo', 'reinforce'\]"):
+        warm_start(TransferConfig.from_mapping({"from": str(pretrained)}), strategy_config({"kind": "random"}),
+                   SearchSpace.from_config(SMALL), ["mr"], 0)
     with pytest.raises(ValueError, match="key is 'from'"):
         TransferConfig.from_mapping({"source": "x"})
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['transfer.init_from'\]"):

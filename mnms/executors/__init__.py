@@ -1,54 +1,37 @@
-"""Executors: where a batch of children trains. All implement ``mnms.evaluator.Evaluator``.
+"""Executors: where a batch of children trains, behind ``base.Executor``; the registry of them.
 
 ``executor=sequential`` trains in the driver process, one child after another.
 ``executor=local`` trains on a pool of worker processes on this machine (``local.py``).
-``executor=ray`` trains as Ray tasks on a private local Ray or an existing cluster
-(``ray_executor.py``).
+``executor=ray`` trains as Ray tasks on a private local Ray or an existing cluster (``ray.py``).
 
 Every executor returns outcomes in request order and every child trains with the
 runner's fixed thread count, so a seeded search records the same trials whichever
-executor and worker count it uses. The parallel executors are imported only when
-chosen, so a sequential run never pays for ``import ray``.
+executor and worker count it uses. Each executor class names the dataclass of its
+config section (``Config``); adding one is a module, a line in ``EXECUTORS`` and a
+``conf/executor/<name>.yaml`` (CONTRIBUTING.md).
 """
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any
 
-from mnms.evaluator import ChildRunner, Evaluator, SequentialEvaluator
-from mnms.utils.config import ConfigError, from_config, plain
+from mnms.executors.base import Executor, Runner, SequentialExecutor
+from mnms.executors.local import LocalExecutor
+from mnms.executors.ray import RayExecutor
+from mnms.utils.registry import Registry
 
-EXECUTORS = ("sequential", "local", "ray")
-
-
-def executor_config(options: Mapping[str, Any]) -> tuple[str, Any]:
-    """The executor kind and its validated config (``None`` for sequential); starts nothing."""
-    options = plain(options)
-    kind = options.pop("kind", None)
-    if kind == "sequential":
-        if options:
-            raise ConfigError(f"executor=sequential takes no options, got {sorted(options)}")
-        return kind, None
-    if kind == "local":
-        from mnms.executors.local import LocalConfig
-
-        return kind, from_config(LocalConfig, options)
-    if kind == "ray":
-        from mnms.executors.ray_executor import RayConfig
-
-        return kind, from_config(RayConfig, options)
-    raise ConfigError(f"executor.kind={kind!r} is unknown; valid kinds are {list(EXECUTORS)}")
+EXECUTORS: Registry[Executor] = Registry("executor", {
+    "sequential": SequentialExecutor,
+    "local": LocalExecutor,
+    "ray": RayExecutor,
+})
 
 
-def build_evaluator(options: Mapping[str, Any], runner: ChildRunner) -> Evaluator:
-    """The evaluator ``conf/executor/<kind>.yaml`` describes, around ``runner``."""
-    kind, config = executor_config(options)
-    if kind == "local":
-        from mnms.executors.local import LocalEvaluator
+def executor_config(values: Any) -> Any:
+    """The validated config of the ``executor`` section (its ``kind`` picks the class); starts nothing."""
+    return EXECUTORS.config(values)
 
-        return LocalEvaluator(runner, config)
-    if kind == "ray":
-        from mnms.executors.ray_executor import RayEvaluator
 
-        return RayEvaluator(runner, config)
-    return SequentialEvaluator(runner)
+def make_executor(config: Any, runner: Runner) -> Executor:
+    """The executor ``config`` (from ``executor_config``) describes, around ``runner``."""
+    return EXECUTORS[config.kind](runner, config)

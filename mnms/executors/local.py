@@ -26,9 +26,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import ClassVar, Sequence
 
-import torch
-
-from mnms.evaluator import ChildRunner, Evaluator, TrialOutcome, TrialRequest
+from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
 from mnms.executors.schedule import CostModel
 from mnms.utils.config import check, is_int
 
@@ -41,6 +39,7 @@ class LocalConfig:
 
     section: ClassVar[str] = "executor"
 
+    kind: str = "local"
     workers: int | None = None  # null: one per available core (per child thread)
     cores_per_worker: int | None = None  # cores a worker is pinned to; null: available cores // workers
     pin_cores: bool = True  # os.sched_setaffinity per worker (Linux); false lets the OS place them
@@ -76,10 +75,10 @@ def _serve(conn: Connection, cores: list[int] | None) -> None:
     # the children imported (registered later, they run earlier).
     atexit.register(os._exit, 0)
     try:
-        runner: ChildRunner = conn.recv()
+        runner: Runner = conn.recv()
         if cores is not None:
             os.sched_setaffinity(0, cores)
-        torch.set_num_threads(runner.trainer_cfg.threads)  # set once, so no child has to switch it
+        runner.prepare_process()
     except Exception as error:  # noqa: BLE001 - reported to the driver, which raises it
         conn.send(("error", "".join(traceback.format_exception_only(error)).strip()))
         return
@@ -102,13 +101,15 @@ class _Worker:
     ready: bool = False
 
 
-class LocalEvaluator(Evaluator):
+class LocalExecutor(Executor):
     """Trains each batch on a pool of pinned worker processes, slowest-predicted child first;
     outcomes in request order."""
 
-    def __init__(self, runner: ChildRunner, cfg: LocalConfig) -> None:
+    Config = LocalConfig
+
+    def __init__(self, runner: Runner, cfg: LocalConfig) -> None:
         cores = available_cores()
-        count = cfg.workers or max(1, len(cores) // runner.trainer_cfg.threads)
+        count = cfg.workers or max(1, len(cores) // runner.threads)
         per_worker = cfg.cores_per_worker or max(1, len(cores) // count)
         self.cfg = cfg
         self._costs = CostModel()

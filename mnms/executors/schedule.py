@@ -1,8 +1,8 @@
 """Longest-predicted-first dispatch, so a batch spends less time waiting for its slowest child.
 
 A controller step waits for all of its batch. With the batch handed out in sampling
-order, a slow child that starts last keeps the other workers idle (5-9% of core time in
-``bench.throughput``). Handing out the children predicted to be slowest first (the LPT
+order, a slow child that starts last keeps the other workers idle (docs/benchmarks.md,
+"Parallel children"). Handing out the children predicted to be slowest first (the LPT
 rule) lets the short ones fill in around them. The prediction is the mean wall time of
 earlier trials with the same cost-driving fields; a child of an unseen kind goes first,
 so its cost is learned early. Only the dispatch order changes: outcomes still come
@@ -13,15 +13,15 @@ from __future__ import annotations
 
 from typing import Hashable, Sequence
 
-from mnms.arch import Architecture
-from mnms.evaluator import TrialOutcome, TrialRequest
+from mnms.child.arch import Architecture
+from mnms.executors.base import TrialOutcome, TrialRequest
 
 _DEFAULTS = Architecture().to_dict()  # for the fields a search space leaves out
 
 
 def cost_key(request: TrialRequest) -> Hashable:
     """The fields that decide most of a child's wall time: its data, input layer and step count."""
-    arch = {**_DEFAULTS, **request.arch}  # not Architecture(...): its validation would triple dispatch cost
+    arch = {**_DEFAULTS, **request.arch}  # not Architecture(...): validating every request would slow dispatch
     return request.task, arch["encoder"], arch["fine_tune"], arch["batch_size"]
 
 

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mnms.records import TRIALS_FILE, read_trials
+from mnms.search.records import TRIALS_FILE, read_trials
 from mnms.utils.io import RunDir
 
 SUMMARY_FILE = RunDir.SUMMARY

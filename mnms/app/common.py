@@ -1,0 +1,33 @@
+"""What every mode reads from the composed config the same way: tasks, child defaults, encoder options."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from mnms.child.arch import Architecture
+from mnms.data.tasks import Task, load_task
+from mnms.utils.config import from_config, plain
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+
+
+def load_configured_task(cfg: DictConfig, name: str, max_examples: int | None = None) -> Task:
+    """Load ``name`` the way every mode does: data dir, spec folders, example cap, seed.
+
+    ``cfg.max_examples`` (quick runs of any mode) wins over a mode's own ``max_examples``.
+    """
+    spec_dirs = [CONF_DIR / "dataset", *map(Path, cfg.paths.task_specs)]
+    cap = cfg.max_examples if cfg.max_examples is not None else max_examples
+    return load_task(name, cfg.paths.data_dir, spec_dirs=spec_dirs, max_examples=cap, seed=cfg.seed)
+
+
+def child_arch(cfg: DictConfig) -> Architecture:
+    """``child.arch``: the child of ``mode=child``, and every field a search leaves out."""
+    return from_config(Architecture, cfg.child.arch)
+
+
+def encoder_options(cfg: DictConfig) -> dict[str, Any]:
+    return plain(cfg.encoders)

@@ -1,0 +1,108 @@
+"""``mode=search``: one strategy searches architectures for all ``tasks``; the run dir keeps everything."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from mnms.app.common import child_arch, encoder_options, load_configured_task
+from mnms.app.study import apply_study_mode
+from mnms.child.config import ChildTrainerConfig
+from mnms.data.tasks import Task
+from mnms.executors import executor_config, make_executor
+from mnms.executors.runner import ChildRunner
+from mnms.search.loop import Search, SearchConfig
+from mnms.search.space import SearchSpace
+from mnms.search.strategies import Strategy, make_strategy, strategy_config
+from mnms.tracking import Tracker, TrackingConfig
+from mnms.transfer.artifact import save_controller_artifact
+from mnms.transfer.warm_start import TransferConfig, warm_start
+from mnms.utils.config import from_config, plain
+from mnms.utils.io import RunDir, write_json_atomic
+
+
+def run_search(cfg: DictConfig, run_dir: Path) -> float:
+    """A (multitask) architecture search; returns the mean over tasks of the best reward."""
+    cfg = apply_study_mode(cfg)
+    run_dir = Path(cfg.resume) if cfg.resume else run_dir
+    space = SearchSpace.from_config(plain(cfg.search_space))
+    search_cfg = from_config(SearchConfig, cfg.search)
+    tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
+    transfer = TransferConfig.from_mapping(cfg.transfer)
+    strategy = _strategy(cfg, space, list(tasks), transfer)
+    runner = ChildRunner(tasks, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir, encoder_options(cfg))
+    # What a resumed search must share with the original for the trial sequence to continue.
+    signature = {
+        "tasks": list(tasks), "seed": cfg.seed, "space": space.signature(), "controller": plain(cfg.controller),
+        "batch_size": search_cfg.batch_size, "task_schedule": search_cfg.task_schedule,
+        "reward": search_cfg.reward, "child": plain(cfg.child.arch), "trainer": plain(cfg.trainer),
+        "examples": {name: {s: len(t.splits[s].texts) for s in t.splits} for name, t in tasks.items()},
+        **({"transfer": plain(cfg.transfer)} if transfer.source else {}),
+    }
+    tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    executor = make_executor(executor_config(cfg.executor), runner)
+    try:
+        with Tracker(tracking, plain(cfg)) as tracker:
+            search = Search(search_cfg, list(tasks), strategy, executor, run_dir, child_defaults=child_arch(cfg).to_dict(),
+                            seed=cfg.seed, signature=signature, tracker=tracker)
+            summary = search.run()
+            tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
+            wandb_path = tracker.run_path
+    finally:
+        executor.close()
+    return _finish(cfg, run_dir, summary, strategy, space, tasks, wandb_path)
+
+
+def _strategy(cfg: DictConfig, space: SearchSpace, tasks: list[str], transfer: TransferConfig) -> Strategy:
+    config = strategy_config(_strategy_values(cfg.controller))
+    start = warm_start(transfer, config, space, tasks, cfg.seed) if transfer.source else None
+    return make_strategy(config, space, tasks, cfg.seed, controller=start)
+
+
+def _strategy_values(controller: Any) -> dict[str, Any]:
+    """The ``strategy`` section in the shape of the strategies' configs, from ``conf/controller/``'s ``kind/network/policy``."""
+    values = plain(controller)
+    kind, network, policy = values["kind"], values.get("network") or {}, values.get("policy") or {}
+    if kind in ("ppo", "reinforce"):
+        return {"kind": kind, "controller": network, "policy": policy}
+    if network or (kind == "random" and policy):
+        raise ValueError(f"controller={kind} has no network or policy settings; leave them empty")
+    return {"kind": kind, **policy}
+
+
+def _finish(cfg: DictConfig, run_dir: Path, summary: dict[str, Any], strategy: Strategy, space: SearchSpace,
+            tasks: dict[str, Task], wandb_path: Path | None) -> float:
+    """Save the controller (strategies that train one), write ``summary.json``, print the best per task."""
+    files = RunDir(run_dir)
+    controller = save_controller_artifact(files.controller, strategy, space, plain(cfg)) \
+        if strategy.trains_controller else None
+    summary = {**summary, "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in tasks.items()},
+               "strategy": strategy.name, "wandb_run": str(wandb_path) if wandb_path else None,
+               "controller": str(controller) if controller else None}
+    write_json_atomic(files.summary, summary)
+    _print_search_summary(summary, files)
+    rewards = [best["reward"] for best in summary["best"].values()]
+    return sum(rewards) / len(rewards) if rewards else 0.0
+
+
+def _print_search_summary(summary: dict, files: RunDir) -> None:
+    table = Table(title=f"best architecture per task ({summary['trials']} trials, {summary['strategy']})")
+    for column in ("task", "val acc", "test acc", "trial", "searched decisions"):
+        table.add_column(column, justify="right" if "acc" in column or column == "trial" else "left")
+    for task, best in summary["best"].items():
+        arch = ", ".join(f"{k}={v}" for k, v in best["decisions"].items())
+        table.add_row(task, f"{best['metrics']['val_accuracy']:.4f}", f"{best['metrics']['test_accuracy']:.4f}",
+                      str(best["trial"]), arch)
+    console = Console()
+    console.print(table)
+    console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")
+    console.print(f"records: {files.trials}  summary: {files.summary}")
+    if summary["wandb_run"]:
+        console.print(f"W&B run: {summary['wandb_run']}  (offline runs: `wandb sync <dir>`)")
+    console.print(f"controller for transfer: {summary['controller']}" if summary["controller"]
+                  else f"no {files.CONTROLLER}: {summary['strategy']} search trains no controller to transfer")

@@ -1,0 +1,32 @@
+"""What one trained child scored and cost, and the two ways its training can be cut short."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    """What one trained child scored, plus what it cost."""
+
+    val_accuracy: float
+    val_macro_f1: float
+    test_accuracy: float
+    test_macro_f1: float
+    num_parameters: int
+    train_seconds: float
+    total_seconds: float
+    steps: int
+    features_from_cache: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ChildTimeout(RuntimeError):
+    """A child overran ``trainer.time_limit_s``."""
+
+
+class ChildDiverged(RuntimeError):
+    """A child's training loss became NaN or infinite."""

@@ -1,0 +1,58 @@
+"""Registry of text encoders (the "embedding module" decision of the architecture search).
+
+``get_encoder(name, cfg.encoders)`` returns a process-wide memoised encoder; heavy models load
+lazily on first use, so an encoder whose features are all cached never loads its model.
+Adding an encoder is a module, a line in ``ENCODERS`` and its options in
+``conf/encoders/default.yaml`` (CONTRIBUTING.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from mnms.data.encoders.base import POOLINGS, Batch, EncodedTask, Encoder
+from mnms.data.encoders.fr_vectors import FrVectorsEncoder
+from mnms.data.encoders.hashed import CharNgramEncoder, WordEncoder
+from mnms.data.encoders.sentence import MiniLMEncoder, SentenceEncoder
+from mnms.data.encoders.wordpiece import MiniLMWordpieceEncoder
+from mnms.utils.config import ConfigError, plain
+
+__all__ = ["ENCODERS", "ENCODER_NAMES", "POOLINGS", "Batch", "EncodedTask", "Encoder", "get_encoder"]
+
+# name -> class; every class is built as cls(name, options).
+ENCODERS: dict[str, type[Encoder]] = {
+    "minilm": MiniLMEncoder,
+    "minilm-tokens": MiniLMWordpieceEncoder,
+    "fr-vectors": FrVectorsEncoder,
+    "char-ngrams": CharNgramEncoder,
+    "words": WordEncoder,
+}
+ENCODER_NAMES: tuple[str, ...] = tuple(ENCODERS)
+SENTENCE_TRANSFORMERS_PREFIX = "st:"  # "st:<model name or local path>": any sentence-transformers model
+
+_INSTANCES: dict[tuple[str, str], Encoder] = {}
+
+
+def get_encoder(name: str, options: Mapping[str, Mapping] | None = None) -> Encoder:
+    """The encoder called ``name``, configured by ``options[name]`` (e.g. ``cfg.encoders``).
+
+    ``st:<model>`` names take ``options[name]`` or else ``options["st"]``. Instances are shared
+    per (name, options) within a process.
+    """
+    options = plain(options or {})
+    if name.startswith(SENTENCE_TRANSFORMERS_PREFIX) and len(name) > len(SENTENCE_TRANSFORMERS_PREFIX):
+        own = options.get(name, options.get("st", {}))
+    elif name in ENCODERS:
+        own = options.get(name, {})
+    else:
+        raise ConfigError(
+            f"unknown encoder {name!r}; valid: {list(ENCODER_NAMES)} or "
+            f"'{SENTENCE_TRANSFORMERS_PREFIX}<sentence-transformers model>'"
+        )
+    memo_key = (name, json.dumps(own, sort_keys=True))
+    if memo_key not in _INSTANCES:
+        factory = ENCODERS.get(name, SentenceEncoder)
+        _INSTANCES[memo_key] = factory(name, own)
+    return _INSTANCES[memo_key]

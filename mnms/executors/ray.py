@@ -1,0 +1,130 @@
+"""``executor=ray``: each child is a Ray task, on a private local Ray or an existing cluster.
+
+The runner is put into Ray's object store once; each task receives a reference to it
+(wrapped in a list, so Ray does not resolve it per call) and a ``TrialRequest``. A Ray
+worker process fetches the runner on its first task and keeps it, with its imported
+torch, loaded encoders and feature cache memo, for every later task of the search.
+
+Tasks rather than actors: Ray then schedules children onto whatever CPUs the cluster has
+(autoscaled nodes included) and retries a task whose worker or node died
+(``max_retries``); a task that died on every attempt is recorded as a failed trial.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any, ClassVar, Sequence
+
+import ray
+
+from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
+from mnms.executors.local import available_cores
+from mnms.executors.schedule import CostModel
+from mnms.utils.config import ConfigError, check, is_int, is_number
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Options of ``conf/executor/ray.yaml``."""
+
+    section: ClassVar[str] = "executor"
+
+    kind: str = "ray"
+    address: str | None = None  # null: a private local Ray for this run; "auto" / "ray://host:10001": a cluster
+    num_cpus: int | None = None  # CPUs of the private Ray; null: this process's available cores
+    cpus_per_child: float = 1.0  # Ray CPU request of each child; keep it >= the child's torch threads
+    temp_dir: str | None = None  # the private Ray's session folder; null: a fresh temp folder, removed on close
+    retries: int = 1  # re-runs of a child whose worker or node died; then the trial is recorded as failed
+
+    def __post_init__(self) -> None:
+        check(self, "num_cpus", self.num_cpus is None or (is_int(self.num_cpus) and self.num_cpus >= 1),
+              "an integer >= 1 or null (automatic)")
+        check(self, "retries", is_int(self.retries) and self.retries >= 0, "an integer >= 0")
+        check(self, "cpus_per_child", is_number(self.cpus_per_child) and self.cpus_per_child > 0, "a number > 0, e.g. 1")
+        if self.address is not None and (self.num_cpus is not None or self.temp_dir is not None):
+            raise ConfigError(f"executor.address={self.address!r} joins an existing cluster, which owns its CPUs and "
+                              "folders: leave executor.num_cpus and executor.temp_dir null")
+
+
+_RUNNERS: dict[str, Runner] = {}  # per Ray worker process: the runner of the current search
+
+
+@ray.remote
+def _train(runner_ref: list[ray.ObjectRef], request: TrialRequest) -> TrialOutcome:
+    """One child, in a Ray worker; the runner is fetched on the worker's first trial only."""
+    key = runner_ref[0].hex()
+    if key not in _RUNNERS:
+        _RUNNERS.clear()  # a worker serves one search at a time; drop an earlier search's runner
+        _RUNNERS[key] = ray.get(runner_ref[0])
+        _RUNNERS[key].prepare_process()
+    return _RUNNERS[key](request)
+
+
+class RayExecutor(Executor):
+    """Submits each batch as Ray tasks and collects the outcomes in request order."""
+
+    Config = RayConfig
+
+    def __init__(self, runner: Runner, cfg: RayConfig) -> None:
+        self.cfg = cfg
+        self._costs = CostModel()
+        self.temp_dir: str | None = None  # the private Ray's session folder (logs); None on a cluster
+        self._started_ray = False
+        self._owns_temp_dir = False  # created here, so removed on close
+        if not ray.is_initialized():  # inside a Hydra Ray launcher job, Ray is already up (and kept)
+            self._init_ray()
+        try:
+            self._runner_ref = ray.put(runner)
+        except BaseException:
+            self.close()
+            raise
+        self._task = _train.options(num_cpus=cfg.cpus_per_child, max_retries=cfg.retries)
+
+    def _init_ray(self) -> None:
+        common = {"log_to_driver": False, "logging_level": logging.WARNING}  # progress stays the driver's
+        if self.cfg.address is not None:
+            ray.init(address=self.cfg.address, **common)
+        else:
+            # A private, short-lived Ray on this machine: no token file in $HOME, no usage
+            # report attempts (machines are often offline), no dashboard process, and
+            # workers at normal priority like the local pool's (Ray's default, nice 15,
+            # starves the children, which are this run's main work, on a busy machine).
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            self._owns_temp_dir = self.cfg.temp_dir is None
+            # Short on purpose: Ray's socket paths inside it must fit in 107 bytes.
+            self.temp_dir = os.path.abspath(self.cfg.temp_dir or tempfile.mkdtemp(prefix="mnms-ray-"))
+            ray.init(num_cpus=self.cfg.num_cpus or len(available_cores()), include_dashboard=False,
+                     _temp_dir=self.temp_dir, _system_config={"worker_niceness": 0}, **common)
+        self._started_ray = True
+
+    def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
+        # Submitted slowest-predicted first: Ray starts queued tasks of one shape in order.
+        refs = {index: self._task.remote([self._runner_ref], requests[index])
+                for index in self._costs.longest_first(requests)}
+        outcomes = [self._outcome(refs[index], request) for index, request in enumerate(requests)]
+        for request, outcome in zip(requests, outcomes, strict=True):
+            self._costs.record(request, outcome)
+        return outcomes
+
+    def _outcome(self, ref: Any, request: TrialRequest) -> TrialOutcome:
+        try:
+            return ray.get(ref)
+        except ray.exceptions.RayError as error:  # e.g. its worker or node died on every attempt
+            reason = (str(error).strip().splitlines() or [""])[0]
+            return TrialOutcome("failed", error=(
+                f"Ray task for trial {request.trial} failed ({type(error).__name__}: {reason}); "
+                f"a dead worker or node is retried executor.retries={self.cfg.retries} time(s)"))
+
+    def close(self) -> None:
+        """Stop the private Ray, or disconnect from a joined cluster (which keeps running)."""
+        if self._started_ray:
+            ray.shutdown()
+            self._started_ray = False
+        if self._owns_temp_dir:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
+            self._owns_temp_dir = False

@@ -1,0 +1,258 @@
+"""The multitask search loop: pick a task, propose children, evaluate, learn, record.
+
+Each controller step picks a task, asks the strategy for a batch of architectures,
+has the executor train them, feeds the rewards back, appends every trial to the
+log and checkpoints. A resumed search restores the checkpoint, replays the trials
+the log already holds for the interrupted step, and evaluates only the rest, so it
+produces exactly the trial sequence of a search that never stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Mapping, Sequence
+
+import torch
+
+from mnms.child.arch import complete_arch
+from mnms.executors.base import Executor, TrialOutcome, TrialRequest
+from mnms.search.progress import SearchProgress
+from mnms.search.records import TrialLog, load_checkpoint, save_checkpoint
+from mnms.search.strategies.base import Proposal, Strategy
+from mnms.tracking import Tracker, TrackingConfig
+from mnms.utils.config import check, is_int
+
+SCHEDULES = ("round_robin", "uniform")
+REWARDS = ("val_accuracy", "val_macro_f1")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How a search spends its budget (Hydra group ``search``)."""
+
+    section: ClassVar[str] = "search"
+
+    trials: int = 400  # total children over all tasks
+    max_examples: int | None = 2000  # examples per split the children see; None = all (applied when loading tasks)
+    batch_size: int = 8  # children per controller step
+    task_schedule: str = "round_robin"
+    reward: str = "val_accuracy"
+    reuse_rewards: bool = True  # an identical (task, architecture, seed) reuses its recorded result
+    failure_reward: float = 0.0  # reward of a child that raised, diverged or overran
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check(self, "trials", is_int(self.trials) and self.trials >= 1, "an integer >= 1")
+        check(self, "batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1")
+        check(self, "max_examples", self.max_examples is None or (is_int(self.max_examples) and self.max_examples >= 2),
+              "null (all examples) or an integer >= 2")
+        check(self, "task_schedule", self.task_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
+        check(self, "reward", self.reward in REWARDS, f"one of {list(REWARDS)}")
+
+
+def _arch_key(task: str, arch: Mapping[str, Any], seed: int) -> str:
+    return json.dumps([task, dict(arch), seed], sort_keys=True)
+
+
+class Search:
+    """One search in one run dir. Plain arguments in, ``summary()`` out; no Hydra here."""
+
+    def __init__(
+        self,
+        cfg: SearchConfig,
+        tasks: Sequence[str],
+        strategy: Strategy,
+        executor: Executor,
+        run_dir: Path,
+        *,
+        child_defaults: Mapping[str, Any],
+        seed: int,
+        signature: Mapping[str, Any],
+        tracker: Tracker | None = None,
+    ) -> None:
+        if not tasks:
+            raise ValueError("a search needs at least one task")
+        self.cfg, self.tasks, self.strategy, self.executor = cfg, list(tasks), strategy, executor
+        self.run_dir, self.child_defaults, self.seed = Path(run_dir), dict(child_defaults), seed
+        self.tracker = tracker or Tracker(TrackingConfig(mode="disabled"), {})  # a disabled tracker does nothing
+        self.signature = dict(signature)  # what a resumed search must agree on
+        self.log = TrialLog(self.run_dir)
+        self.step = 0
+        self.task_rng = torch.Generator().manual_seed(seed)
+        self.best: dict[str, dict[str, Any]] = {}
+        # Where the time goes: "loop" is the wall time of whole steps, the rest its parts.
+        self.seconds = {"loop": 0.0, "evaluate": 0.0, "policy": 0.0, "records": 0.0, "tracking": 0.0}
+        self.trials_done = 0  # trials covered by the last checkpoint
+        self._restore()
+        self.memo: dict[str, dict[str, Any]] = {}  # first ok trial of each (task, arch, seed) before this batch
+        for row in self.log.rows[: self.trials_done]:
+            self._remember(row)
+
+    # --- resume -------------------------------------------------------------------
+    def _restore(self) -> None:
+        state = load_checkpoint(self.run_dir)
+        if state is None:
+            if len(self.log):
+                raise ValueError(f"{self.log.path} has trials but no checkpoint: resume is impossible; use a new run dir")
+            return
+        for key, value in self.signature.items():
+            if state["signature"].get(key) != value:
+                raise ValueError(
+                    f"cannot resume {self.run_dir}: its {key} is {state['signature'].get(key)!r}, "
+                    f"this run's is {value!r}; rerun with the original settings"
+                )
+        self.strategy.load_state_dict(state["strategy"])
+        self.task_rng.set_state(state["task_rng"])
+        self.step, self.best, self.seconds = state["step"], state["best"], state["seconds"]
+        self.trials_done = state["trials"]
+
+    def _checkpoint(self, trials: int) -> None:
+        save_checkpoint(self.run_dir, {
+            "signature": self.signature, "strategy": self.strategy.state_dict(), "task_rng": self.task_rng.get_state(),
+            "step": self.step, "trials": trials, "best": self.best, "seconds": self.seconds,
+        })
+
+    # --- one step -----------------------------------------------------------------
+    def _next_task(self) -> str:
+        if self.cfg.task_schedule == "round_robin":
+            return self.tasks[self.step % len(self.tasks)]
+        return self.tasks[int(torch.randint(len(self.tasks), (1,), generator=self.task_rng))]
+
+    def _rows_for(self, task: str, first_trial: int, proposals: list[Proposal]) -> list[dict[str, Any]]:
+        """Trial rows for a batch: replayed from the log, reused from an identical trial, or trained now.
+
+        The order of the checks is what makes a resumed batch identical to an uninterrupted
+        one: earlier batches (memo), then earlier slots of this batch (twins), then training.
+        """
+        archs = [complete_arch(proposal.arch, self.child_defaults) for proposal in proposals]
+        rows: list[dict[str, Any] | None] = [None] * len(proposals)
+        first_slot: dict[str, int] = {}
+        twins: dict[int, int] = {}
+        to_train: list[int] = []
+        for slot, arch in enumerate(archs):
+            trial, key = first_trial + slot, _arch_key(task, arch, self.seed)
+            if trial < len(self.log):
+                rows[slot] = self._replayed(trial, task, arch)
+            elif self.cfg.reuse_rewards and key in self.memo:
+                source = self.memo[key]
+                rows[slot] = self._row(trial, task, arch, proposals[slot], TrialOutcome("ok", source["metrics"]),
+                                       reused_from=source["trial"])
+            elif self.cfg.reuse_rewards and key in first_slot:
+                twins[slot] = first_slot[key]
+            else:
+                to_train.append(slot)
+            first_slot.setdefault(key, slot)
+        requests = [TrialRequest(first_trial + slot, task, archs[slot], self.seed) for slot in to_train]
+        with self._timed("evaluate"):
+            outcomes = self.executor.evaluate(requests) if requests else []
+        for slot, outcome in zip(to_train, outcomes, strict=True):
+            rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome)
+        for slot, source_slot in twins.items():
+            source = rows[source_slot]
+            outcome = TrialOutcome(source["status"], source["metrics"], source["error"])
+            rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome,
+                                   reused_from=source["trial"])
+        return rows  # type: ignore[return-value]
+
+    def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> dict[str, Any]:
+        logged = self.log.rows[trial]
+        if (logged["task"], logged["arch"]) != (task, arch):
+            raise ValueError(f"resume diverged at trial {trial}: the log has {logged['task']} {logged['arch']}, "
+                             f"the restored search proposes {task} {arch}")
+        return logged
+
+    def _row(self, trial: int, task: str, arch: dict, proposal: Proposal, outcome: TrialOutcome,
+             reused_from: int | None = None) -> dict[str, Any]:
+        reward = outcome.metrics[self.cfg.reward] if outcome.status == "ok" else self.cfg.failure_reward
+        return {
+            "trial": trial, "step": self.step, "task": task, "arch": arch, "decisions": proposal.arch,
+            "seed": self.seed, "reward": reward, "status": outcome.status, "error": outcome.error,
+            "metrics": outcome.metrics, "reused_from": reused_from,
+            "wall_seconds": outcome.wall_seconds if reused_from is None else 0.0,
+            "log_prob": proposal.log_prob,
+        }
+
+    def _record(self, rows: list[dict[str, Any]]) -> None:
+        for row in rows:
+            if row["trial"] >= len(self.log):
+                self.log.append(row)
+            self._remember(row)
+            best = self.best.get(row["task"])
+            if row["status"] == "ok" and (best is None or row["reward"] > best["reward"]):
+                self.best[row["task"]] = row
+
+    def _remember(self, row: dict[str, Any]) -> None:
+        if row["status"] == "ok":
+            self.memo.setdefault(_arch_key(row["task"], row["arch"], row["seed"]), row)
+
+    def _track(self, task: str, rows: list[dict[str, Any]], stats: Mapping[str, float]) -> None:
+        for row in rows:
+            self.tracker.log_trial(_table_row(row))
+        rewards = [row["reward"] for row in rows]
+        metrics = {f"{task}/reward": sum(rewards) / len(rewards), f"{task}/best": self.best.get(task, {}).get("reward", 0.0)}
+        metrics.update({f"{task}/{key}": value for key, value in stats.items()})
+        for decision, probs in self.strategy.choice_probabilities(task).items():
+            metrics.update({f"{task}/p/{decision}/{choice}": p for choice, p in probs.items()})
+        self.tracker.log_metrics(metrics, step=self.step)
+
+    # --- the loop -----------------------------------------------------------------
+    @contextmanager
+    def _timed(self, key: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[key] += time.perf_counter() - started
+
+    def _step(self, trials: int) -> int:
+        """One controller step: propose, evaluate, record, learn, log, checkpoint."""
+        task = self._next_task()
+        with self._timed("policy"):
+            proposals = self.strategy.propose(task, min(self.cfg.batch_size, self.cfg.trials - trials))
+        rows = self._rows_for(task, trials, proposals)
+        with self._timed("records"):
+            self._record(rows)
+        with self._timed("policy"):
+            stats = self.strategy.observe(task, proposals, [row["reward"] for row in rows])
+        with self._timed("tracking"):
+            self._track(task, rows, stats)
+        self.step += 1
+        with self._timed("records"):
+            self._checkpoint(trials + len(rows))
+        return trials + len(rows)
+
+    def run(self) -> dict[str, Any]:
+        trials = self.trials_done
+        with SearchProgress(self.cfg.trials, self.tasks, enabled=self.cfg.progress) as progress:
+            progress.update(trials, self.best)
+            while trials < self.cfg.trials:
+                with self._timed("loop"):
+                    trials = self._step(trials)
+                progress.update(trials, self.best)
+        self.log.close()
+        return self.summary()
+
+    def summary(self) -> dict[str, Any]:
+        """Best architecture per task and where the time went."""
+        overhead = self.seconds["policy"] + self.seconds["records"] + self.seconds["tracking"]
+        return {
+            "trials": len(self.log),
+            "steps": self.step,
+            "best": {task: {key: row[key] for key in ("trial", "reward", "decisions", "arch", "metrics")}
+                     for task, row in self.best.items()},
+            "choice_probabilities": {task: self.strategy.choice_probabilities(task) for task in self.tasks},
+            "seconds": dict(self.seconds),
+            "overhead_fraction": overhead / self.seconds["loop"] if self.seconds["loop"] else 0.0,
+        }
+
+
+def _table_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat W&B table row: trial, task, each decision, reward, metrics, status."""
+    flat = {key: row[key] for key in ("trial", "step", "task", "reward", "status", "error", "wall_seconds")}
+    flat.update({f"arch.{key}": value for key, value in row["arch"].items()})
+    flat.update({key: row["metrics"].get(key) for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")})
+    return flat

@@ -1,0 +1,114 @@
+"""The package tree has no import cycles: every module imports alone, in any order, and layers point one way.
+
+A cycle hidden behind a function-level import still shows up here: the static check
+reads every import statement (function bodies included) of every module.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+from helpers.configs import ROOT
+
+PACKAGES = ("mnms", "lightning_modules")
+
+
+def project_modules() -> dict[str, Path]:
+    """Every module of the project by dotted name (a package by its ``__init__``)."""
+    modules = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            modules[name] = path
+    return modules
+
+
+def imported(path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules ``path`` imports, at any depth, except under ``if TYPE_CHECKING:``."""
+    found: set[str] = set()
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+               for node in ast.walk(block)}
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names if alias.name in modules)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                submodule = f"{node.module}.{alias.name}"
+                found.add(submodule if submodule in modules else node.module)
+    return found & set(modules)
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components with more than one node, or a node that imports itself (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for target in sorted(graph.get(node, ())):
+            if target not in index:
+                visit(target)
+                low[node] = min(low[node], low[target])
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                component.append(member)
+                if member == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def layer(module: str) -> str:
+    """The package a module belongs to for layering: ``mnms.<sub>`` or ``lightning_modules``."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if parts[0] == "mnms" and len(parts) > 1 else parts[0]
+
+
+def test_no_module_imports_one_that_imports_it_back() -> None:
+    modules = project_modules()
+    graph = {name: imported(path, modules) - {name} for name, path in modules.items()}
+    assert cycles(graph) == []
+
+
+def test_packages_form_layers_that_never_import_upwards() -> None:
+    modules = project_modules()
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        graph.setdefault(layer(name), set()).update(layer(target) for target in imported(path, modules))
+    for package, targets in graph.items():
+        targets.discard(package)
+    assert cycles(graph) == [], graph
+
+
+def test_every_module_imports_alone_in_a_fresh_interpreter_in_a_random_order() -> None:
+    names = sorted(project_modules())
+    seed = random.randrange(2**32)
+    random.Random(seed).shuffle(names)
+    script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
+    done = subprocess.run([sys.executable, "-c", script, *names], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    assert done.returncode == 0, f"import order (random seed {seed}): {names}\n{done.stderr[-3000:]}"
