@@ -43,7 +43,7 @@ def pretrain(run_dir: Path) -> None:
 
 
 def study(sweep_dir: Path, pretrained: Path, args: argparse.Namespace, *extra: str) -> None:
-    train(["experiment=transfer_study", f"transfer.from={pretrained}",
+    train(["experiment=transfer_study", f"study.pretrained={pretrained}",
            f"study.held_out={','.join(args.held_out)}", f"seed={','.join(map(str, range(args.seeds)))}",
            f"search.trials={args.trials}", *extra, f"hydra.sweep.dir={sweep_dir}", *args.overrides], multirun=True)
 
@@ -87,7 +87,7 @@ def main() -> None:
     pretrain(out / "pretrain")
     study(out / "study", out / "pretrain", args)
     # Ablation: transfer with the new task's embedding started at the pre-trained tasks' mean.
-    study(out / ABLATION, out / "pretrain", args, "study.mode=transfer", "transfer.init=mean",
+    study(out / ABLATION, out / "pretrain", args, "study=transfer", "transfer.init=mean",
           "logger.job_type=transfer-mean")
     sweeps = [out / "study", out / ABLATION]
     report = build_report(sweeps, args.report)

@@ -17,6 +17,7 @@ import torch
 from omegaconf import OmegaConf
 
 import mnms
+from helpers.configs import compose_config
 from mnms.data.encoders import ENCODER_NAMES, POOLINGS, get_encoder
 from mnms.data.encoders.bags import BagEncoder, bag_weights, first_words
 from mnms.data.encoders.fr_vectors import load_vectors_pipeline
@@ -311,8 +312,8 @@ def test_registry_memoises_and_loads_nothing_up_front() -> None:
     assert other.model == "some-org/some-model" and other.options["batch_size"] == 8 and other.model_uses == 0
 
 
-def test_config_group_documents_every_option_of_every_encoder() -> None:
-    cfg = OmegaConf.load(REPO / "conf" / "encoders" / "default.yaml")
+def test_config_group_holds_every_option_of_every_encoder() -> None:
+    cfg = compose_config().encoders
     assert set(cfg) == {*ENCODER_NAMES, "st"}
     for name in ENCODER_NAMES:
         encoder = get_encoder(name, cfg)

@@ -24,7 +24,7 @@ TARGET = {"encoder": "char-ngrams", "optimizer": "rmsprop", "learning_rate": 0.0
 
 
 def optuna_strategy(tasks: list[str], seed: int = 0) -> Strategy:
-    """Built exactly as the search does: from the shipped conf/controller/optuna.yaml."""
+    """Built exactly as the search does: from the shipped conf/strategy/optuna.yaml."""
     return shipped_strategy("optuna", DEFAULT, tasks, seed)
 
 
@@ -41,7 +41,7 @@ def run_steps(strategy: Strategy, task: str, steps: int) -> list[dict]:
     return archs
 
 
-def test_config_comes_from_the_controller_group_and_unknown_keys_are_errors() -> None:
+def test_config_comes_from_the_strategy_group_and_unknown_keys_are_errors() -> None:
     assert isinstance(optuna_strategy(["a"]), OptunaStrategy) and optuna_strategy(["a"]).name == "optuna"
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.n_startup'\]"):
         strategy_config({"kind": "optuna", "n_startup": 5})
@@ -93,7 +93,7 @@ def test_a_restored_strategy_proposes_exactly_what_the_original_would() -> None:
 
 
 def test_an_optuna_search_resumes_exactly_and_saves_no_controller(data_dir, session_cache_dir, tmp_path) -> None:
-    common = ("controller=optuna", "tasks=[trec,langid-tatoeba]", "controller.policy.n_startup_trials=4")
+    common = ("strategy=optuna", "tasks=[trec,langid-tatoeba]", "strategy.n_startup_trials=4")
     tiny_run(tmp_path / "reference", session_cache_dir, *common, "search.trials=24")
     tiny_run(tmp_path / "resumed", session_cache_dir, *common, "search.trials=12")
     tiny_run(tmp_path / "ignored", session_cache_dir, *common, "search.trials=24", f"resume={tmp_path / 'resumed'}")

@@ -56,7 +56,7 @@ def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, jo
                     SequentialExecutor(runner), run_dir, child_defaults={"batch_size": 32}, seed=seed,
                     signature={})
     (run_dir / "summary.json").write_text(json.dumps(search.run()))
-    config = {"seed": seed, "tasks": list(TASKS), "controller": {"kind": kind}, "logger": {"job_type": job_type}}
+    config = {"seed": seed, "tasks": list(TASKS), "strategy": {"kind": kind}, "logger": {"job_type": job_type}}
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
     if kind == "ppo":
@@ -66,7 +66,7 @@ def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, jo
 
 @pytest.fixture(scope="module")
 def study_dir(data_dir: Path, session_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scratch (PPO) and random search, seeds 0 and 1; random runs are labelled by controller.kind."""
+    """scratch (PPO) and random search, seeds 0 and 1; random runs are labelled by strategy.kind."""
     root = tmp_path_factory.mktemp("study")
     for kind, job_type in (("ppo", "scratch"), ("random", None)):
         for seed in (0, 1):

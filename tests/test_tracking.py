@@ -19,6 +19,7 @@ import pytest
 import wandb
 from omegaconf import OmegaConf
 
+from helpers.configs import compose_config
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.utils.config import from_config
 from helpers.wandb_reader import OfflineRun, find_offline_runs, read_offline_run
@@ -209,7 +210,7 @@ def test_config_validation_and_the_hydra_logger_group() -> None:
         from_config(TrackingConfig, {"projet": "x"})
     with pytest.raises(ValueError, match="init_timeout"):
         TrackingConfig(init_timeout=0)
-    loaded = {name: from_config(TrackingConfig, OmegaConf.load(REPO / "conf" / "logger" / f"{name}.yaml"))
+    loaded = {name: from_config(TrackingConfig, compose_config(f"logger={name}", "~experiment").logger)
               for name in ("wandb", "none")}
     assert loaded["wandb"] == TrackingConfig()  # the yaml defaults are the dataclass defaults
     assert loaded["none"].mode == "disabled"

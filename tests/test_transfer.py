@@ -18,7 +18,7 @@ from mnms.search.space import SearchSpace
 from mnms.search.task_embedding import TaskEmbedding
 from mnms.search.strategies import make_strategy, strategy_config
 from mnms.transfer.warm_start import TransferConfig, warm_start
-from helpers.tiny_search import CONF, PRETRAIN_TASKS, TINY, pretrained, tiny_run  # noqa: F401 - fixture
+from helpers.tiny_search import CONF, PRETRAIN_TASKS, pretrained, tiny, tiny_run  # noqa: F401 - fixture
 from test_search import comparable
 
 ROOT = CONF.parent
@@ -27,7 +27,7 @@ SMALL = {"decisions": [
     {"name": "hidden_layers", "choices": [0, 1]},
     {"name": "width_1", "choices": [64, 256], "when": {"hidden_layers": [1]}},
     {"name": "learning_rate", "choices": [0.001, 0.01]},
-]}  # the space TINY composes
+]}  # the space TINY_SEARCH composes
 
 
 def strategy_for(source: Path, tasks: list[str], space: dict = SMALL, seed: int = 0, network: dict | None = None,
@@ -179,14 +179,15 @@ def test_mismatches_are_refused_before_anything_trains(pretrained, session_cache
 @pytest.mark.slow
 def test_train_py_transfer_then_propose(pretrained, session_cache_dir, tmp_path) -> None:
     """The README's commands, end to end through train.py."""
-    common = [*TINY, f"paths.cache_dir={session_cache_dir}", f"transfer.from={pretrained}"]
+    common = [f"paths.cache_dir={session_cache_dir}", f"transfer.from={pretrained}"]
     search = subprocess.run([sys.executable, "train.py", "experiment=transfer", "tasks=[mr]", "search.trials=8",
-                             *common, f"hydra.run.dir={tmp_path / 'transfer'}"],
+                             *tiny(), *common, f"hydra.run.dir={tmp_path / 'transfer'}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert search.returncode == 0, search.stderr[-3000:]
     assert {row["task"] for row in read_trials(tmp_path / "transfer")} == {"mr"}
     assert (tmp_path / "transfer" / ARTIFACT_FILE).exists() and "controller for transfer" in search.stdout
-    propose = subprocess.run([sys.executable, "train.py", "mode=propose", "task=mr", "propose.k=3", *common,
+    propose = subprocess.run([sys.executable, "train.py", "mode=propose", "task=mr", "propose.k=3",
+                              *tiny("mode=propose"), *common,
                               f"hydra.run.dir={tmp_path / 'propose'}"], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
     assert propose.returncode == 0, propose.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -10,14 +11,14 @@ from rich.console import Console
 from rich.table import Table
 
 from mnms.app.common import child_arch, encoder_options, load_configured_task
-from mnms.app.study import apply_study_mode
+from mnms.app.study import check_study_start
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.tasks import Task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.runner import ChildRunner
-from mnms.search.loop import Search, SearchConfig
+from mnms.search.loop import Search, SearchConfig, resume_signature
 from mnms.search.space import SearchSpace
-from mnms.search.strategies import Strategy, make_strategy, strategy_config
+from mnms.search.strategies import STRATEGIES, Strategy, make_strategy, strategy_config
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.transfer.artifact import save_controller_artifact
 from mnms.transfer.warm_start import TransferConfig, warm_start
@@ -27,28 +28,29 @@ from mnms.utils.io import RunDir, write_json_atomic
 
 def run_search(cfg: DictConfig, run_dir: Path) -> float:
     """A (multitask) architecture search; returns the mean over tasks of the best reward."""
-    cfg = apply_study_mode(cfg)
     run_dir = Path(cfg.resume) if cfg.resume else run_dir
     space = SearchSpace.from_config(plain(cfg.search_space))
     search_cfg = from_config(SearchConfig, cfg.search)
     tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
     transfer = TransferConfig.from_mapping(cfg.transfer)
-    strategy = _strategy(cfg, space, list(tasks), transfer)
-    runner = ChildRunner(tasks, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir, encoder_options(cfg))
-    # What a resumed search must share with the original for the trial sequence to continue.
-    signature = {
-        "tasks": list(tasks), "seed": cfg.seed, "space": space.signature(), "controller": plain(cfg.controller),
-        "batch_size": search_cfg.batch_size, "task_schedule": search_cfg.task_schedule,
-        "reward": search_cfg.reward, "child": plain(cfg.child.arch), "trainer": plain(cfg.trainer),
-        "examples": {name: {s: len(t.splits[s].texts) for s in t.splits} for name, t in tasks.items()},
-        **({"transfer": plain(cfg.transfer)} if transfer.source else {}),
-    }
+    check_study_start(cfg, transfer.source)
+    strategy_cfg = strategy_config(cfg.strategy)
+    strategy = _strategy(strategy_cfg, space, list(tasks), transfer, cfg.seed)
+    trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)
+    child = child_arch(cfg).to_dict()
+    signature = resume_signature(
+        tasks=list(tasks), seed=cfg.seed, space=space, strategy=STRATEGIES[strategy_cfg.kind].resume_settings(strategy_cfg),
+        search=search_cfg, child=child, trainer=asdict(trainer_cfg),
+        examples={name: {split: len(data) for split, data in t.splits.items()} for name, t in tasks.items()},
+        transfer=plain(cfg.transfer) if transfer.source else None,
+    )
+    runner = ChildRunner(tasks, trainer_cfg, cfg.paths.cache_dir, encoder_options(cfg))
     tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
     run_dir.mkdir(parents=True, exist_ok=True)
     executor = make_executor(executor_config(cfg.executor), runner)
     try:
         with Tracker(tracking, plain(cfg)) as tracker:
-            search = Search(search_cfg, list(tasks), strategy, executor, run_dir, child_defaults=child_arch(cfg).to_dict(),
+            search = Search(search_cfg, list(tasks), strategy, executor, run_dir, child_defaults=child,
                             seed=cfg.seed, signature=signature, tracker=tracker)
             summary = search.run()
             tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
@@ -58,21 +60,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     return _finish(cfg, run_dir, summary, strategy, space, tasks, wandb_path)
 
 
-def _strategy(cfg: DictConfig, space: SearchSpace, tasks: list[str], transfer: TransferConfig) -> Strategy:
-    config = strategy_config(_strategy_values(cfg.controller))
-    start = warm_start(transfer, config, space, tasks, cfg.seed) if transfer.source else None
-    return make_strategy(config, space, tasks, cfg.seed, controller=start)
-
-
-def _strategy_values(controller: Any) -> dict[str, Any]:
-    """The ``strategy`` section in the shape of the strategies' configs, from ``conf/controller/``'s ``kind/network/policy``."""
-    values = plain(controller)
-    kind, network, policy = values["kind"], values.get("network") or {}, values.get("policy") or {}
-    if kind in ("ppo", "reinforce"):
-        return {"kind": kind, "controller": network, "policy": policy}
-    if network or (kind == "random" and policy):
-        raise ValueError(f"controller={kind} has no network or policy settings; leave them empty")
-    return {"kind": kind, **policy}
+def _strategy(config: Any, space: SearchSpace, tasks: list[str], transfer: TransferConfig, seed: int) -> Strategy:
+    """The configured strategy, starting from the pre-trained controller when ``transfer.from`` names one."""
+    start = warm_start(transfer, config, space, tasks, seed) if transfer.source else None
+    return make_strategy(config, space, tasks, seed, controller=start)
 
 
 def _finish(cfg: DictConfig, run_dir: Path, summary: dict[str, Any], strategy: Strategy, space: SearchSpace,

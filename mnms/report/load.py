@@ -45,7 +45,7 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
     ``status``, ``error`` and ``controller`` (its ``controller.pt`` or None).
 
     ``mode`` is W&B's ``logger.job_type`` (transfer, scratch, ...) or, if unset,
-    ``controller.kind``. ``status`` is ``ok``, ``failed`` (``summary.json`` says so) or
+    ``strategy.kind``. ``status`` is ``ok``, ``failed`` (``summary.json`` says so) or
     ``incomplete`` (no summary yet: still running, or killed).
     """
     rows = []
@@ -58,7 +58,7 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
         rows.append({
             "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
             "path": run_dir,
-            "mode": OmegaConf.select(cfg, "logger.job_type") or OmegaConf.select(cfg, "controller.kind"),
+            "mode": OmegaConf.select(cfg, "logger.job_type") or _strategy_kind(cfg),
             "seed": int(cfg.seed),
             "tasks": list(cfg.tasks),
             "status": status,
@@ -66,6 +66,11 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
             "controller": controller if controller.exists() else None,
         })
     return pd.DataFrame(rows)
+
+
+def _strategy_kind(cfg: DictConfig) -> str | None:
+    """The run's strategy; run dirs written before strategies had their own group named it ``controller.kind``."""
+    return OmegaConf.select(cfg, "strategy.kind") or OmegaConf.select(cfg, "controller.kind")
 
 
 def _hydra_config(run_dir: Path) -> DictConfig:

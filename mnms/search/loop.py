@@ -22,6 +22,7 @@ from mnms.child.arch import complete_arch
 from mnms.executors.base import Executor, TrialOutcome, TrialRequest
 from mnms.search.progress import SearchProgress
 from mnms.search.records import TrialLog, load_checkpoint, save_checkpoint
+from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Proposal, Strategy
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.utils.config import check, is_int
@@ -52,6 +53,33 @@ class SearchConfig:
               "null (all examples) or an integer >= 2")
         check(self, "task_schedule", self.task_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
         check(self, "reward", self.reward in REWARDS, f"one of {list(REWARDS)}")
+
+
+def resume_signature(
+    *,
+    tasks: Sequence[str],
+    seed: int,
+    space: SearchSpace,
+    strategy: Mapping[str, Any],
+    search: SearchConfig,
+    child: Mapping[str, Any],
+    trainer: Mapping[str, Any],
+    examples: Mapping[str, Mapping[str, int]],
+    transfer: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a resumed search must share with the original for its trial sequence to go on exactly.
+
+    ``strategy`` is ``Strategy.resume_settings``, ``child`` the architecture defaults,
+    ``trainer`` the children's budget, ``examples`` each task's split sizes. The keys are
+    the checkpoints' since the first release (``controller`` holds the strategy's
+    settings), so run dirs written by earlier versions resume.
+    """
+    return {
+        "tasks": list(tasks), "seed": seed, "space": space.signature(), "controller": dict(strategy),
+        "batch_size": search.batch_size, "task_schedule": search.task_schedule, "reward": search.reward,
+        "child": dict(child), "trainer": dict(trainer), "examples": {t: dict(sizes) for t, sizes in examples.items()},
+        **({"transfer": dict(transfer)} if transfer else {}),
+    }
 
 
 def _arch_key(task: str, arch: Mapping[str, Any], seed: int) -> str:

@@ -67,8 +67,8 @@ class TrialLog:
 
 
 def read_trials(run_dir: Path) -> list[dict[str, Any]]:
-    """The complete trial rows of a run dir (read-only; a torn last line is ignored)."""
-    path = Path(run_dir) / TRIALS_FILE
+    """The complete trial rows of a run dir, or of a trials file (read-only; a torn last line is ignored)."""
+    path = Path(run_dir) / TRIALS_FILE if Path(run_dir).is_dir() else Path(run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a search run dir?")
     lines = path.read_text(encoding="utf-8").split("\n")[:-1]

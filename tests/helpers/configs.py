@@ -8,7 +8,7 @@ from typing import Sequence
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from mnms.app.search import _strategy_values
+from mnms.app.schemas import register_schemas
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import Strategy, make_strategy, strategy_config
 
@@ -18,14 +18,15 @@ CONF = ROOT / "conf"
 
 def compose_config(*overrides: str, hydra: bool = False) -> DictConfig:
     """``conf/config.yaml`` with ``overrides``; ``hydra=True`` keeps the ``hydra`` section (launchers, sweeps)."""
+    register_schemas()
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra)
 
 
 def shipped_strategy(kind: str, space: SearchSpace, tasks: Sequence[str], seed: int, *overrides: str) -> Strategy:
     """The strategy ``kind`` with the shipped settings (plus ``overrides``), built as a search builds it."""
-    cfg = compose_config(f"controller={kind}", *overrides)
-    return make_strategy(strategy_config(_strategy_values(cfg.controller)), space, tasks, seed)
+    cfg = compose_config(f"strategy={kind}", *overrides)
+    return make_strategy(strategy_config(cfg.strategy), space, tasks, seed)
 
 
 def default_strategy(kind: str, space: SearchSpace, tasks: Sequence[str], seed: int = 0) -> Strategy:

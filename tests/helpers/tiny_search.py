@@ -16,14 +16,21 @@ from helpers.configs import CONF, compose_config  # noqa: F401 - CONF is re-expo
 from mnms.app.run import run
 
 PRETRAIN_TASKS = ["trec", "langid-tatoeba"]
+TINY = ["max_examples=300", "trainer.max_epochs=2"]
 # search_space=small without minilm: 8 architectures, every child trains in tens of milliseconds.
-TINY = ["search_space=small", "search_space.decisions.0.choices=[words,char-ngrams]", "max_examples=300",
-        "trainer.max_epochs=2", "logger=none", "search.progress=false", "search.batch_size=4"]
+TINY_SEARCH = ["search_space=small", "search_space.decisions.0.choices=[words,char-ngrams]", "logger=none",
+               "search.progress=false", "search.batch_size=4"]
+
+
+def tiny(*overrides: str) -> list[str]:
+    """``TINY`` plus, unless ``overrides`` choose another mode, ``TINY_SEARCH``."""
+    searching = not any(override.startswith("mode=") and override != "mode=search" for override in overrides)
+    return [*TINY, *(TINY_SEARCH if searching else ())]
 
 
 def tiny_run(run_dir: Path, cache_dir: Path, *overrides: str) -> tuple[DictConfig, object]:
-    """Compose ``TINY`` + ``overrides`` exactly as ``train.py`` would and run it in ``run_dir``."""
-    cfg = compose_config(*TINY, f"paths.cache_dir={cache_dir}", *overrides)
+    """Compose the tiny settings + ``overrides`` exactly as ``train.py`` would and run it in ``run_dir``."""
+    cfg = compose_config(*tiny(*overrides), f"paths.cache_dir={cache_dir}", *overrides)
     return cfg, run(cfg, run_dir)
 
 

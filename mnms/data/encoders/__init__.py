@@ -2,8 +2,9 @@
 
 ``get_encoder(name, cfg.encoders)`` returns a process-wide memoised encoder; heavy models load
 lazily on first use, so an encoder whose features are all cached never loads its model.
-Adding an encoder is a module, a line in ``ENCODERS`` and its options in
-``conf/encoders/default.yaml`` (CONTRIBUTING.md).
+Adding an encoder is a module and a line in ``ENCODERS``; its options and their defaults
+reach the ``encoders`` config section from the class (``encoder_options``), and the
+search space offers it once it is listed as a choice (CONTRIBUTING.md).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from mnms.data.encoders.sentence import MiniLMEncoder, SentenceEncoder
 from mnms.data.encoders.wordpiece import MiniLMWordpieceEncoder
 from mnms.utils.config import ConfigError, plain
 
-__all__ = ["ENCODERS", "ENCODER_NAMES", "POOLINGS", "Batch", "EncodedTask", "Encoder", "get_encoder"]
+__all__ = ["ENCODERS", "ENCODER_NAMES", "POOLINGS", "Batch", "EncodedTask", "Encoder", "encoder_options", "get_encoder"]
 
 # name -> class; every class is built as cls(name, options).
 ENCODERS: dict[str, type[Encoder]] = {
@@ -56,3 +57,8 @@ def get_encoder(name: str, options: Mapping[str, Mapping] | None = None) -> Enco
         factory = ENCODERS.get(name, SentenceEncoder)
         _INSTANCES[memo_key] = factory(name, own)
     return _INSTANCES[memo_key]
+
+
+def encoder_options() -> dict[str, dict[str, Any]]:
+    """Every encoder's options and their defaults, by name (``st`` for any ``st:<model>``): the ``encoders`` section."""
+    return {**{name: dict(cls.defaults) for name, cls in ENCODERS.items()}, "st": dict(SentenceEncoder.defaults)}

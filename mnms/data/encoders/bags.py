@@ -119,7 +119,7 @@ class BagEncoder(Encoder):
     torch's global RNG at ``make_input_layer`` time, so child seeding controls them.
     """
 
-    defaults = {"max_tokens": 256}
+    defaults = {"max_tokens": 256}  # tokens (or ids) kept per text; the rest of the text is dropped
     runtime_options = frozenset({"dim"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:

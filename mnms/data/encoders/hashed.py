@@ -25,7 +25,13 @@ def stable_hash(feature: str, buckets: int) -> int:
 class HashedEncoder(BagEncoder):
     """Tokenise with :data:`TOKEN`, turn the tokens into hashed feature ids (subclass)."""
 
-    defaults = {**BagEncoder.defaults, "lowercase": True, "buckets": 2**20, "min_count": 2, "dim": 64}
+    defaults = {
+        **BagEncoder.defaults,
+        "lowercase": True,
+        "buckets": 2**20,  # hash space before compaction to the features train uses
+        "min_count": 2,  # rarer features in train (and unseen ones) are dropped
+        "dim": 64,  # (runtime) table width = the input layer's output width
+    }
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)
@@ -44,7 +50,12 @@ class HashedEncoder(BagEncoder):
 class CharNgramEncoder(HashedEncoder):
     """Character n-grams of each token wrapped in ``<``/``>`` boundary markers (as fastText)."""
 
-    defaults = {**HashedEncoder.defaults, "ngram_range": [1, 4], "boundary_markers": True, "max_tokens": 1024}
+    defaults = {
+        **HashedEncoder.defaults,
+        "ngram_range": [1, 4],  # [min, max] n-gram length, in characters
+        "boundary_markers": True,  # wrap tokens in "<" ">" so prefixes and suffixes are distinct features
+        "max_tokens": 1024,  # n-grams kept per text: a sentence of about 100 characters has several hundred
+    }
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)
@@ -86,7 +97,7 @@ class CharNgramEncoder(HashedEncoder):
 class WordEncoder(HashedEncoder):
     """Word unigrams and (optionally) bigrams, interleaved in text order."""
 
-    defaults = {**HashedEncoder.defaults, "bigrams": True}
+    defaults = {**HashedEncoder.defaults, "bigrams": True}  # bigrams: add "w1 w2" features next to each unigram
 
     def feature_ids(self, tokens: list[str], limit: int) -> list[int]:
         buckets, bigrams = self.options["buckets"], self.options["bigrams"]

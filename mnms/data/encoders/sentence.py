@@ -30,7 +30,10 @@ class SentenceEncoder(Encoder):
     model's own pooling/normalisation is used).
     """
 
-    defaults = {"batch_size": 64, "progress": True}
+    defaults = {
+        "batch_size": 64,  # (runtime) sentences per forward pass
+        "progress": True,  # (runtime) show sentence-transformers' progress bar
+    }
     runtime_options = frozenset({"batch_size", "progress"})
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:

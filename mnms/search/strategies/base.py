@@ -9,7 +9,7 @@ ask/tell seam (``propose`` = ask, ``observe`` = tell) plus checkpointing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, Sequence
 
 from mnms.search.space import SearchSpace
@@ -37,6 +37,15 @@ class Strategy(ABC):
     @abstractmethod
     def build(cls, config: Any, space: SearchSpace, tasks: Sequence[str], seed: int) -> Strategy:
         """The strategy ``config`` describes, for ``tasks`` over ``space``, all randomness drawn from ``seed``."""
+
+    @classmethod
+    def resume_settings(cls, config: Any) -> dict[str, Any]:
+        """The settings that decide what this strategy proposes, as a checkpoint records them for resume.
+
+        The shape ``{kind, network, policy}`` is the checkpoints' since the first release, so
+        run dirs written before strategies had a config group of their own still resume.
+        """
+        return {"kind": config.kind, "network": {}, "policy": {k: v for k, v in asdict(config).items() if k != "kind"}}
 
     @abstractmethod
     def propose(self, task: str, n: int) -> list[Proposal]:

@@ -1,4 +1,4 @@
-"""The Optuna baseline: TPE proposing architectures over the same space and evaluator as the controller.
+"""The Optuna baseline: TPE proposing architectures over the same space and executor as the controller.
 
 Optuna is driven with ask/tell (no Hydra sweeper), so the search loop, its records,
 checkpoints and W&B mirror are exactly those of the controller runs.  Each task has
@@ -37,7 +37,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 @dataclass(frozen=True)
 class OptunaConfig:
-    """``TPESampler`` settings (``conf/controller/optuna.yaml``'s ``policy``).
+    """The ``strategy`` section of ``strategy=optuna``: ``TPESampler`` settings.
 
     ``multivariate`` + ``group`` model decisions jointly and split the conditional
     space into the groups of decisions that occur together, which is what Optuna

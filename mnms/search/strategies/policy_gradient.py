@@ -230,6 +230,8 @@ class PolicyGradientStrategy(Strategy):
 
     Config = PolicyGradientConfig
     trains_controller = True
+    uses: ClassVar[tuple[str, ...]] = ("learning_rate", "entropy_weight", "baseline_decay", "advantage",
+                                       "max_grad_norm")  # the PolicyConfig fields its update reads
 
     def __init__(self, controller: Controller, config: PolicyConfig, seed: int) -> None:
         self.controller = controller
@@ -249,6 +251,11 @@ class PolicyGradientStrategy(Strategy):
                 torch.manual_seed(seed)
                 controller = Controller(space, list(tasks), config.controller)
         return cls(controller, config.policy, seed)
+
+    @classmethod
+    def resume_settings(cls, config: PolicyGradientConfig) -> dict[str, Any]:
+        policy = asdict(config.policy)
+        return {"kind": config.kind, "network": asdict(config.controller), "policy": {k: policy[k] for k in cls.uses}}
 
     def propose(self, task: str, n: int) -> list[Proposal]:
         archs = self.controller.sample(task, n, self.generator)
@@ -302,6 +309,7 @@ class PPOStrategy(PolicyGradientStrategy):
     """PPO (the paper's choice): off-policy updates over a replay bank of the most recent trials of all tasks."""
 
     name = "ppo"
+    uses = (*PolicyGradientStrategy.uses, "ppo_clip", "ppo_epochs", "minibatch_size", "bank_capacity")
 
     def __init__(self, controller: Controller, config: PolicyConfig, seed: int) -> None:
         super().__init__(controller, config, seed)

@@ -1,0 +1,67 @@
+"""The dataclasses Hydra composes the YAML over (structured-config schemas), registered before composing.
+
+Each config group's YAML selects its schema in ``defaults:`` (``conf/trainer/default.yaml``
+says ``- /schema/trainer@_here_``) and sets only what differs from the dataclass, so every
+default lives in one place, the code, and an unknown key or a wrongly typed value fails
+at composition with Hydra's message naming the full key. ``python train.py --cfg job``
+prints the composed values. Strategies and executors register theirs from their
+registries, so a new one needs no line here.
+
+Composing imports the registries (torch and the strategies' and executors' libraries)
+but never Lightning, which only the run itself imports.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from mnms.child.arch import Architecture
+from mnms.child.config import ChildTrainerConfig
+from mnms.data.encoders import encoder_options
+from mnms.executors import EXECUTORS
+from mnms.search.loop import SearchConfig
+from mnms.search.strategies import STRATEGIES
+from mnms.tracking import TrackingConfig
+from mnms.transfer.decode import ProposeConfig
+
+
+def register_schemas() -> None:
+    """Put every schema into Hydra's ConfigStore under ``schema/`` (idempotent)."""
+    nodes: dict[str, Any] = {
+        "trainer": ChildTrainerConfig,
+        "search": SearchConfig,
+        "logger": TrackingConfig,
+        "architecture": Architecture,
+        "propose": ProposeConfig,
+        "encoders": encoder_options(),
+    }
+    nodes.update({f"strategy/{name}": _with_kind(cls.Config, name) for name, cls in STRATEGIES.items()})
+    nodes.update({f"executor/{name}": _with_kind(cls.Config, name) for name, cls in EXECUTORS.items()})
+    store = ConfigStore.instance()
+    for path, node in nodes.items():
+        group, _, name = f"schema/{path}".rpartition("/")
+        store.store(group=group, name=name, node=node if OmegaConf.is_config(node) else _schema(node))
+
+
+def _schema(node: Any) -> DictConfig:
+    return _writable(OmegaConf.structured(node))  # type: ignore[return-value]
+
+
+def _with_kind(config: type, kind: str) -> DictConfig:
+    """``config``'s schema naming ``kind`` (two strategies may share one config class)."""
+    node = _schema(config)
+    node.kind = kind
+    return node
+
+
+def _writable(node: DictConfig | ListConfig) -> DictConfig | ListConfig:
+    """``node`` with every read-only flag cleared: a frozen dataclass makes a read-only node, and YAML must override it."""
+    OmegaConf.set_readonly(node, False)
+    children = node.values() if isinstance(node, DictConfig) else node
+    for child in children:
+        if isinstance(child, (DictConfig, ListConfig)):
+            _writable(child)
+    return node

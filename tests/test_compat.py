@@ -1,0 +1,53 @@
+"""A run dir written by mnms 0.1.0, before the restructure, still resumes, transfers and reports -- exactly.
+
+``fixtures/run-0.1.0`` (its README says how it was made) holds an 8-trial PPO search and
+what 0.1.0 recorded when it extended that search to 16 trials and when it transferred its
+controller to a new task. Today's code must record the same trials, bit for bit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+os.environ.setdefault("MPLCONFIGDIR", "/tmp/mnms-test-matplotlib")  # the report draws with matplotlib
+
+from helpers.tiny_search import tiny_run  # noqa: E402
+from mnms.report import build_report  # noqa: E402
+from mnms.search.records import read_trials  # noqa: E402
+from mnms.transfer.artifact import load_controller_artifact  # noqa: E402
+from test_search import comparable  # noqa: E402
+
+FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"
+# The settings of the fixture's search under today's names (controller.network.* became strategy.controller.*).
+SETTINGS = ["tasks=[trec,langid-tatoeba]", "strategy.controller.hidden_size=16",
+            "strategy.controller.choice_embedding_size=8", "strategy.controller.task_embedding_size=8"]
+
+
+def old_run_dir(tmp_path: Path) -> Path:
+    """A copy of the fixture's run dir, its ``*.pt.fixture`` files under their real names."""
+    run_dir = shutil.copytree(FIXTURE / "ppo8", tmp_path / "ppo8")
+    for stored in run_dir.glob("*.fixture"):
+        stored.rename(stored.with_suffix(""))
+    return run_dir
+
+
+def test_an_old_search_resumes_to_the_trials_0_1_0_recorded(data_dir, session_cache_dir, tmp_path) -> None:
+    run_dir = old_run_dir(tmp_path)
+    tiny_run(tmp_path / "ignored", session_cache_dir, *SETTINGS, "search.trials=16", f"resume={run_dir}")
+    assert comparable(read_trials(run_dir)) == comparable(read_trials(FIXTURE / "ppo16-trials.jsonl"))
+
+
+def test_an_old_controller_transfers_to_the_trials_0_1_0_recorded(data_dir, session_cache_dir, tmp_path) -> None:
+    source = old_run_dir(tmp_path)
+    assert load_controller_artifact(source).task_names == ["trec", "langid-tatoeba"]
+    tiny_run(tmp_path / "transfer", session_cache_dir, *SETTINGS, "experiment=transfer", f"transfer.from={source}",
+             "tasks=[mr]", "search.trials=8")
+    assert comparable(read_trials(tmp_path / "transfer")) == comparable(
+        read_trials(FIXTURE / "transfer8-trials.jsonl"))
+
+
+def test_an_old_run_dir_reports(tmp_path) -> None:
+    report = build_report([old_run_dir(tmp_path)], tmp_path / "report").read_text()
+    assert "| multitask | 0 | trec, langid-tatoeba | 8 | ok |" in report
