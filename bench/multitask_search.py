@@ -41,18 +41,18 @@ def run_search(run_dir: Path, experiment: str, seed: int, args: argparse.Namespa
 
 def encoder_shares(rows: list[dict], task: str, last: int) -> dict[str, float]:
     """Share of each encoder among the task's last ``last`` trials."""
-    encoders = [row["arch"]["encoder"] for row in rows if row["task"] == task][-last:]
+    encoders = [row.arch["encoder"] for row in rows if row.task == task][-last:]
     counts = Counter(encoders)
     return {encoder: counts[encoder] / len(encoders) for encoder in sorted(counts)}
 
 
 def best_after(rows: list[dict], task: str, n: int) -> float:
-    rewards = [row["reward"] for row in rows if row["task"] == task][:n]
+    rewards = [row.reward for row in rows if row.task == task][:n]
     return max(rewards) if rewards else float("nan")
 
 
 def mean_reward(rows: list[dict], task: str, part: slice) -> float:
-    rewards = [row["reward"] for row in rows if row["task"] == task][part]
+    rewards = [row.reward for row in rows if row.task == task][part]
     return sum(rewards) / len(rewards)
 
 

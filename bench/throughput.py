@@ -82,7 +82,7 @@ def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> di
         idle = [after - before for after, before in zip(cpu_times(), cpu)]
     rows = read_trials(run_dir)
     driver = {key: summary["seconds"][key] / len(rows) for key in ("policy", "records", "tracking")}
-    child = [row["wall_seconds"] for row in rows]
+    child = [row.wall_seconds for row in rows]
     steps = [child[start:start + args.batch_size] for start in range(0, len(child), args.batch_size)]
     return {
         "seconds": seconds, "trials_per_minute": 60 * len(rows) / seconds, "load_average": load,
@@ -93,7 +93,7 @@ def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> di
         "child_seconds_median": statistics.median(child), "child_seconds_mean": statistics.mean(child),
         "slowest_child_per_step_mean": statistics.mean(max(step) for step in steps),
         "slowest_child": max(child),
-        "rewards": [row["reward"] for row in rows],
+        "rewards": [row.reward for row in rows],
     }
 
 

@@ -194,7 +194,7 @@ def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, c
     finally:
         evaluator.close()
     assert comparable(rows) == comparable(reference)
-    assert all(row["metrics"]["features_from_cache"] for row in rows if row["reused_from"] is None)
+    assert all(row.metrics["features_from_cache"] for row in rows if row.reused_from is None)
     assert_all_gone(started)
     if kind == "ray":
         assert evaluator.temp_dir is not None and not Path(evaluator.temp_dir).exists()
@@ -205,7 +205,7 @@ def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, c
 @pytest.mark.parametrize("kind", PARALLEL)
 def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cache_dir, reference,
                                                             tmp_path) -> None:
-    trained = [row["trial"] for row in reference if row["reused_from"] is None]
+    trained = [row.trial for row in reference if row.reused_from is None]
     once, twice = trained[0], [t for t in trained if t >= TRIALS - BATCH][0]  # twice: last step, so no later drift
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -225,7 +225,7 @@ def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cach
         [f"trial{once}-0", f"trial{once}-1", f"trial{twice}-0", f"trial{twice}-1"])  # one retry each
     assert comparable(rows[:twice]) == comparable(reference[:twice])  # the killed-once trial recorded right
     failed = rows[twice]
-    assert (failed["status"], failed["reward"], failed["metrics"]) == ("failed", 0.0, {})
-    assert f"trial {twice}" in failed["error"]
-    assert len(rows) == TRIALS and all(row["status"] == "ok" for row in rows if row["trial"] != twice)
+    assert (failed.status, failed.reward, failed.metrics) == ("failed", 0.0, {})
+    assert f"trial {twice}" in failed.error
+    assert len(rows) == TRIALS and all(row.status == "ok" for row in rows if row.trial != twice)
     assert_all_gone(started)

@@ -98,7 +98,7 @@ def test_an_optuna_search_resumes_exactly_and_saves_no_controller(data_dir, sess
     tiny_run(tmp_path / "resumed", session_cache_dir, *common, "search.trials=12")
     tiny_run(tmp_path / "ignored", session_cache_dir, *common, "search.trials=24", f"resume={tmp_path / 'resumed'}")
     reference = read_trials(tmp_path / "reference")
-    assert len(reference) == 24 and all(row["status"] == "ok" for row in reference)
+    assert len(reference) == 24 and all(row.status == "ok" for row in reference)
     assert comparable(read_trials(tmp_path / "resumed")) == comparable(reference)
     assert not (tmp_path / "reference" / ARTIFACT_FILE).exists()
 

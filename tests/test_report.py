@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import statistics
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from mnms.child.config import ChildTrainerConfig  # noqa: E402
 from mnms.executors.base import SequentialExecutor  # noqa: E402
 from mnms.executors.runner import ChildRunner  # noqa: E402
 from mnms.report import build_report  # noqa: E402
+from mnms.transfer.artifact import save_controller_artifact  # noqa: E402
 from mnms.report.__main__ import main as report_main  # noqa: E402
 from mnms.report.plots import embedding_panels  # noqa: E402
 from mnms.search.loop import Search, SearchConfig  # noqa: E402
@@ -59,9 +61,8 @@ def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, jo
     config = {"seed": seed, "tasks": list(TASKS), "strategy": {"kind": kind}, "logger": {"job_type": job_type}}
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
-    if kind == "ppo":
-        weights = strategy.controller.task_embedding.weight.detach()
-        torch.save({"task_names": list(TASKS), "task_embeddings": weights}, run_dir / "controller.pt")
+    if strategy.trains_controller:
+        save_controller_artifact(run_dir / "controller.pt", strategy, space, config)
 
 
 @pytest.fixture(scope="module")
@@ -183,3 +184,23 @@ def test_transfer_runs_from_one_controller_share_a_similarity_panel() -> None:
     assert merged_names == [*names, "mr (transfer-seed0)", "mr (transfer-seed1)"]
     assert torch.equal(merged[:3], pretrained) and torch.equal(merged[3], runs["mr/transfer-seed0"][1][3])
     assert panels["other-search"][0] == names
+
+
+class _WritesAFile:
+    """Unpickling this opens (creates) a file: what a crafted controller.pt could do instead."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_a_crafted_controller_file_is_refused_unread(study_dir: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    crafted = shutil.copytree(study_dir / "ppo-seed0", runs / "crafted")
+    marker = tmp_path / "code-ran"
+    torch.save({"format": "mnms.controller", "payload": _WritesAFile(marker)}, crafted / "controller.pt")
+    with pytest.raises(ValueError, match=r"controller.pt holds more than tensors and plain containers.*refused unread"):
+        build_report([runs], tmp_path / "report")
+    assert not marker.exists()

@@ -20,7 +20,7 @@ from helpers.configs import default_strategy
 from mnms.child.config import ChildTrainerConfig
 from mnms.executors.base import SequentialExecutor
 from mnms.executors.runner import ChildRunner
-from mnms.search.records import read_trials
+from mnms.search.records import TrialRecord, read_trials
 from mnms.search.loop import Search, SearchConfig
 from mnms.search.space import SearchSpace
 from mnms.data.tasks import load_task
@@ -41,10 +41,11 @@ TIMING = ("wall_seconds",)
 METRIC_TIMING = ("total_seconds", "train_seconds", "features_from_cache")
 
 
-def comparable(rows: list[dict]) -> list[dict]:
+def comparable(rows: list[TrialRecord]) -> list[dict]:
+    """The records without what legitimately differs between two runs of one search: timings."""
     return [
-        {**{k: v for k, v in row.items() if k not in TIMING},
-         "metrics": {k: v for k, v in row["metrics"].items() if k not in METRIC_TIMING}}
+        {**{k: v for k, v in row.to_json().items() if k not in TIMING},
+         "metrics": {k: v for k, v in row.metrics.items() if k not in METRIC_TIMING}}
         for row in rows
     ]
 
@@ -64,14 +65,14 @@ def make_search(run_dir: Path, data_dir: Path, cache_dir: Path, *, space=CHEAP_S
 def test_search_records_every_trial_and_the_best_per_task(data_dir, tmp_path) -> None:
     summary = make_search(tmp_path / "run", data_dir, tmp_path / "cache").run()
     rows = read_trials(tmp_path / "run")
-    assert [row["trial"] for row in rows] == list(range(12))
-    assert {row["task"] for row in rows} == set(TASKS)
-    assert [row["task"] for row in rows[:8]] == ["trec"] * 4 + ["langid-tatoeba"] * 4  # round robin, batches of 4
+    assert [row.trial for row in rows] == list(range(12))
+    assert {row.task for row in rows} == set(TASKS)
+    assert [row.task for row in rows[:8]] == ["trec"] * 4 + ["langid-tatoeba"] * 4  # round robin, batches of 4
     for row in rows:
-        assert row["status"] == "ok" and row["reward"] == row["metrics"]["val_accuracy"]
-        assert set(row["decisions"]) <= set(row["arch"]) and row["arch"]["batch_size"] == 32
+        assert row.status == "ok" and row.reward == row.metrics["val_accuracy"]
+        assert set(row.decisions) <= set(row.arch) and row.arch["batch_size"] == 32
     for task in TASKS:
-        assert summary["best"][task]["reward"] == max(r["reward"] for r in rows if r["task"] == task)
+        assert summary["best"][task]["reward"] == max(row.reward for row in rows if row.task == task)
     assert summary["trials"] == 12 and summary["steps"] == 3
 
 
@@ -79,11 +80,11 @@ def test_identical_architectures_reuse_their_reward(data_dir, tmp_path) -> None:
     one_arch = {"decisions": [{"name": "encoder", "choices": ["words"]}]}
     make_search(tmp_path / "run", data_dir, tmp_path / "cache", space=one_arch, trials=8).run()
     rows = read_trials(tmp_path / "run")
-    trained = [row for row in rows if row["reused_from"] is None]
+    trained = [row for row in rows if row.reused_from is None]
     assert len(trained) == len(TASKS)  # one child per task; every other trial reuses it
     for row in rows:
-        source = rows[row["reused_from"]] if row["reused_from"] is not None else row
-        assert row["reward"] == source["reward"] and source["task"] == row["task"]
+        source = rows[row.reused_from] if row.reused_from is not None else row
+        assert row.reward == source.reward and source.task == row.task
 
 
 def test_failed_children_are_recorded_and_the_search_goes_on(data_dir, tmp_path) -> None:
@@ -91,11 +92,11 @@ def test_failed_children_are_recorded_and_the_search_goes_on(data_dir, tmp_path)
     broken = {"decisions": [{"name": "encoder", "choices": ["words", f"st:{tmp_path}/no-such-model"]}]}
     make_search(tmp_path / "run", data_dir, tmp_path / "cache", space=broken, kind="random", trials=16).run()
     rows = read_trials(tmp_path / "run")
-    failed = [row for row in rows if row["status"] == "failed"]
+    failed = [row for row in rows if row.status == "failed"]
     assert failed and len(rows) == 16
     for row in failed:
-        assert row["reward"] == 0.0 and "no-such-model" in row["error"]
-    assert any(row["status"] == "ok" and row["reward"] > 0 for row in rows)
+        assert row.reward == 0.0 and "no-such-model" in row.error
+    assert any(row.status == "ok" and row.reward > 0 for row in rows)
 
 
 def test_wandb_offline_run_holds_every_trial(data_dir, tmp_path) -> None:
@@ -109,9 +110,9 @@ def test_wandb_offline_run_holds_every_trial(data_dir, tmp_path) -> None:
     run = read_offline_run(run_path)
     table = run.tables["trials"]
     rows = read_trials(tmp_path / "run")
-    assert [r["trial"] for r in table] == [r["trial"] for r in rows]
-    assert [r["reward"] for r in table] == pytest.approx([r["reward"] for r in rows])
-    assert [r["arch.encoder"] for r in table] == [r["arch"]["encoder"] for r in rows]
+    assert [r["trial"] for r in table] == [row.trial for row in rows]
+    assert [r["reward"] for r in table] == pytest.approx([row.reward for row in rows])
+    assert [r["arch.encoder"] for r in table] == [row.arch["encoder"] for row in rows]
     assert any("trec/p/encoder/words" in h for h in run.history)
     assert any("langid-tatoeba/best" in h for h in run.history)
     assert run.config["tasks"] == list(TASKS) and run.exit_code == 0

@@ -134,14 +134,14 @@ def test_joblib_multirun_gives_each_job_its_own_records_and_wandb_run(data_dir: 
     for (_, job), run in runs.items():
         mode, seed = job.split("-seed")
         rows = read_trials(sweep / "trec" / job)
-        assert [row["seed"] for row in rows] == [int(seed)] * 8 and {row["task"] for row in rows} == {"trec"}
+        assert [row.seed for row in rows] == [int(seed)] * 8 and {row.task for row in rows} == {"trec"}
         assert [r["trial"] for r in run.tables["trials"]] == list(range(8))
-        assert [r["reward"] for r in run.tables["trials"]] == pytest.approx([row["reward"] for row in rows])
+        assert [r["reward"] for r in run.tables["trials"]] == pytest.approx([row.reward for row in rows])
         assert run.config["seed"] == int(seed) and run.config["strategy"]["kind"] == ("ppo" if mode == "scratch" else mode)
         assert (run.config["logger"]["group"], run.config["logger"]["job_type"]) == ("transfer-study", mode)
         summary = json.loads((sweep / "trec" / job / "summary.json").read_text())
         assert summary["strategy"] == run.config["strategy"]["kind"]
-        sequences.add(json.dumps([row["arch"] for row in rows]))
+        sequences.add(json.dumps([row.arch for row in rows]))
     assert len(sequences) == 4  # every job searched on its own
 
     report = build_report([sweep]).read_text()

@@ -78,15 +78,15 @@ def test_random_search_saves_no_controller(data_dir, session_cache_dir, tmp_path
 
 def test_transfer_search_starts_from_the_pretrained_controller(pretrained, session_cache_dir, tmp_path) -> None:
     rows = transfer_run(tmp_path, session_cache_dir, pretrained)
-    assert [row["task"] for row in rows] == ["mr"] * 8 and all(row["status"] == "ok" for row in rows)
+    assert [row.task for row in rows] == ["mr"] * 8 and all(row.status == "ok" for row in rows)
     after = load_controller_artifact(tmp_path)
     assert after.task_names == [*PRETRAIN_TASKS, "mr"]
     assert after.run_config["logger"]["job_type"] == "transfer"
     assert after.run_config["transfer"]["from"] == str(pretrained)
     # The first batch was proposed by the pre-trained weights (plus mr's new embedding).
     start = strategy_for(pretrained, ["mr"])
-    log_probs, _ = start.controller.log_prob_and_entropy("mr", [row["decisions"] for row in rows[:4]])
-    assert log_probs.tolist() == pytest.approx([row["log_prob"] for row in rows[:4]], abs=1e-5)
+    log_probs, _ = start.controller.log_prob_and_entropy("mr", [row.decisions for row in rows[:4]])
+    assert log_probs.tolist() == pytest.approx([row.log_prob for row in rows[:4]], abs=1e-5)
     before = load_controller_artifact(pretrained).controller_state
     assert any(not torch.equal(before[k], v) for k, v in body(after.controller_state).items())  # fine-tuned
 
@@ -184,7 +184,7 @@ def test_train_py_transfer_then_propose(pretrained, session_cache_dir, tmp_path)
                              *tiny(), *common, f"hydra.run.dir={tmp_path / 'transfer'}"],
                             cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert search.returncode == 0, search.stderr[-3000:]
-    assert {row["task"] for row in read_trials(tmp_path / "transfer")} == {"mr"}
+    assert {row.task for row in read_trials(tmp_path / "transfer")} == {"mr"}
     assert (tmp_path / "transfer" / ARTIFACT_FILE).exists() and "controller for transfer" in search.stdout
     propose = subprocess.run([sys.executable, "train.py", "mode=propose", "task=mr", "propose.k=3",
                               *tiny("mode=propose"), *common,

@@ -12,7 +12,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
-from mnms.data.encoders import ENCODER_NAMES, POOLINGS, SENTENCE_TRANSFORMERS_PREFIX
+from mnms.data.encoders import ENCODERS, POOLINGS, SENTENCE_TRANSFORMERS_PREFIX
 from mnms.utils.config import ConfigError, is_int, is_number
 
 MAX_HIDDEN_LAYERS = 3
@@ -26,7 +26,7 @@ class ArchitectureError(ConfigError):
 
 
 def _is_encoder(value: Any) -> bool:
-    if value in ENCODER_NAMES:
+    if isinstance(value, str) and value in ENCODERS:
         return True
     return isinstance(value, str) and value.startswith(SENTENCE_TRANSFORMERS_PREFIX) and len(value) > 3
 
@@ -77,7 +77,7 @@ def _one_of(options: tuple[str, ...]):
 @functools.cache
 def _rules() -> dict[str, tuple[Any, str]]:
     return {
-        "encoder": (_is_encoder, f"one of {list(ENCODER_NAMES)} or 'st:<sentence-transformers model>'"),
+        "encoder": (_is_encoder, f"one of {list(ENCODERS)} or 'st:<sentence-transformers model>'"),
         "fine_tune": (lambda v: isinstance(v, bool), "true or false"),
         "pooling": _one_of(POOLINGS),
         "hidden_layers": (

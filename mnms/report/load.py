@@ -16,6 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from mnms.search.records import TRIALS_FILE, read_trials
+from mnms.transfer.artifact import load_controller_artifact
 from mnms.utils.io import RunDir
 
 SUMMARY_FILE = RunDir.SUMMARY
@@ -96,14 +97,14 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
         if not (job.path / TRIALS_FILE).exists():
             continue
         for row in read_trials(job.path):
-            metrics = row["metrics"] or {}
+            ok = row.status == "ok"
             rows.append({
-                "run": job.run, "mode": job.mode, "seed": job.seed, "task": row["task"], "trial": row["trial"],
-                "status": row["status"], "reward": row["reward"],
-                "val_accuracy": metrics.get("val_accuracy") if row["status"] == "ok" else None,
-                "test_accuracy": metrics.get("test_accuracy") if row["status"] == "ok" else None,
-                "arch": json.dumps(row["arch"], sort_keys=True),
-                **{f"{DECISION_PREFIX}{name}": value for name, value in row["decisions"].items()},
+                "run": job.run, "mode": job.mode, "seed": job.seed, "task": row.task, "trial": row.trial,
+                "status": row.status, "reward": row.reward,
+                "val_accuracy": row.metrics.get("val_accuracy") if ok else None,
+                "test_accuracy": row.metrics.get("test_accuracy") if ok else None,
+                "arch": json.dumps(row.arch, sort_keys=True),
+                **{f"{DECISION_PREFIX}{name}": value for name, value in row.decisions.items()},
             })
     if not rows:
         raise ValueError(f"none of the runs {list(jobs['run'])} has any trial yet; nothing to report")
@@ -125,11 +126,8 @@ def load_task_embeddings(jobs: pd.DataFrame) -> dict[str, tuple[list[str], torch
     for job in jobs.itertuples():
         if pd.isna(job.controller):
             continue
-        # weights_only=False: the artifact holds plain Python records our own code wrote.
-        artifact = torch.load(job.controller, map_location="cpu", weights_only=False)
-        names, vectors = list(artifact["task_names"]), torch.as_tensor(artifact["task_embeddings"]).float()
-        if len(names) != vectors.shape[0]:
-            raise ValueError(f"{job.controller}: {len(names)} task_names but {vectors.shape[0]} task_embeddings rows")
+        artifact = load_controller_artifact(job.controller)  # checks the file and runs no code from it
+        names, vectors = artifact.task_names, artifact.task_embeddings.float()
         if len(names) >= 2:
             embeddings[job.run] = (names, vectors)
     return embeddings

@@ -21,7 +21,7 @@ import torch
 from mnms.child.arch import complete_arch
 from mnms.executors.base import Executor, TrialOutcome, TrialRequest
 from mnms.search.progress import SearchProgress
-from mnms.search.records import TrialLog, load_checkpoint, save_checkpoint
+from mnms.search.records import TrialLog, TrialRecord, load_checkpoint, save_checkpoint
 from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Proposal, Strategy
 from mnms.tracking import Tracker, TrackingConfig
@@ -111,12 +111,12 @@ class Search:
         self.log = TrialLog(self.run_dir)
         self.step = 0
         self.task_rng = torch.Generator().manual_seed(seed)
-        self.best: dict[str, dict[str, Any]] = {}
+        self.best: dict[str, TrialRecord] = {}  # each task's best ok trial
         # Where the time goes: "loop" is the wall time of whole steps, the rest its parts.
         self.seconds = {"loop": 0.0, "evaluate": 0.0, "policy": 0.0, "records": 0.0, "tracking": 0.0}
         self.trials_done = 0  # trials covered by the last checkpoint
         self._restore()
-        self.memo: dict[str, dict[str, Any]] = {}  # first ok trial of each (task, arch, seed) before this batch
+        self.memo: dict[str, TrialRecord] = {}  # first ok trial of each (task, arch, seed) before this batch
         for row in self.log.rows[: self.trials_done]:
             self._remember(row)
 
@@ -135,13 +135,15 @@ class Search:
                 )
         self.strategy.load_state_dict(state["strategy"])
         self.task_rng.set_state(state["task_rng"])
-        self.step, self.best, self.seconds = state["step"], state["best"], state["seconds"]
+        self.step, self.seconds = state["step"], state["seconds"]
+        self.best = {task: TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for task, row in state["best"].items()}
         self.trials_done = state["trials"]
 
     def _checkpoint(self, trials: int) -> None:
         save_checkpoint(self.run_dir, {
             "signature": self.signature, "strategy": self.strategy.state_dict(), "task_rng": self.task_rng.get_state(),
-            "step": self.step, "trials": trials, "best": self.best, "seconds": self.seconds,
+            "step": self.step, "trials": trials, "best": {task: row.to_json() for task, row in self.best.items()},
+            "seconds": self.seconds,
         })
 
     # --- one step -----------------------------------------------------------------
@@ -150,14 +152,14 @@ class Search:
             return self.tasks[self.step % len(self.tasks)]
         return self.tasks[int(torch.randint(len(self.tasks), (1,), generator=self.task_rng))]
 
-    def _rows_for(self, task: str, first_trial: int, proposals: list[Proposal]) -> list[dict[str, Any]]:
-        """Trial rows for a batch: replayed from the log, reused from an identical trial, or trained now.
+    def _rows_for(self, task: str, first_trial: int, proposals: list[Proposal]) -> list[TrialRecord]:
+        """Trial records for a batch: replayed from the log, reused from an identical trial, or trained now.
 
         The order of the checks is what makes a resumed batch identical to an uninterrupted
         one: earlier batches (memo), then earlier slots of this batch (twins), then training.
         """
         archs = [complete_arch(proposal.arch, self.child_defaults) for proposal in proposals]
-        rows: list[dict[str, Any] | None] = [None] * len(proposals)
+        rows: list[TrialRecord | None] = [None] * len(proposals)
         first_slot: dict[str, int] = {}
         twins: dict[int, int] = {}
         to_train: list[int] = []
@@ -167,8 +169,8 @@ class Search:
                 rows[slot] = self._replayed(trial, task, arch)
             elif self.cfg.reuse_rewards and key in self.memo:
                 source = self.memo[key]
-                rows[slot] = self._row(trial, task, arch, proposals[slot], TrialOutcome("ok", source["metrics"]),
-                                       reused_from=source["trial"])
+                rows[slot] = self._row(trial, task, arch, proposals[slot], TrialOutcome("ok", source.metrics),
+                                       reused_from=source.trial)
             elif self.cfg.reuse_rewards and key in first_slot:
                 twins[slot] = first_slot[key]
             else:
@@ -181,47 +183,47 @@ class Search:
             rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome)
         for slot, source_slot in twins.items():
             source = rows[source_slot]
-            outcome = TrialOutcome(source["status"], source["metrics"], source["error"])
+            outcome = TrialOutcome(source.status, source.metrics, source.error)
             rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome,
-                                   reused_from=source["trial"])
+                                   reused_from=source.trial)
         return rows  # type: ignore[return-value]
 
-    def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> dict[str, Any]:
+    def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> TrialRecord:
         logged = self.log.rows[trial]
-        if (logged["task"], logged["arch"]) != (task, arch):
-            raise ValueError(f"resume diverged at trial {trial}: the log has {logged['task']} {logged['arch']}, "
+        if (logged.task, logged.arch) != (task, arch):
+            raise ValueError(f"resume diverged at trial {trial}: the log has {logged.task} {logged.arch}, "
                              f"the restored search proposes {task} {arch}")
         return logged
 
     def _row(self, trial: int, task: str, arch: dict, proposal: Proposal, outcome: TrialOutcome,
-             reused_from: int | None = None) -> dict[str, Any]:
+             reused_from: int | None = None) -> TrialRecord:
         reward = outcome.metrics[self.cfg.reward] if outcome.status == "ok" else self.cfg.failure_reward
-        return {
-            "trial": trial, "step": self.step, "task": task, "arch": arch, "decisions": proposal.arch,
-            "seed": self.seed, "reward": reward, "status": outcome.status, "error": outcome.error,
-            "metrics": outcome.metrics, "reused_from": reused_from,
-            "wall_seconds": outcome.wall_seconds if reused_from is None else 0.0,
-            "log_prob": proposal.log_prob,
-        }
+        return TrialRecord(
+            trial=trial, step=self.step, task=task, arch=arch, decisions=proposal.arch, seed=self.seed,
+            reward=reward, status=outcome.status, error=outcome.error, metrics=outcome.metrics,
+            reused_from=reused_from, wall_seconds=outcome.wall_seconds if reused_from is None else 0.0,
+            log_prob=proposal.log_prob,
+        )
 
-    def _record(self, rows: list[dict[str, Any]]) -> None:
+    def _record(self, rows: list[TrialRecord]) -> None:
         for row in rows:
-            if row["trial"] >= len(self.log):
+            if row.trial >= len(self.log):
                 self.log.append(row)
             self._remember(row)
-            best = self.best.get(row["task"])
-            if row["status"] == "ok" and (best is None or row["reward"] > best["reward"]):
-                self.best[row["task"]] = row
+            best = self.best.get(row.task)
+            if row.status == "ok" and (best is None or row.reward > best.reward):
+                self.best[row.task] = row
 
-    def _remember(self, row: dict[str, Any]) -> None:
-        if row["status"] == "ok":
-            self.memo.setdefault(_arch_key(row["task"], row["arch"], row["seed"]), row)
+    def _remember(self, row: TrialRecord) -> None:
+        if row.status == "ok":
+            self.memo.setdefault(_arch_key(row.task, row.arch, row.seed), row)
 
-    def _track(self, task: str, rows: list[dict[str, Any]], stats: Mapping[str, float]) -> None:
+    def _track(self, task: str, rows: list[TrialRecord], stats: Mapping[str, float]) -> None:
         for row in rows:
-            self.tracker.log_trial(_table_row(row))
-        rewards = [row["reward"] for row in rows]
-        metrics = {f"{task}/reward": sum(rewards) / len(rewards), f"{task}/best": self.best.get(task, {}).get("reward", 0.0)}
+            self.tracker.log_trial(row.table_row())
+        rewards = [row.reward for row in rows]
+        best = self.best[task].reward if task in self.best else 0.0
+        metrics = {f"{task}/reward": sum(rewards) / len(rewards), f"{task}/best": best}
         metrics.update({f"{task}/{key}": value for key, value in stats.items()})
         for decision, probs in self.strategy.choice_probabilities(task).items():
             metrics.update({f"{task}/p/{decision}/{choice}": p for choice, p in probs.items()})
@@ -245,7 +247,7 @@ class Search:
         with self._timed("records"):
             self._record(rows)
         with self._timed("policy"):
-            stats = self.strategy.observe(task, proposals, [row["reward"] for row in rows])
+            stats = self.strategy.observe(task, proposals, [row.reward for row in rows])
         with self._timed("tracking"):
             self._track(task, rows, stats)
         self.step += 1
@@ -270,17 +272,10 @@ class Search:
         return {
             "trials": len(self.log),
             "steps": self.step,
-            "best": {task: {key: row[key] for key in ("trial", "reward", "decisions", "arch", "metrics")}
+            "best": {task: {key: getattr(row, key) for key in ("trial", "reward", "decisions", "arch", "metrics")}
                      for task, row in self.best.items()},
             "choice_probabilities": {task: self.strategy.choice_probabilities(task) for task in self.tasks},
             "seconds": dict(self.seconds),
             "overhead_fraction": overhead / self.seconds["loop"] if self.seconds["loop"] else 0.0,
         }
 
-
-def _table_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """A flat W&B table row: trial, task, each decision, reward, metrics, status."""
-    flat = {key: row[key] for key in ("trial", "step", "task", "reward", "status", "error", "wall_seconds")}
-    flat.update({f"arch.{key}": value for key, value in row["arch"].items()})
-    flat.update({key: row["metrics"].get(key) for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")})
-    return flat

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
+from mnms.search.records import TrialRecord
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -32,10 +33,8 @@ class SearchProgress:
         )
         self.bar = self.progress.add_task("search", total=total, best="")
 
-    def update(self, done: int, best: Mapping[str, Mapping[str, Any]]) -> None:
-        text = "  ".join(
-            f"{task} {best[task]['reward']:.3f}" if task in best else f"{task} -" for task in self.tasks
-        )
+    def update(self, done: int, best: Mapping[str, TrialRecord]) -> None:
+        text = "  ".join(f"{task} {best[task].reward:.3f}" if task in best else f"{task} -" for task in self.tasks)
         self.progress.update(self.bar, completed=done, best=f"best: {text}")
 
     def __enter__(self) -> "SearchProgress":

@@ -1,4 +1,4 @@
-"""The search's source of truth: an append-only trial log and an atomic checkpoint.
+"""The search's source of truth: the trial record, an append-only log of them, and an atomic checkpoint.
 
 W&B mirrors these; nothing is ever reconstructed from W&B. Both survive SIGKILL at
 any instant: each trial is one flushed, fsynced JSON line (a torn last line is
@@ -7,18 +7,59 @@ dropped on reopen), and the checkpoint is replaced atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping
 
 import torch
 
+from mnms.utils.config import unknown_keys
 from mnms.utils.io import RunDir, torch_save_atomic
 
 TRIALS_FILE = RunDir.TRIALS
 CHECKPOINT_FILE = RunDir.CHECKPOINT
+METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")  # the scores every record shows
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial of a search: what was proposed, what the child scored, what it cost. A line of ``trials.jsonl``."""
+
+    trial: int  # 0-based position in the search
+    step: int  # the controller step that proposed it
+    task: str
+    arch: dict[str, Any]  # the full architecture the child trained (unsearched fields from child.arch)
+    decisions: dict[str, Any]  # the decisions the strategy made (the active ones)
+    seed: int
+    reward: float  # metrics[search.reward], or search.failure_reward when the child did not finish
+    status: str  # ok | failed | timeout | diverged (mnms.executors.base.STATUSES)
+    error: str | None  # why it did not finish
+    metrics: dict[str, Any]  # ChildResult fields when ok, else {}
+    reused_from: int | None  # the trial whose result this identical (task, arch, seed) reused
+    wall_seconds: float  # the child's training time (0 when reused)
+    log_prob: float  # under the policy that proposed it (0 for random search and Optuna)
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any], where: str = "a trial record") -> TrialRecord:
+        names = [field.name for field in dataclasses.fields(cls)]
+        unknown, missing = unknown_keys(values, names), sorted(set(names) - set(values))
+        if unknown or missing:
+            raise ValueError(f"{where} is not an mnms trial record (unknown keys {unknown}, missing {missing})")
+        return cls(**values)
+
+    def table_row(self) -> dict[str, Any]:
+        """The record as one flat row -- trial, task, each ``arch.*`` field, reward, scores, status (W&B's table)."""
+        flat = {key: getattr(self, key) for key in ("trial", "step", "task", "reward", "status", "error", "wall_seconds")}
+        flat.update({f"arch.{key}": value for key, value in self.arch.items()})
+        flat.update({key: self.metrics.get(key) for key in METRICS})
+        return flat
 
 
 class TrialLog:
@@ -30,7 +71,7 @@ class TrialLog:
         self.rows = self._read_and_repair()
         self._file = self.path.open("a", encoding="utf-8")
 
-    def _read_and_repair(self) -> list[dict[str, Any]]:
+    def _read_and_repair(self) -> list[TrialRecord]:
         """Read every complete line; truncate a line torn by a kill mid-write."""
         if not self.path.exists():
             return []
@@ -39,40 +80,55 @@ class TrialLog:
         if len(complete) != len(raw):
             with self.path.open("r+b") as handle:
                 handle.truncate(len(complete))
-        rows = [json.loads(line) for line in io.StringIO(complete.decode("utf-8")) if line.strip()]
+        rows = _records(complete.decode("utf-8"), self.path)
         for expected, row in enumerate(rows):
-            if row.get("trial") != expected:
+            if row.trial != expected:
                 raise ValueError(
-                    f"{self.path} line {expected + 1} has trial={row.get('trial')!r}, expected {expected}: "
+                    f"{self.path} line {expected + 1} has trial={row.trial!r}, expected {expected}: "
                     "the log was edited by hand; restore it or start a new run dir"
                 )
         return rows
 
-    def append(self, row: dict[str, Any]) -> None:
-        if row["trial"] != len(self.rows):
-            raise ValueError(f"trial {row['trial']} appended after {len(self.rows)} rows; trials must be in order")
-        self._file.write(json.dumps(row, sort_keys=True) + "\n")
+    def append(self, record: TrialRecord) -> None:
+        if record.trial != len(self.rows):
+            raise ValueError(f"trial {record.trial} appended after {len(self.rows)} rows; trials must be in order")
+        self._file.write(json.dumps(record.to_json(), sort_keys=True) + "\n")
         self._file.flush()
         os.fsync(self._file.fileno())
-        self.rows.append(row)
+        self.rows.append(record)
 
     def __len__(self) -> int:
         return len(self.rows)
 
-    def __iter__(self) -> Iterator[dict[str, Any]]:
+    def __iter__(self) -> Iterator[TrialRecord]:
         return iter(self.rows)
 
     def close(self) -> None:
         self._file.close()
 
 
-def read_trials(run_dir: Path) -> list[dict[str, Any]]:
-    """The complete trial rows of a run dir, or of a trials file (read-only; a torn last line is ignored)."""
+def read_trials(run_dir: Path) -> list[TrialRecord]:
+    """The complete trial records of a run dir, or of a trials file (read-only; a torn last line is ignored)."""
     path = Path(run_dir) / TRIALS_FILE if Path(run_dir).is_dir() else Path(run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a search run dir?")
-    lines = path.read_text(encoding="utf-8").split("\n")[:-1]
-    return [json.loads(line) for line in lines if line.strip()]
+    text = path.read_text(encoding="utf-8")
+    return _records(text[: text.rfind("\n") + 1], path)
+
+
+def _records(text: str, path: Path) -> list[TrialRecord]:
+    """The records of complete ``trials.jsonl`` lines; a bad line is an error naming the file and the line."""
+    records = []
+    for number, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            values = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} line {number} is not JSON ({error.msg}): the log was edited or damaged; "
+                             "restore it or start a new run dir") from None
+        records.append(TrialRecord.from_json(values, f"{path} line {number}"))
+    return records
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ controller.  Everything is tensors and plain containers, so the file loads with
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -120,7 +121,11 @@ def resolve_artifact_path(path_or_run_dir: str | Path) -> Path:
 def load_controller_artifact(path_or_run_dir: str | Path) -> ControllerArtifact:
     """Read and check a ``controller.pt`` (or the one in a run dir) without running any pickled code."""
     path = resolve_artifact_path(path_or_run_dir)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise ValueError(f"{path} holds more than tensors and plain containers, so mnms did not write it; it is "
+                         f"refused unread, since loading it could run code ({str(error).splitlines()[0]})") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mnms controller file (no format={FORMAT!r} key)")
     if payload["version"] != FORMAT_VERSION:
