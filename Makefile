@@ -5,7 +5,7 @@ export WANDB_MODE ?= offline
 export MPLCONFIGDIR ?= $(CURDIR)/.cache/matplotlib
 
 .DEFAULT_GOAL := help
-.PHONY: help install run child test test-fast bench clean
+.PHONY: help install run child lint format test test-fast bench clean
 
 help:  ## list the everyday commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -24,7 +24,15 @@ run: install  ## the main job (python train.py)
 child: install  ## train one child: make child ARGS="task=trec child.arch.encoder=words"
 	$(PY) train.py mode=child $(ARGS)
 
-test: install  ## the whole test suite, slow end-to-end tests included (what CI runs)
+lint: install  ## ruff: lint and format check (part of `make test`)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install  ## ruff: apply the formatting and the safe lint fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: lint  ## ruff, then the whole test suite, slow end-to-end tests included (what CI runs)
 	$(PY) -m pytest -q --durations=15
 
 test-fast: install  ## unit tests only
@@ -32,6 +40,7 @@ test-fast: install  ## unit tests only
 
 bench: install  ## reproduce docs/benchmarks.md figures
 	$(PY) -m bench.child_overhead
+	$(PY) -m bench.design_choices
 	$(PY) -m bench.encoder_table
 	$(PY) -m bench.multitask_search --trials 400
 	$(PY) -m bench.throughput --repeats 5

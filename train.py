@@ -1,6 +1,6 @@
 """Hydra entry point: compose the config, then hand it to mnms.app.run.
 
-    python train.py mode=child task=sst2 child.arch.encoder=char-ngrams
+python train.py mode=child task=sst2 child.arch.encoder=char-ngrams
 """
 
 from pathlib import Path

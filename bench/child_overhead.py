@@ -20,8 +20,8 @@ import torch
 
 from lightning_modules.child_module import ChildClassifier
 from lightning_modules.datamodule import TaskDataModule
-from mnms.child.arch import Architecture
 from lightning_modules.trainer import build_trainer, quiet_lightning
+from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.encoders import get_encoder
 from mnms.data.feature_cache import FeatureCache
@@ -99,16 +99,27 @@ def main() -> None:
         "repeats": args.repeats,
         "torch_threads": torch.get_num_threads(),
         "runs": [
-            measure(get_encoder(e).encode(task, fine_tune=False, pooling="mean", cache=cache), labels,
-                    task.num_classes, e, b, args.epochs, args.repeats)
-            for e in args.encoders for b in args.batch_sizes
+            measure(
+                get_encoder(e).encode(task, fine_tune=False, pooling="mean", cache=cache),
+                labels,
+                task.num_classes,
+                e,
+                b,
+                args.epochs,
+                args.repeats,
+            )
+            for e in args.encoders
+            for b in args.batch_sizes
         ],
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "child_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
     for run in result["runs"]:
-        print(f"{run['encoder']:>12} batch {run['batch_size']:>4}: {run['steps']} steps  Lightning {run['lightning_median_s']:.3f}s  "
-              f"plain {run['plain_median_s']:.3f}s  median ratio {run['median_ratio']:.2f}")
+        print(
+            f"{run['encoder']:>12} batch {run['batch_size']:>4}: {run['steps']} steps  "
+            f"Lightning {run['lightning_median_s']:.3f}s  "
+            f"plain {run['plain_median_s']:.3f}s  median ratio {run['median_ratio']:.2f}"
+        )
 
 
 if __name__ == "__main__":

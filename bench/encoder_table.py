@@ -13,8 +13,8 @@ from pathlib import Path
 
 from rich.progress import track
 
-from mnms.child.arch import Architecture
 from lightning_modules.trainer import evaluate_child
+from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.encoders import ENCODER_NAMES
 from mnms.data.feature_cache import FeatureCache
@@ -57,8 +57,13 @@ def main() -> None:
         rows.setdefault(task_name, {})[encoder] = result.val_accuracy
         languages[task_name] = task.language
     RESULTS.mkdir(exist_ok=True)
-    payload = {"epochs": args.epochs, "learning_rate": args.learning_rate, "seed": args.seed,
-               "child": Architecture(learning_rate=args.learning_rate).to_dict(), "val_accuracy": rows}
+    payload = {
+        "epochs": args.epochs,
+        "learning_rate": args.learning_rate,
+        "seed": args.seed,
+        "child": Architecture(learning_rate=args.learning_rate).to_dict(),
+        "val_accuracy": rows,
+    }
     (RESULTS / "encoder_table.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(markdown(rows, languages))
 

@@ -32,9 +32,16 @@ def run_search(run_dir: Path, experiment: str, seed: int, args: argparse.Namespa
     if (run_dir / "summary.json").is_file():
         return
     command = [
-        sys.executable, "train.py", f"experiment={experiment}", f"tasks=[{','.join(args.tasks)}]",
-        f"search.trials={args.trials}", f"seed={seed}", f"max_examples={args.max_examples}",
-        "search.progress=false", f"hydra.run.dir={run_dir}", *args.overrides,
+        sys.executable,
+        "train.py",
+        f"experiment={experiment}",
+        f"tasks=[{','.join(args.tasks)}]",
+        f"search.trials={args.trials}",
+        f"seed={seed}",
+        f"max_examples={args.max_examples}",
+        "search.progress=false",
+        f"hydra.run.dir={run_dir}",
+        *args.overrides,
     ]
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
@@ -89,17 +96,26 @@ def mean_std(values: list[float]) -> str:
 def markdown(seeds: dict[int, dict], tasks: list[str]) -> str:
     """Per task: PPO's final encoder probabilities (mean over seeds), each seed's top encoder,
     best validation accuracy of PPO and random, and PPO's late mean reward against random's."""
-    lines = ["| task | PPO final P(encoder), mean over seeds | top encoder per seed | PPO best val | "
-             "random best val | PPO mean reward, last 20 | random mean reward |",
-             "| --- | --- | --- | ---: | ---: | ---: | ---: |"]
+    lines = [
+        "| task | PPO final P(encoder), mean over seeds | top encoder per seed | PPO best val | "
+        "random best val | PPO mean reward, last 20 | random mean reward |",
+        "| --- | --- | --- | ---: | ---: | ---: | ---: |",
+    ]
     for task in tasks:
         rows = [seed["tasks"][task] for seed in seeds.values()]
         encoders = rows[0]["final_encoder_probabilities"]
         mean_p = {e: statistics.mean(r["final_encoder_probabilities"][e] for r in rows) for e in encoders}
         probs = ", ".join(f"{e} {p:.2f}" for e, p in sorted(mean_p.items(), key=lambda kv: -kv[1]))
         tops = ", ".join(max(r["final_encoder_probabilities"].items(), key=lambda kv: kv[1])[0] for r in rows)
-        cells = [task, probs, tops, *(mean_std([r[key] for r in rows]) for key in
-                 ("ppo_best_val", "random_best_val", "ppo_mean_reward_last20", "random_mean_reward"))]
+        cells = [
+            task,
+            probs,
+            tops,
+            *(
+                mean_std([r[key] for r in rows])
+                for key in ("ppo_best_val", "random_best_val", "ppo_mean_reward_last20", "random_mean_reward")
+            ),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -115,15 +131,25 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
 
-    runs = [(args.out / f"seed{seed}" / name, experiment, seed)
-            for seed in args.seeds for experiment, name in (("multitask", "ppo"), ("random", "random"))]
+    runs = [
+        (args.out / f"seed{seed}" / name, experiment, seed)
+        for seed in args.seeds
+        for experiment, name in (("multitask", "ppo"), ("random", "random"))
+    ]
     with ThreadPoolExecutor(args.jobs) as pool:  # threads only wait on train.py subprocesses
         list(pool.map(lambda run: run_search(*run, args), runs))
-    seeds = {seed: seed_result(args.out / f"seed{seed}" / "ppo", args.out / f"seed{seed}" / "random", args.tasks)
-             for seed in args.seeds}
+    seeds = {
+        seed: seed_result(args.out / f"seed{seed}" / "ppo", args.out / f"seed{seed}" / "random", args.tasks)
+        for seed in args.seeds
+    }
     overhead = statistics.median(seed["ppo_overhead_fraction"] for seed in seeds.values())
-    result = {"command": " ".join(sys.argv), "trials": args.trials, "jobs": args.jobs,
-              "median_ppo_overhead_fraction": overhead, "seeds": seeds}
+    result = {
+        "command": " ".join(sys.argv),
+        "trials": args.trials,
+        "jobs": args.jobs,
+        "median_ppo_overhead_fraction": overhead,
+        "seeds": seeds,
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "multitask_search.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(seeds, args.tasks))

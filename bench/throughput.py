@@ -29,24 +29,26 @@ from pathlib import Path
 
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
+from mnms.data.tasks import load_task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.base import Executor, TrialRequest
 from mnms.executors.runner import ChildRunner
-from mnms.search.records import read_trials
 from mnms.search.loop import Search, SearchConfig
+from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import make_strategy, strategy_config
-from mnms.data.tasks import load_task
 from mnms.tracking import Tracker, TrackingConfig
 
 RESULTS = Path(__file__).parent / "results"
 TASKS = ("trec", "langid-tatoeba")
 DEFAULT_RUN_TASKS = ("sst2", "trec", "french-allocine-tv", "langid-tatoeba")  # conf/config.yaml's tasks
-SPACE = {"decisions": [
-    {"name": "encoder", "choices": ["words", "char-ngrams"]},
-    {"name": "hidden_layers", "choices": [1, 2]},
-    {"name": "learning_rate", "choices": [0.001, 0.01]},
-]}
+SPACE = {
+    "decisions": [
+        {"name": "encoder", "choices": ["words", "char-ngrams"]},
+        {"name": "hidden_layers", "choices": [1, 2]},
+        {"name": "learning_rate", "choices": [0.001, 0.01]},
+    ]
+}
 EXECUTORS = {
     "sequential": {"kind": "sequential"},
     "local": {"kind": "local", "workers": 2},
@@ -74,8 +76,17 @@ def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> di
     cfg = SearchConfig(trials=args.trials, batch_size=args.batch_size, progress=False, reuse_rewards=False)
     run_dir = Path(tempfile.mkdtemp(dir=work))
     with Tracker(TrackingConfig(mode="offline", dir=str(run_dir)), {"bench": "throughput"}) as tracker:
-        search = Search(cfg, list(TASKS), strategy, executor, run_dir, child_defaults=CHILD_DEFAULTS, seed=0,
-                        signature={}, tracker=tracker)
+        search = Search(
+            cfg,
+            list(TASKS),
+            strategy,
+            executor,
+            run_dir,
+            child_defaults=CHILD_DEFAULTS,
+            seed=0,
+            signature={},
+            tracker=tracker,
+        )
         load, cpu, started = load_average(), cpu_times(), time.perf_counter()
         summary = search.run()
         seconds = time.perf_counter() - started
@@ -83,14 +94,18 @@ def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> di
     rows = read_trials(run_dir)
     driver = {key: summary["seconds"][key] / len(rows) for key in ("policy", "records", "tracking")}
     child = [row.wall_seconds for row in rows]
-    steps = [child[start:start + args.batch_size] for start in range(0, len(child), args.batch_size)]
+    steps = [child[start : start + args.batch_size] for start in range(0, len(child), args.batch_size)]
     return {
-        "seconds": seconds, "trials_per_minute": 60 * len(rows) / seconds, "load_average": load,
+        "seconds": seconds,
+        "trials_per_minute": 60 * len(rows) / seconds,
+        "load_average": load,
         # Share of all cores left idle: about 0.5 for a sequential run on an idle 2-core
         # machine; less means other jobs took CPU from this measurement.
         "machine_idle_fraction": idle[0] / idle[1],
-        "driver_seconds_per_trial": sum(driver.values()), "driver_breakdown_per_trial": driver,
-        "child_seconds_median": statistics.median(child), "child_seconds_mean": statistics.mean(child),
+        "driver_seconds_per_trial": sum(driver.values()),
+        "driver_breakdown_per_trial": driver,
+        "child_seconds_median": statistics.median(child),
+        "child_seconds_mean": statistics.mean(child),
         "slowest_child_per_step_mean": statistics.mean(max(step) for step in steps),
         "slowest_child": max(child),
         "rewards": [row.reward for row in rows],
@@ -161,32 +176,55 @@ def main() -> None:
             startup[name] = time.perf_counter() - started
         for repeat in range(args.repeats):
             names = list(EXECUTORS)
-            order = names[repeat % len(names):] + names[:repeat % len(names)]
+            order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for name in order:
                 runs[name].append(timed_search(executors[name], args, work))
                 run = runs[name][-1]
-                print(f"repeat {repeat} {name:>14}: {run['trials_per_minute']:6.1f} trials/min (load "
-                      f"{run['load_average']:.2f}, machine idle {run['machine_idle_fraction']:.0%})", flush=True)
+                print(
+                    f"repeat {repeat} {name:>14}: {run['trials_per_minute']:6.1f} trials/min (load "
+                    f"{run['load_average']:.2f}, machine idle {run['machine_idle_fraction']:.0%})",
+                    flush=True,
+                )
         dispatch = {name: empty_trial_rate(executors[name], 200) for name in EXECUTORS}
     finally:
         for executor in executors.values():
             executor.close()
         shutil.rmtree(work, ignore_errors=True)
-    assert all(run["rewards"] == runs["sequential"][0]["rewards"] for r in runs.values() for run in r), \
+    assert all(run["rewards"] == runs["sequential"][0]["rewards"] for r in runs.values() for run in r), (
         "executors disagree on the trial log: throughput figures would compare different searches"
+    )
     median = {name: statistics.median(run["trials_per_minute"] for run in r) for name, r in runs.items()}
     every_run = [run for r in runs.values() for run in r]
     driver = statistics.median(run["driver_seconds_per_trial"] for run in every_run)
-    breakdown = {key: statistics.median(run["driver_breakdown_per_trial"][key] for run in every_run)
-                 for key in every_run[0]["driver_breakdown_per_trial"]}
-    child = {name: statistics.median(run[key] for run in runs["sequential"]) for name, key in (
-        ("median", "child_seconds_median"), ("mean", "child_seconds_mean"),
-        ("slowest_per_step_b8", "slowest_child_per_step_mean"), ("slowest", "slowest_child"))}
+    breakdown = {
+        key: statistics.median(run["driver_breakdown_per_trial"][key] for run in every_run)
+        for key in every_run[0]["driver_breakdown_per_trial"]
+    }
+    child = {
+        name: statistics.median(run[key] for run in runs["sequential"])
+        for name, key in (
+            ("median", "child_seconds_median"),
+            ("mean", "child_seconds_mean"),
+            ("slowest_per_step_b8", "slowest_child_per_step_mean"),
+            ("slowest", "slowest_child"),
+        )
+    }
     results = {
-        "setup": {"tasks": TASKS, "space": SPACE, "child_defaults": CHILD_DEFAULTS, "trials": args.trials,
-                  "batch_size": args.batch_size, "max_examples": args.max_examples, "epochs": args.epochs,
-                  "repeats": args.repeats, "executors": EXECUTORS, "cores": len(os.sched_getaffinity(0)),
-                  "child_threads": runner.trainer_cfg.threads, "strategy": "ppo", "tracking": "wandb offline"},
+        "setup": {
+            "tasks": TASKS,
+            "space": SPACE,
+            "child_defaults": CHILD_DEFAULTS,
+            "trials": args.trials,
+            "batch_size": args.batch_size,
+            "max_examples": args.max_examples,
+            "epochs": args.epochs,
+            "repeats": args.repeats,
+            "executors": EXECUTORS,
+            "cores": len(os.sched_getaffinity(0)),
+            "child_threads": runner.trainer_cfg.threads,
+            "strategy": "ppo",
+            "tracking": "wandb offline",
+        },
         "median_trials_per_minute": median,
         "speedup_vs_sequential": {name: median[name] / median["sequential"] for name in median},
         "ray_vs_local": median["ray"] / median["local"],
@@ -204,10 +242,14 @@ def main() -> None:
     print("| executor | trials/min (median) | vs sequential | start-up s | empty trials/s |")
     print("| --- | --- | --- | --- | --- |")
     for name in EXECUTORS:
-        print(f"| {name} | {median[name]:.1f} | {median[name] / median['sequential']:.2f}x | {startup[name]:.1f} "
-              f"| {dispatch[name]:.0f} |")
-    print(f"ray / local = {results['ray_vs_local']:.2f}; driver {1000 * driver:.1f} ms/trial; "
-          f"child median {child['median']:.2f} s, mean {child['mean']:.2f} s; wrote {RESULTS / 'throughput.json'}")
+        print(
+            f"| {name} | {median[name]:.1f} | {median[name] / median['sequential']:.2f}x | {startup[name]:.1f} "
+            f"| {dispatch[name]:.0f} |"
+        )
+    print(
+        f"ray / local = {results['ray_vs_local']:.2f}; driver {1000 * driver:.1f} ms/trial; "
+        f"child median {child['median']:.2f} s, mean {child['mean']:.2f} s; wrote {RESULTS / 'throughput.json'}"
+    )
 
 
 if __name__ == "__main__":

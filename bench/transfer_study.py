@@ -43,9 +43,19 @@ def pretrain(run_dir: Path) -> None:
 
 
 def study(sweep_dir: Path, pretrained: Path, args: argparse.Namespace, *extra: str) -> None:
-    train(["experiment=transfer_study", f"study.pretrained={pretrained}",
-           f"study.held_out={','.join(args.held_out)}", f"seed={','.join(map(str, range(args.seeds)))}",
-           f"search.trials={args.trials}", *extra, f"hydra.sweep.dir={sweep_dir}", *args.overrides], multirun=True)
+    train(
+        [
+            "experiment=transfer_study",
+            f"study.pretrained={pretrained}",
+            f"study.held_out={','.join(args.held_out)}",
+            f"seed={','.join(map(str, range(args.seeds)))}",
+            f"search.trials={args.trials}",
+            *extra,
+            f"hydra.sweep.dir={sweep_dir}",
+            *args.overrides,
+        ],
+        multirun=True,
+    )
 
 
 def train(overrides: list[str], multirun: bool = False) -> None:
@@ -60,7 +70,9 @@ def targets(stats: pd.DataFrame) -> dict[str, dict[str, float | bool | None]]:
     for task in sorted(stats["task"].unique()):
         mode = means.loc[task]
         speed_up = mode.loc["scratch", "reach@0.99"] / mode.loc["transfer", "reach@0.99"]
-        reached = not stats[(stats["task"] == task) & stats["mode"].isin(["scratch", "transfer"])]["reach@0.99"].isna().any()
+        reached = (
+            not stats[(stats["task"] == task) & stats["mode"].isin(["scratch", "transfer"])]["reach@0.99"].isna().any()
+        )
         result[task] = {
             "opening": {m: mode.loc[m, "opening"] for m in mode.index},
             "best@25": {m: mode.loc[m, "best@25"] for m in mode.index},
@@ -68,7 +80,8 @@ def targets(stats: pd.DataFrame) -> dict[str, dict[str, float | bool | None]]:
             "transfer_5x_faster": bool(reached and speed_up >= 5),
             "transfer_opens_higher": bool(mode.loc["transfer", "opening"] > mode.loc["scratch", "opening"]),
             "transfer_best@25_at_least_random_and_optuna": bool(
-                mode.loc["transfer", "best@25"] >= max(mode.loc["random", "best@25"], mode.loc["optuna", "best@25"])),
+                mode.loc["transfer", "best@25"] >= max(mode.loc["random", "best@25"], mode.loc["optuna", "best@25"])
+            ),
         }
     return result
 
@@ -87,14 +100,20 @@ def main() -> None:
     pretrain(out / "pretrain")
     study(out / "study", out / "pretrain", args)
     # Ablation: transfer with the new task's embedding started at the pre-trained tasks' mean.
-    study(out / ABLATION, out / "pretrain", args, "study=transfer", "transfer.init=mean",
-          "logger.job_type=transfer-mean")
+    study(
+        out / ABLATION, out / "pretrain", args, "study=transfer", "transfer.init=mean", "logger.job_type=transfer-mean"
+    )
     sweeps = [out / "study", out / ABLATION]
     report = build_report(sweeps, args.report)
     jobs = load_jobs(find_run_dirs(sweeps), out)
-    payload = {"command": " ".join(sys.argv), "held_out": args.held_out, "seeds": args.seeds,
-               "trials": args.trials, "report": str(report),
-               "targets": targets(run_stats(load_trials(jobs)))}
+    payload = {
+        "command": " ".join(sys.argv),
+        "held_out": args.held_out,
+        "seeds": args.seeds,
+        "trials": args.trials,
+        "report": str(report),
+        "targets": targets(run_stats(load_trials(jobs))),
+    }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "transfer_study.json").write_text(json.dumps(payload, indent=2) + "\n")
     print(json.dumps(payload["targets"], indent=2))

@@ -21,9 +21,9 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {
 }
 # SGD without momentum barely moves in a few epochs; momentum makes it a fair choice.
 # fused=True: one pass over each parameter instead of several. A child's update of a
-# from-scratch embedding table is memory-bound, and the fused kernel makes such a child
-# 1.1-1.7x faster, with less contention between children trained side by side
-# (docs/benchmarks.md). RMSprop has no fused kernel.
+# from-scratch embedding table is memory-bound, and the fused kernel makes such a child's
+# steps much cheaper, with less contention between children trained side by side
+# (docs/benchmarks.md, "Lightning overhead on a child"). RMSprop has no fused kernel.
 _OPTIMIZERS = {
     "adam": lambda params, lr, wd: torch.optim.Adam(params, lr=lr, weight_decay=wd, fused=True),
     "adamw": lambda params, lr, wd: torch.optim.AdamW(params, lr=lr, weight_decay=wd, fused=True),
@@ -68,9 +68,7 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
 class ChildClassifier(pl.LightningModule):
     """A text classifier over encoded inputs; logs ``val/*`` and ``test/*`` accuracy and macro-F1."""
 
-    def __init__(
-        self, arch: Architecture, input_layer: nn.Module, input_dim: int, num_classes: int
-    ) -> None:
+    def __init__(self, arch: Architecture, input_layer: nn.Module, input_dim: int, num_classes: int) -> None:
         super().__init__()
         self.arch = arch
         self.input_layer = input_layer

@@ -6,7 +6,7 @@ collation would cost more than the training itself (see docs/benchmarks.md).
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import pytorch_lightning as pl
 import torch
@@ -78,9 +78,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.generator = torch.Generator().manual_seed(seed)
 
     def train_dataloader(self) -> InMemoryBatches:
-        return InMemoryBatches(
-            self.splits["train"], self.batch_size, shuffle=True, generator=self.generator
-        )
+        return InMemoryBatches(self.splits["train"], self.batch_size, shuffle=True, generator=self.generator)
 
     def val_dataloader(self) -> InMemoryBatches:
         return InMemoryBatches(self.splits["validation"], EVAL_BATCH_SIZE)

@@ -10,7 +10,8 @@ import logging
 import math
 import time
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -89,8 +90,14 @@ def evaluate_child(
         return _evaluate_child(task, arch, trainer_cfg, cache, seed, encoder_options)
 
 
-def _evaluate_child(task: Task, arch: Architecture, trainer_cfg: ChildTrainerConfig, cache: FeatureCache, seed: int,
-                    encoder_options: Mapping[str, Mapping[str, Any]] | None) -> ChildResult:
+def _evaluate_child(
+    task: Task,
+    arch: Architecture,
+    trainer_cfg: ChildTrainerConfig,
+    cache: FeatureCache,
+    seed: int,
+    encoder_options: Mapping[str, Mapping[str, Any]] | None,
+) -> ChildResult:
     started = time.perf_counter()
     quiet_lightning()
     encoded = get_encoder(arch.encoder, encoder_options).encode(

@@ -18,6 +18,7 @@ Charts get meaningful x-axes through ``define_metric`` instead:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
 from collections.abc import Iterator, Mapping
@@ -61,13 +62,22 @@ class TrackingConfig:
     table_every: int = 10
 
     def __post_init__(self) -> None:
-        check(self, "mode", self.mode in MODES, f"one of {list(MODES)}: offline (the default; upload later with "
-              "`wandb sync`), online (needs `wandb login`) or disabled; e.g. logger.mode=offline")
+        check(
+            self,
+            "mode",
+            self.mode in MODES,
+            f"one of {list(MODES)}: offline (the default; upload later with "
+            "`wandb sync`), online (needs `wandb login`) or disabled; e.g. logger.mode=offline",
+        )
         check(self, "project", bool(self.project), "a non-empty string, e.g. logger.project=mnms")
         check(self, "tags", not isinstance(self.tags, str), "a list of strings, e.g. logger.tags=[pilot,sst2]")
         self.tags = list(self.tags)
-        check(self, "init_timeout", is_number(self.init_timeout) and self.init_timeout > 0,
-              "a positive number of seconds, e.g. 60")
+        check(
+            self,
+            "init_timeout",
+            is_number(self.init_timeout) and self.init_timeout > 0,
+            "a positive number of seconds, e.g. 60",
+        )
         self.init_timeout = float(self.init_timeout)
         check(self, "table_every", is_int(self.table_every) and self.table_every >= 1, "a positive integer, e.g. 10")
 
@@ -160,7 +170,9 @@ class Tracker:
                 logger.warning(
                     "W&B trials table: keys %s are not among the columns fixed by the first trial row %s and "
                     "are left out of the table (trials.jsonl still has them); log every key in the first row "
-                    "to keep them.", extra, self._columns,
+                    "to keep them.",
+                    extra,
+                    self._columns,
                 )
             self._table.add_data(*(row.get(column) for column in self._columns))
             self._pending_rows += 1
@@ -226,18 +238,21 @@ class Tracker:
             yield
         except Exception as exc:  # noqa: BLE001 - W&B must never stop the search
             if self.cfg.mode == "online":
-                fix = ("check `wandb login` / WANDB_API_KEY and the network (or raise logger.init_timeout), "
-                       "or use logger.mode=offline and upload later with `wandb sync`")
+                fix = (
+                    "check `wandb login` / WANDB_API_KEY and the network (or raise logger.init_timeout), "
+                    "or use logger.mode=offline and upload later with `wandb sync`"
+                )
             else:
                 fix = f"check that logger.dir={self.cfg.dir!r} is writable and not full, or use logger=none"
             logger.warning(
                 "W&B tracking disabled after %s failed (%s: %s); the search continues and trials.jsonl is "
-                "unaffected. Fix: %s.", action, type(exc).__name__, exc, fix,
+                "unaffected. Fix: %s.",
+                action,
+                type(exc).__name__,
+                exc,
+                fix,
             )
             run, self._run = self._run, None
             if run is not None:
-                try:
+                with contextlib.suppress(Exception):  # already reported above
                     run.finish(exit_code=1)  # close it so the next run in this process starts clean
-                except Exception:  # noqa: BLE001 - already reported above
-                    pass
-

@@ -10,9 +10,8 @@ import pytest
 import torch
 
 import lightning_modules.trainer
-from mnms.child.arch import Architecture
-import lightning_modules.trainer
 from lightning_modules.trainer import evaluate_child
+from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.child.result import ChildTimeout
 from mnms.data.feature_cache import FeatureCache
@@ -27,8 +26,9 @@ def test_minilm_child_learns_sst2(data_dir, session_cache_dir) -> None:
     # validation is the full official split.
     task = load_task("sst2", data_dir, max_examples=2000)
     assert len(task.splits["validation"].texts) == 872
-    result = evaluate_child(task, Architecture(encoder="minilm"), ChildTrainerConfig(max_epochs=5),
-                            FeatureCache(session_cache_dir), seed=0)
+    result = evaluate_child(
+        task, Architecture(encoder="minilm"), ChildTrainerConfig(max_epochs=5), FeatureCache(session_cache_dir), seed=0
+    )
     assert result.val_accuracy >= 0.75, result
     assert 0.5 < result.test_accuracy <= 1.0 and 0.0 < result.val_macro_f1 <= 1.0
 
@@ -70,8 +70,13 @@ def test_child_trains_with_the_configured_threads_and_restores_the_callers(data_
     before = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        evaluate_child(task, Architecture(encoder="words", batch_size=32), ChildTrainerConfig(max_epochs=1, threads=1),
-                       FeatureCache(tmp_path), seed=0)
+        evaluate_child(
+            task,
+            Architecture(encoder="words", batch_size=32),
+            ChildTrainerConfig(max_epochs=1, threads=1),
+            FeatureCache(tmp_path),
+            seed=0,
+        )
         assert seen == [1] and torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
@@ -88,8 +93,16 @@ def test_overrunning_child_is_stopped(data_dir, tmp_path) -> None:
 def test_train_py_child_mode_writes_result_json(data_dir, tmp_path) -> None:
     run_dir = tmp_path / "run"
     env = {**os.environ, "MNMS_CACHE_DIR": str(tmp_path / "cache")}
-    command = [sys.executable, "train.py", "mode=child", "task=trec", "child.arch.encoder=words",
-               "trainer.max_epochs=2", "max_examples=800", f"hydra.run.dir={run_dir}"]
+    command = [
+        sys.executable,
+        "train.py",
+        "mode=child",
+        "task=trec",
+        "child.arch.encoder=words",
+        "trainer.max_epochs=2",
+        "max_examples=800",
+        f"hydra.run.dir={run_dir}",
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads((run_dir / "result.json").read_text())

@@ -51,8 +51,12 @@ def test_batches_cover_every_example_once_and_drop_a_trailing_single() -> None:
 
 def test_shuffle_order_is_reproducible_per_seed() -> None:
     def order(seed: int) -> list[int]:
-        data = TaskDataModule({"train": {"x": torch.arange(50).unsqueeze(1)}},
-                              {"train": torch.zeros(50, dtype=torch.long)}, batch_size=8, seed=seed)
+        data = TaskDataModule(
+            {"train": {"x": torch.arange(50).unsqueeze(1)}},
+            {"train": torch.zeros(50, dtype=torch.long)},
+            batch_size=8,
+            seed=seed,
+        )
         return torch.cat([b["x"] for b in data.train_dataloader()]).flatten().tolist()
 
     assert order(1) == order(1)

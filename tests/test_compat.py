@@ -13,16 +13,21 @@ from pathlib import Path
 
 os.environ.setdefault("MPLCONFIGDIR", "/tmp/mnms-test-matplotlib")  # the report draws with matplotlib
 
+from test_search import comparable  # noqa: E402
+
 from helpers.tiny_search import tiny_run  # noqa: E402
 from mnms.report import build_report  # noqa: E402
 from mnms.search.records import read_trials  # noqa: E402
 from mnms.transfer.artifact import load_controller_artifact  # noqa: E402
-from test_search import comparable  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"
 # The settings of the fixture's search under today's names (controller.network.* became strategy.controller.*).
-SETTINGS = ["tasks=[trec,langid-tatoeba]", "strategy.controller.hidden_size=16",
-            "strategy.controller.choice_embedding_size=8", "strategy.controller.task_embedding_size=8"]
+SETTINGS = [
+    "tasks=[trec,langid-tatoeba]",
+    "strategy.controller.hidden_size=16",
+    "strategy.controller.choice_embedding_size=8",
+    "strategy.controller.task_embedding_size=8",
+]
 
 
 def old_run_dir(tmp_path: Path) -> Path:
@@ -42,10 +47,16 @@ def test_an_old_search_resumes_to_the_trials_0_1_0_recorded(data_dir, session_ca
 def test_an_old_controller_transfers_to_the_trials_0_1_0_recorded(data_dir, session_cache_dir, tmp_path) -> None:
     source = old_run_dir(tmp_path)
     assert load_controller_artifact(source).task_names == ["trec", "langid-tatoeba"]
-    tiny_run(tmp_path / "transfer", session_cache_dir, *SETTINGS, "experiment=transfer", f"transfer.from={source}",
-             "tasks=[mr]", "search.trials=8")
-    assert comparable(read_trials(tmp_path / "transfer")) == comparable(
-        read_trials(FIXTURE / "transfer8-trials.jsonl"))
+    tiny_run(
+        tmp_path / "transfer",
+        session_cache_dir,
+        *SETTINGS,
+        "experiment=transfer",
+        f"transfer.from={source}",
+        "tasks=[mr]",
+        "search.trials=8",
+    )
+    assert comparable(read_trials(tmp_path / "transfer")) == comparable(read_trials(FIXTURE / "transfer8-trials.jsonl"))
 
 
 def test_an_old_run_dir_reports(tmp_path) -> None:

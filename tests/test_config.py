@@ -64,19 +64,23 @@ def test_group_files_set_only_what_differs_from_their_schema(path) -> None:
 
 
 def test_command_line_overrides_reach_the_architecture() -> None:
-    cfg = compose_config("task=trec", "child.arch.encoder=char-ngrams", "child.arch.hidden_layers=2",
-                         "trainer.max_epochs=2")
+    cfg = compose_config(
+        "task=trec", "child.arch.encoder=char-ngrams", "child.arch.hidden_layers=2", "trainer.max_epochs=2"
+    )
     arch = from_config(Architecture, cfg.child.arch)
     assert (cfg.task, arch.encoder, arch.hidden_layers, cfg.trainer.max_epochs) == ("trec", "char-ngrams", 2, 2)
 
 
-@pytest.mark.parametrize("override, key", [
-    ("child.arch.widht_1=3", "widht_1"),
-    ("trainer.max_epochs=abc", "trainer.max_epochs"),
-    ("strategy.policy.lerning_rate=0.1", "lerning_rate"),
-    ("strategy=bayes", "strategy/bayes"),
-    ("mode=serach", "mode/serach"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ("child.arch.widht_1=3", "widht_1"),
+        ("trainer.max_epochs=abc", "trainer.max_epochs"),
+        ("strategy.policy.lerning_rate=0.1", "lerning_rate"),
+        ("strategy=bayes", "strategy/bayes"),
+        ("mode=serach", "mode/serach"),
+    ],
+)
 def test_unknown_or_mistyped_overrides_fail_at_composition_naming_the_key(override, key) -> None:
     with pytest.raises(ConfigCompositionException) as error:
         compose_config(override)

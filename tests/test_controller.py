@@ -12,9 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from mnms.search.controller import Controller, ControllerConfig
-from mnms.utils.config import from_config
 from mnms.search.space import SearchSpace
 from mnms.search.task_embedding import TaskEmbedding
+from mnms.utils.config import from_config
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "search_space"
 SMALL = SearchSpace.from_config(OmegaConf.load(CONF / "small.yaml"))

@@ -55,8 +55,9 @@ def sha256(path: Path) -> str:
 
 
 def reviews(n: int, offset: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"text": [f"review {offset + i}" for i in range(n)],
-                         "label": ["good" if i % 3 else "bad" for i in range(n)]})
+    return pd.DataFrame(
+        {"text": [f"review {offset + i}" for i in range(n)], "label": ["good" if i % 3 else "bad" for i in range(n)]}
+    )
 
 
 def write_spec(folder: Path, name: str, downloads: list[dict], **fields) -> None:
@@ -69,8 +70,10 @@ def served_files(server: Server) -> list[dict]:
     """A CSV train file and a Parquet test file, as spec download entries."""
     reviews(90).to_csv(server.root / "train.csv", index=False)
     reviews(30, offset=500).to_parquet(server.root / "test.parquet")
-    return [{"url": f"{server.url}/{name}", "sha256": sha256(server.root / name), "split": split}
-            for name, split in (("train.csv", "train"), ("test.parquet", "test"))]
+    return [
+        {"url": f"{server.url}/{name}", "sha256": sha256(server.root / name), "split": split}
+        for name, split in (("train.csv", "train"), ("test.parquet", "test"))
+    ]
 
 
 def test_download_is_verified_converted_and_fetched_once(tmp_path: Path, server: Server, served_files) -> None:
@@ -128,12 +131,15 @@ def test_unreachable_file_names_the_url(tmp_path: Path, server: Server) -> None:
     assert list((tmp_path / "raw").iterdir()) == []
 
 
-@pytest.mark.parametrize("entry, expected", [
-    ({"url": "http://h/a.csv", "sha256": "abc", "split": "train"}, r"invalid sha256 'abc'.*quoted string"),
-    ({"url": "http://h/a.csv", "sha256": "0" * 64, "split": "dev"}, r"invalid download split 'dev'"),
-    ({"url": "http://h/", "sha256": "0" * 64, "split": "train"}, r"invalid download filename ''.*add `filename:`"),
-    ({"url": "http://h/a.csv", "split": "train"}, r"invalid downloads entry .*give url, sha256 and split"),
-])
+@pytest.mark.parametrize(
+    "entry, expected",
+    [
+        ({"url": "http://h/a.csv", "sha256": "abc", "split": "train"}, r"invalid sha256 'abc'.*quoted string"),
+        ({"url": "http://h/a.csv", "sha256": "0" * 64, "split": "dev"}, r"invalid download split 'dev'"),
+        ({"url": "http://h/", "sha256": "0" * 64, "split": "train"}, r"invalid download filename ''.*add `filename:`"),
+        ({"url": "http://h/a.csv", "split": "train"}, r"invalid downloads entry .*give url, sha256 and split"),
+    ],
+)
 def test_bad_download_entries_fail_before_fetching(tmp_path: Path, entry: dict, expected: str) -> None:
     write_spec(tmp_path, "web", [entry])
     with pytest.raises(TaskError, match=expected):

@@ -247,8 +247,9 @@ def test_hashing_is_stable_across_processes(tasks) -> None:
     )
     for seed in ("1", "2"):  # Python's str hash differs per seed; ours must not
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(REPO)}
-        done = subprocess.run([sys.executable, "-c", script], input=json.dumps(texts), env=env,
-                              capture_output=True, text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", script], input=json.dumps(texts), env=env, capture_output=True, text=True, check=True
+        )
         assert json.loads(done.stdout) == here
 
 
@@ -276,8 +277,9 @@ def test_cached_encoders_never_import_their_models(tasks, data_dir, session_cach
         ("fr-vectors", "french-allocine-tv", False),
     ]
     for name, task_name, fine_tune in cases:
-        get_encoder(name).encode(tasks[task_name], fine_tune=fine_tune, pooling="mean",
-                                 cache=FeatureCache(session_cache_dir))
+        get_encoder(name).encode(
+            tasks[task_name], fine_tune=fine_tune, pooling="mean", cache=FeatureCache(session_cache_dir)
+        )
     script = (
         "import json, sys\nfrom pathlib import Path\n"
         "from test_encoders import get_encoder, load_task, FeatureCache\n"

@@ -15,22 +15,21 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 from test_search import CHEAP_SPACE, TASKS, comparable
 
 from helpers.configs import compose_config, default_strategy
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
+from mnms.data.tasks import load_task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.base import Executor, SequentialConfig, SequentialExecutor, TrialOutcome, TrialRequest
-from mnms.executors.runner import ChildRunner
 from mnms.executors.local import LocalConfig, core_shares
 from mnms.executors.ray import RayConfig
+from mnms.executors.runner import ChildRunner
 from mnms.executors.schedule import CostModel
-from mnms.search.records import read_trials
 from mnms.search.loop import Search, SearchConfig
+from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
-from mnms.data.tasks import load_task
 
 TRIALS, BATCH = 12, 4
 PARALLEL = {"local": {"kind": "local", "workers": 2}, "ray": {"kind": "ray", "num_cpus": 2}}
@@ -65,8 +64,16 @@ def run_search(run_dir: Path, executor: Executor) -> list[dict]:
     space = SearchSpace.from_config(CHEAP_SPACE)
     strategy = default_strategy("ppo", space, list(TASKS))
     cfg = SearchConfig(trials=TRIALS, batch_size=BATCH, progress=False)
-    Search(cfg, list(TASKS), strategy, executor, run_dir, child_defaults={"batch_size": 32}, seed=0,
-           signature={"space": space.signature()}).run()
+    Search(
+        cfg,
+        list(TASKS),
+        strategy,
+        executor,
+        run_dir,
+        child_defaults={"batch_size": 32},
+        seed=0,
+        signature={"space": space.signature()},
+    ).run()
     return read_trials(run_dir)
 
 
@@ -93,8 +100,11 @@ def _stat(pid: int) -> tuple[str, int] | None:
 def descendants() -> set[int]:
     """Every live process below this one (Ray's raylet, GCS and workers, or local workers),
     except multiprocessing's resource tracker, which serves the test process until it exits."""
-    parents = {int(entry.name): stat[1] for entry in Path("/proc").iterdir()
-               if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[0] != "Z"}
+    parents = {
+        int(entry.name): stat[1]
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit() and (stat := _stat(int(entry.name))) and stat[0] != "Z"
+    }
     found, frontier = set(), {os.getpid()}
     while frontier:
         frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
@@ -118,6 +128,7 @@ def assert_all_gone(pids: set[int], within: float = 15.0) -> None:
 
 # --- configuration -----------------------------------------------------------------
 
+
 def test_options_are_validated_with_the_fix_in_the_message() -> None:
     with pytest.raises(ValueError, match=r"executor.kind='threads' is unknown; valid kinds are \['sequential'"):
         executor_config({"kind": "threads"})
@@ -131,7 +142,9 @@ def test_options_are_validated_with_the_fix_in_the_message() -> None:
         executor_config({"kind": "ray", "cpus_per_child": 0})
     with pytest.raises(ValueError, match=r"leave executor.num_cpus and executor.temp_dir null"):
         executor_config({"kind": "ray", "address": "auto", "num_cpus": 4})
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['executor.workers'\]; valid keys under executor are \['kind'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown key\(s\) \['executor.workers'\]; valid keys under executor are \['kind'\]"
+    ):
         executor_config({"kind": "sequential", "workers": 2})
 
 
@@ -158,8 +171,13 @@ def test_cost_model_dispatches_unseen_then_slowest_first_ties_in_request_order()
     for seconds, req in [(0.4, request(0, "words")), (0.2, request(1, "words")), (2.0, request(2, "char-ngrams"))]:
         costs.record(req, TrialOutcome("ok", wall_seconds=seconds))
     assert costs.predict(request(9, "words")) == pytest.approx(0.3)
-    batch = [request(10, "words"), request(11, "char-ngrams"), request(12, "words", batch_size=32),
-             request(13, "words"), request(14, "char-ngrams")]
+    batch = [
+        request(10, "words"),
+        request(11, "char-ngrams"),
+        request(12, "words", batch_size=32),
+        request(13, "words"),
+        request(14, "char-ngrams"),
+    ]
     # batch 32 words is unseen: first; then both char-ngrams, then both words, each pair in order.
     assert costs.longest_first(batch) == [2, 1, 4, 0, 3]
 
@@ -179,11 +197,11 @@ def test_runner_ships_without_its_memo_and_with_an_absolute_cache(data_dir, cach
 
 # --- real searches ------------------------------------------------------------------
 
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("kind", PARALLEL)
-def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, cache_dir, reference,
-                                                               tmp_path) -> None:
+def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, cache_dir, reference, tmp_path) -> None:
     before = descendants()
     evaluator = make_executor(executor_config(PARALLEL[kind]), make_runner(data_dir, cache_dir))
     try:
@@ -203,8 +221,7 @@ def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, c
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("kind", PARALLEL)
-def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cache_dir, reference,
-                                                            tmp_path) -> None:
+def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cache_dir, reference, tmp_path) -> None:
     trained = [row.trial for row in reference if row.reused_from is None]
     once, twice = trained[0], [t for t in trained if t >= TRIALS - BATCH][0]  # twice: last step, so no later drift
     markers = tmp_path / "markers"
@@ -222,7 +239,8 @@ def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cach
     finally:
         evaluator.close()
     assert sorted(p.name for p in markers.iterdir()) == sorted(
-        [f"trial{once}-0", f"trial{once}-1", f"trial{twice}-0", f"trial{twice}-1"])  # one retry each
+        [f"trial{once}-0", f"trial{once}-1", f"trial{twice}-0", f"trial{twice}-1"]
+    )  # one retry each
     assert comparable(rows[:twice]) == comparable(reference[:twice])  # the killed-once trial recorded right
     failed = rows[twice]
     assert (failed.status, failed.reward, failed.metrics) == ("failed", 0.0, {})

@@ -9,9 +9,10 @@ composition and ``mnms.app.run``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import torch
 
@@ -78,8 +79,15 @@ class FirstChoiceStrategy(Strategy):
 def test_a_new_strategy(data_dir, session_cache_dir, tmp_path, monkeypatch) -> None:
     monkeypatch.setitem(STRATEGIES._classes, "first", FirstChoiceStrategy)  # the registry line
     searchpath = plugin_conf(tmp_path, "strategy", "first", "/schema/strategy/first@_here_")
-    cfg, _ = tiny_run(tmp_path / "run", session_cache_dir, searchpath, "strategy=first", "strategy.batch_share=0.5",
-                      "tasks=[trec]", "search.trials=4")
+    cfg, _ = tiny_run(
+        tmp_path / "run",
+        session_cache_dir,
+        searchpath,
+        "strategy=first",
+        "strategy.batch_share=0.5",
+        "tasks=[trec]",
+        "search.trials=4",
+    )
     assert cfg.strategy.batch_share == 0.5
     rows = read_trials(tmp_path / "run")
     assert [row.decisions for row in rows] == [{"encoder": "words", "hidden_layers": 0, "learning_rate": 0.001}] * 4
@@ -114,8 +122,9 @@ def test_a_new_executor(data_dir, session_cache_dir, tmp_path, monkeypatch) -> N
     tiny_run(tmp_path / "sequential", session_cache_dir, *common)
     tiny_run(tmp_path / "backwards", session_cache_dir, searchpath, "executor=backwards", *common)
     sequential, backwards = read_trials(tmp_path / "sequential"), read_trials(tmp_path / "backwards")
-    assert [(r.arch, r.metrics["val_accuracy"]) for r in backwards] == [(r.arch, r.metrics["val_accuracy"])
-                                                                        for r in sequential]
+    assert [(r.arch, r.metrics["val_accuracy"]) for r in backwards] == [
+        (r.arch, r.metrics["val_accuracy"]) for r in sequential
+    ]
 
 
 class LengthEncoder(Encoder):
@@ -130,8 +139,11 @@ class LengthEncoder(Encoder):
 
         splits = {}
         for split, data in task.splits.items():
-            entry, _ = cached(cache, self.cache_key("lengths", {"texts": task.fingerprint(split)}),
-                              lambda data=data: features(data.texts))
+            entry, _ = cached(
+                cache,
+                self.cache_key("lengths", {"texts": task.fingerprint(split)}),
+                lambda data=data: features(data.texts),
+            )
             splits[split] = entry
         return EncodedTask(splits=splits, dim=2, make_input_layer=DenseInput, from_cache=False)
 
@@ -140,8 +152,15 @@ def test_a_new_encoder(data_dir, session_cache_dir, tmp_path, monkeypatch) -> No
     monkeypatch.setitem(encoders.ENCODERS, "lengths", LengthEncoder)
     # Its YAML is the search space that offers it (conf/search_space/default.yaml gains a choice); the
     # encoders section gets its options from the class.
-    cfg, _ = tiny_run(tmp_path / "run", session_cache_dir, "search_space.decisions.0.choices=[lengths,words]",
-                      "encoders.lengths.scale=0.1", "tasks=[trec]", "search.trials=8", "strategy=random")
+    cfg, _ = tiny_run(
+        tmp_path / "run",
+        session_cache_dir,
+        "search_space.decisions.0.choices=[lengths,words]",
+        "encoders.lengths.scale=0.1",
+        "tasks=[trec]",
+        "search.trials=8",
+        "strategy=random",
+    )
     assert cfg.encoders.lengths.scale == 0.1
     rows = read_trials(tmp_path / "run")
     assert "lengths" in {row.arch["encoder"] for row in rows} and all(row.status == "ok" for row in rows)

@@ -33,8 +33,12 @@ def imported(path: Path, modules: dict[str, Path]) -> set[str]:
     """The project modules ``path`` imports, at any depth, except under ``if TYPE_CHECKING:``."""
     found: set[str] = set()
     tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-               for node in ast.walk(block)}
+    skipped = {
+        id(node)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
+        for node in ast.walk(block)
+    }
     for node in ast.walk(tree):
         if id(node) in skipped:
             continue
@@ -109,6 +113,12 @@ def test_every_module_imports_alone_in_a_fresh_interpreter_in_a_random_order() -
     seed = random.randrange(2**32)
     random.Random(seed).shuffle(names)
     script = "import importlib, sys\nfor name in sys.argv[1:]:\n    importlib.import_module(name)\n"
-    done = subprocess.run([sys.executable, "-c", script, *names], cwd=ROOT, capture_output=True, text=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *names],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=300,
+    )
     assert done.returncode == 0, f"import order (random seed {seed}): {names}\n{done.stderr[-3000:]}"

@@ -7,15 +7,15 @@ import io
 import pytest
 import torch
 from omegaconf import OmegaConf
+from test_search import comparable
 
-from mnms.transfer.artifact import ARTIFACT_FILE
-from mnms.search.strategies.optuna import OptunaStrategy
+from helpers.configs import default_strategy, shipped_strategy
+from helpers.tiny_search import CONF, tiny_run
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
-from helpers.configs import default_strategy, shipped_strategy
 from mnms.search.strategies import Strategy, strategy_config
-from helpers.tiny_search import CONF, tiny_run
-from test_search import comparable
+from mnms.search.strategies.optuna import OptunaStrategy
+from mnms.transfer.artifact import ARTIFACT_FILE
 
 DEFAULT = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "default.yaml")))
 BATCH = 8

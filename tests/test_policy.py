@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import io
 import random
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,8 +13,13 @@ from omegaconf import OmegaConf
 from helpers.configs import CONF, shipped_strategy
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import Strategy, make_strategy, strategy_config
-from mnms.search.strategies.policy_gradient import (Experience, PolicyConfig, PolicyGradientStrategy, ReplayBank,
-                                                    TaskBaselines)
+from mnms.search.strategies.policy_gradient import (
+    Experience,
+    PolicyConfig,
+    PolicyGradientStrategy,
+    ReplayBank,
+    TaskBaselines,
+)
 from mnms.search.strategies.random import RandomStrategy
 from mnms.utils.config import from_config
 
@@ -74,8 +78,13 @@ def test_policy_config_validation():
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.policy.lr'\]"):
         from_config(PolicyConfig, {"lr": 0.1})
     for bad in (
-        {"advantage": "zscore"}, {"learning_rate": 0.0}, {"baseline_decay": 1.0},
-        {"ppo_clip": 0.0}, {"ppo_epochs": 0}, {"bank_capacity": 2.5}, {"entropy_weight": -1.0},
+        {"advantage": "zscore"},
+        {"learning_rate": 0.0},
+        {"baseline_decay": 1.0},
+        {"ppo_clip": 0.0},
+        {"ppo_epochs": 0},
+        {"bank_capacity": 2.5},
+        {"entropy_weight": -1.0},
     ):
         with pytest.raises(ValueError):
             PolicyConfig(**bad)
@@ -84,14 +93,21 @@ def test_policy_config_validation():
 def test_strategy_configs_are_checked_against_the_registry():
     with pytest.raises(ValueError, match=r"strategy.kind='bayes' is unknown; valid kinds are \['ppo', 'reinforce'"):
         strategy_config({"kind": "bayes"})
-    with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.policy'\]; valid keys under strategy are \['kind'\]"):
+    with pytest.raises(
+        ValueError, match=r"unknown key\(s\) \['strategy.policy'\]; valid keys under strategy are \['kind'\]"
+    ):
         strategy_config({"kind": "random", "policy": {"learning_rate": 0.1}})
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.controller.hidden'\]"):
         strategy_config({"kind": "ppo", "controller": {"hidden": 3}})
     ppo = strategy_config({"kind": "ppo"})
     with pytest.raises(ValueError, match="strategy=random trains no controller"):
-        make_strategy(strategy_config({"kind": "random"}), DEFAULT, ["a"], 0,
-                      controller=make_strategy(ppo, DEFAULT, ["a"], 0).controller)
+        make_strategy(
+            strategy_config({"kind": "random"}),
+            DEFAULT,
+            ["a"],
+            0,
+            controller=make_strategy(ppo, DEFAULT, ["a"], 0).controller,
+        )
     for kind in ("ppo", "reinforce", "random"):
         assert strategy(kind, ["a"], 0).name == kind
 
@@ -104,7 +120,7 @@ def test_random_strategy_is_uniform_over_active_choices():
     encoders = [p.arch["encoder"] for p in proposals]
     assert all(abs(encoders.count(e) / 2000 - 0.2) < 0.04 for e in DEFAULT["encoder"].choices)
     assert random_search.observe("a", proposals[:2], [0.5, 0.6]) == {}
-    uniform = {c: 0.25 for c in ("adam", "adamw", "sgd", "rmsprop")}
+    uniform = dict.fromkeys(("adam", "adamw", "sgd", "rmsprop"), 0.25)
     assert random_search.choice_probabilities("a")["optimizer"] == uniform
 
 

@@ -9,15 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 from omegaconf import OmegaConf
-
-from mnms.transfer.artifact import load_controller_artifact
-from mnms.search.controller import Controller, ControllerConfig
-from mnms.transfer.decode import ProposeConfig, beam_search, controller_for_task
-from mnms.utils.io import RunDir
-from mnms.search.space import SearchSpace
-from mnms.utils.config import from_config
-from helpers.tiny_search import CONF, pretrained, tiny_run  # noqa: F401 - fixture
 from test_controller import all_archs
+
+from helpers.tiny_search import CONF, pretrained, tiny_run  # noqa: F401 - fixture
+from mnms.search.controller import Controller, ControllerConfig
+from mnms.search.space import SearchSpace
+from mnms.transfer.artifact import load_controller_artifact
+from mnms.transfer.decode import ProposeConfig, beam_search, controller_for_task
+from mnms.utils.config import from_config
+from mnms.utils.io import RunDir
 
 DEFAULT = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "default.yaml")))
 
@@ -66,8 +66,16 @@ def test_an_unseen_task_gets_an_embedding_per_init(pretrained) -> None:
 
 
 def test_mode_propose_prints_saves_and_trains_the_proposals(pretrained, session_cache_dir, tmp_path) -> None:
-    _, best = tiny_run(tmp_path, session_cache_dir, "mode=propose", f"transfer.from={pretrained}", "task=mr",
-                       "transfer.init=mean", "propose.k=3", "propose.train=true")
+    _, best = tiny_run(
+        tmp_path,
+        session_cache_dir,
+        "mode=propose",
+        f"transfer.from={pretrained}",
+        "task=mr",
+        "transfer.init=mean",
+        "propose.k=3",
+        "propose.train=true",
+    )
     saved = json.loads((tmp_path / RunDir.PROPOSALS).read_text())
     rows = saved["proposals"]
     assert saved["embedding"] == "new, transfer.init=mean" and [row["rank"] for row in rows] == [1, 2, 3]
@@ -77,8 +85,16 @@ def test_mode_propose_prints_saves_and_trains_the_proposals(pretrained, session_
     assert all(math.isclose(row["probability"], math.exp(row["log_prob"])) for row in rows)
     assert all(row["arch"]["batch_size"] == 64 and row["decisions"].items() <= row["arch"].items() for row in rows)
 
-    _, untrained = tiny_run(tmp_path / "greedy", session_cache_dir, "mode=propose", f"transfer.from={pretrained}",
-                            "task=mr", "transfer.init=mean", "propose.method=greedy", "propose.k=1")
+    _, untrained = tiny_run(
+        tmp_path / "greedy",
+        session_cache_dir,
+        "mode=propose",
+        f"transfer.from={pretrained}",
+        "task=mr",
+        "transfer.init=mean",
+        "propose.method=greedy",
+        "propose.k=1",
+    )
     greedy = json.loads((tmp_path / "greedy" / RunDir.PROPOSALS).read_text())["proposals"]
     assert untrained is None and len(greedy) == 1 and "status" not in greedy[0]
     assert greedy[0]["decisions"] == rows[0]["decisions"]  # greedy is the top of the beam here

@@ -25,15 +25,15 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from helpers.configs import default_strategy  # noqa: E402
 from mnms.child.config import ChildTrainerConfig  # noqa: E402
+from mnms.data.tasks import load_task  # noqa: E402
 from mnms.executors.base import SequentialExecutor  # noqa: E402
 from mnms.executors.runner import ChildRunner  # noqa: E402
 from mnms.report import build_report  # noqa: E402
-from mnms.transfer.artifact import save_controller_artifact  # noqa: E402
 from mnms.report.__main__ import main as report_main  # noqa: E402
 from mnms.report.plots import embedding_panels  # noqa: E402
 from mnms.search.loop import Search, SearchConfig  # noqa: E402
 from mnms.search.space import SearchSpace  # noqa: E402
-from mnms.data.tasks import load_task  # noqa: E402
+from mnms.transfer.artifact import save_controller_artifact  # noqa: E402
 
 TASKS = ("trec", "langid-tatoeba")
 SPACE = {
@@ -47,16 +47,22 @@ SPACE = {
 TRIALS = 24  # 12 per task: enough for the @10 column and two choice windows of 10
 
 
-def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, job_type: str | None,
-                seed: int) -> None:
+def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, job_type: str | None, seed: int) -> None:
     """A real search in ``run_dir``, plus the files a Hydra job and the artifact writer leave there."""
     tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
     space = SearchSpace.from_config(SPACE)
     strategy = default_strategy(kind, space, list(TASKS), seed)
     runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
-    search = Search(SearchConfig(trials=TRIALS, batch_size=4, progress=False), list(TASKS), strategy,
-                    SequentialExecutor(runner), run_dir, child_defaults={"batch_size": 32}, seed=seed,
-                    signature={})
+    search = Search(
+        SearchConfig(trials=TRIALS, batch_size=4, progress=False),
+        list(TASKS),
+        strategy,
+        SequentialExecutor(runner),
+        run_dir,
+        child_defaults={"batch_size": 32},
+        seed=seed,
+        signature={},
+    )
     (run_dir / "summary.json").write_text(json.dumps(search.run()))
     config = {"seed": seed, "tasks": list(TASKS), "strategy": {"kind": kind}, "logger": {"job_type": job_type}}
     (run_dir / ".hydra").mkdir()
@@ -71,8 +77,9 @@ def study_dir(data_dir: Path, session_cache_dir: Path, tmp_path_factory: pytest.
     root = tmp_path_factory.mktemp("study")
     for kind, job_type in (("ppo", "scratch"), ("random", None)):
         for seed in (0, 1):
-            _search_run(root / f"{kind}-seed{seed}", data_dir, session_cache_dir, kind=kind, job_type=job_type,
-                        seed=seed)
+            _search_run(
+                root / f"{kind}-seed{seed}", data_dir, session_cache_dir, kind=kind, job_type=job_type, seed=seed
+            )
     return root
 
 
@@ -120,24 +127,37 @@ def test_each_task_has_a_row_per_mode_with_seed_counts(report: Path) -> None:
 
 def test_table_numbers_match_the_trial_logs(study_dir: Path, report: Path) -> None:
     table = _table(report.read_text(), "trec")
-    best_at_10 = [max(r["metrics"]["val_accuracy"] for r in _trials(study_dir / f"random-seed{s}", "trec")[:10]
-                      if r["status"] == "ok") for s in (0, 1)]
+    best_at_10 = [
+        max(
+            r["metrics"]["val_accuracy"]
+            for r in _trials(study_dir / f"random-seed{s}", "trec")[:10]
+            if r["status"] == "ok"
+        )
+        for s in (0, 1)
+    ]
     expected = f"{statistics.mean(best_at_10):.3f} ± {statistics.stdev(best_at_10):.3f}"
     assert table["random"]["best val @10"] == expected
 
     opening = [statistics.mean(r["reward"] for r in _trials(study_dir / f"ppo-seed{s}", "trec")[:10]) for s in (0, 1)]
-    assert table["scratch"]["mean reward, first 10"] == f"{statistics.mean(opening):.3f} ± {statistics.stdev(opening):.3f}"
+    assert (
+        table["scratch"]["mean reward, first 10"] == f"{statistics.mean(opening):.3f} ± {statistics.stdev(opening):.3f}"
+    )
 
     top_test = []
     for seed in (0, 1):
-        distinct = {json.dumps(r["arch"], sort_keys=True): r for r in reversed(_trials(study_dir / f"ppo-seed{seed}", "trec"))
-                    if r["status"] == "ok"}  # reversed: the first trial of an architecture wins
+        distinct = {
+            json.dumps(r["arch"], sort_keys=True): r
+            for r in reversed(_trials(study_dir / f"ppo-seed{seed}", "trec"))
+            if r["status"] == "ok"
+        }  # reversed: the first trial of an architecture wins
         ranked = sorted(distinct.values(), key=lambda r: (-r["metrics"]["val_accuracy"], r["trial"]))[:5]
         top_test.append(statistics.mean(r["metrics"]["test_accuracy"] for r in ranked))
     assert table["scratch"]["top-5 test acc"] == f"{statistics.mean(top_test):.3f} ± {statistics.stdev(top_test):.3f}"
 
-    target = 0.95 * statistics.mean(max(r["metrics"]["val_accuracy"] for r in _trials(study_dir / f"ppo-seed{s}", "trec")
-                                        if r["status"] == "ok") for s in (0, 1))
+    target = 0.95 * statistics.mean(
+        max(r["metrics"]["val_accuracy"] for r in _trials(study_dir / f"ppo-seed{s}", "trec") if r["status"] == "ok")
+        for s in (0, 1)
+    )
     reach = []
     for seed in (0, 1):
         best = 0.0
@@ -153,11 +173,20 @@ def test_table_numbers_match_the_trial_logs(study_dir: Path, report: Path) -> No
         assert cell.startswith(f"{statistics.mean(reach):.1f}")
 
 
-def test_cli_writes_to_out_and_names_a_folder_without_runs(study_dir: Path, tmp_path: Path, capsys,
-                                                           monkeypatch) -> None:
+def test_cli_writes_to_out_and_names_a_folder_without_runs(
+    study_dir: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
     monkeypatch.chdir(study_dir.parent)
-    report_main([str(study_dir / "ppo-seed0"), str(study_dir / "random-seed1"), "--out", str(tmp_path / "out"),
-                 "--decisions", "1"])
+    report_main(
+        [
+            str(study_dir / "ppo-seed0"),
+            str(study_dir / "random-seed1"),
+            "--out",
+            str(tmp_path / "out"),
+            "--decisions",
+            "1",
+        ]
+    )
     assert f"report: {tmp_path / 'out' / 'report.md'}" in capsys.readouterr().out
     # Runs below the working directory are named relative to it (a committed report names no home dir).
     assert f"2 runs under `{study_dir.name}` " in (tmp_path / "out" / "report.md").read_text()
@@ -175,8 +204,10 @@ def test_transfer_runs_from_one_controller_share_a_similarity_panel() -> None:
     generator = torch.Generator().manual_seed(0)
     pretrained = torch.randn(3, 8, generator=generator)
     names = ["sst2", "trec", "subj"]
-    runs = {f"mr/transfer-seed{seed}": ([*names, "mr"], torch.cat([pretrained, torch.randn(1, 8, generator=generator)]))
-            for seed in (0, 1)}
+    runs = {
+        f"mr/transfer-seed{seed}": ([*names, "mr"], torch.cat([pretrained, torch.randn(1, 8, generator=generator)]))
+        for seed in (0, 1)
+    }
     runs["other-search"] = (names, torch.randn(3, 8, generator=generator))  # a controller of its own
     panels = embedding_panels(runs)
     assert list(panels) == ["2 runs", "other-search"]

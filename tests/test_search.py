@@ -17,15 +17,15 @@ from pathlib import Path
 import pytest
 
 from helpers.configs import default_strategy
+from helpers.wandb_reader import find_offline_runs, read_offline_run
 from mnms.child.config import ChildTrainerConfig
+from mnms.data.tasks import load_task
 from mnms.executors.base import SequentialExecutor
 from mnms.executors.runner import ChildRunner
-from mnms.search.records import TrialRecord, read_trials
 from mnms.search.loop import Search, SearchConfig
+from mnms.search.records import TrialRecord, read_trials
 from mnms.search.space import SearchSpace
-from mnms.data.tasks import load_task
 from mnms.tracking import Tracker, TrackingConfig
-from helpers.wandb_reader import find_offline_runs, read_offline_run
 
 ROOT = Path(__file__).resolve().parents[1]
 CHEAP_SPACE = {
@@ -44,22 +44,41 @@ METRIC_TIMING = ("total_seconds", "train_seconds", "features_from_cache")
 def comparable(rows: list[TrialRecord]) -> list[dict]:
     """The records without what legitimately differs between two runs of one search: timings."""
     return [
-        {**{k: v for k, v in row.to_json().items() if k not in TIMING},
-         "metrics": {k: v for k, v in row.metrics.items() if k not in METRIC_TIMING}}
+        {
+            **{k: v for k, v in row.to_json().items() if k not in TIMING},
+            "metrics": {k: v for k, v in row.metrics.items() if k not in METRIC_TIMING},
+        }
         for row in rows
     ]
 
 
-def make_search(run_dir: Path, data_dir: Path, cache_dir: Path, *, space=CHEAP_SPACE, kind="ppo",
-                trials=12, tracker=None, reuse=True) -> Search:
+def make_search(
+    run_dir: Path,
+    data_dir: Path,
+    cache_dir: Path,
+    *,
+    space=CHEAP_SPACE,
+    kind="ppo",
+    trials=12,
+    tracker=None,
+    reuse=True,
+) -> Search:
     tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
     search_space = SearchSpace.from_config(space)
     strategy = default_strategy(kind, search_space, list(TASKS))
     runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
     cfg = SearchConfig(trials=trials, batch_size=4, progress=False, reuse_rewards=reuse)
-    return Search(cfg, list(TASKS), strategy, SequentialExecutor(runner), run_dir,
-                  child_defaults={"batch_size": 32}, seed=0, signature={"space": search_space.signature()},
-                  tracker=tracker)
+    return Search(
+        cfg,
+        list(TASKS),
+        strategy,
+        SequentialExecutor(runner),
+        run_dir,
+        child_defaults={"batch_size": 32},
+        seed=0,
+        signature={"space": search_space.signature()},
+        tracker=tracker,
+    )
 
 
 def test_search_records_every_trial_and_the_best_per_task(data_dir, tmp_path) -> None:
@@ -119,22 +138,35 @@ def test_wandb_offline_run_holds_every_trial(data_dir, tmp_path) -> None:
 
 
 def _search_command(run_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "train.py", "tasks=[trec,langid-tatoeba]", "search_space=small",
-            "search.trials=24", "search.batch_size=4", "max_examples=300", "trainer.max_epochs=2",
-            "logger=none", "search.progress=false", f"hydra.run.dir={run_dir}", *extra]
+    return [
+        sys.executable,
+        "train.py",
+        "tasks=[trec,langid-tatoeba]",
+        "search_space=small",
+        "search.trials=24",
+        "search.batch_size=4",
+        "max_examples=300",
+        "trainer.max_epochs=2",
+        "logger=none",
+        "search.progress=false",
+        f"hydra.run.dir={run_dir}",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_sigkilled_search_resumes_to_the_same_trial_sequence(data_dir, tmp_path) -> None:
     env = {**os.environ, "MNMS_CACHE_DIR": str(tmp_path / "cache")}
     # The small space includes minilm; warm its cache so both runs time alike.
-    reference = subprocess.run(_search_command(tmp_path / "reference"), cwd=ROOT, env=env,
-                               capture_output=True, text=True, timeout=600)
+    reference = subprocess.run(
+        _search_command(tmp_path / "reference"), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert reference.returncode == 0, reference.stderr[-3000:]
 
     victim_dir = tmp_path / "victim"
-    victim = subprocess.Popen(_search_command(victim_dir), cwd=ROOT, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    victim = subprocess.Popen(
+        _search_command(victim_dir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     log = victim_dir / "trials.jsonl"
     while time.monotonic() < deadline and victim.poll() is None:
@@ -147,8 +179,14 @@ def test_sigkilled_search_resumes_to_the_same_trial_sequence(data_dir, tmp_path)
     killed_at = len(read_trials(victim_dir))
     assert 0 < killed_at < 24
 
-    resumed = subprocess.run(_search_command(tmp_path / "ignored", f"resume={victim_dir}"), cwd=ROOT, env=env,
-                             capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(
+        _search_command(tmp_path / "ignored", f"resume={victim_dir}"),
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert comparable(read_trials(victim_dir)) == comparable(read_trials(tmp_path / "reference"))
     summary = json.loads((victim_dir / "summary.json").read_text())

@@ -108,14 +108,14 @@ def test_shipped_spaces_load_and_round_trip():
 
 def test_active_follows_conditions_on_earlier_choices():
     space = load("default")
-    assert space.active("encoder", {})
-    assert space.active("fine_tune", {"encoder": "fr-vectors"})
-    assert not space.active("fine_tune", {"encoder": "minilm"})
-    assert not space.active("pooling", {"encoder": "minilm"})
-    assert space.active("pooling", {"encoder": "words"})
-    assert not space.active("width_2", {"hidden_layers": 1})
-    assert space.active("width_2", {"hidden_layers": 2})
-    assert not space.active("width_2", {})  # an undecided condition is false
+    assert space["encoder"].active({})
+    assert space["fine_tune"].active({"encoder": "fr-vectors"})
+    assert not space["fine_tune"].active({"encoder": "minilm"})
+    assert not space["pooling"].active({"encoder": "minilm"})
+    assert space["pooling"].active({"encoder": "words"})
+    assert not space["width_2"].active({"hidden_layers": 1})
+    assert space["width_2"].active({"hidden_layers": 2})
+    assert not space["width_2"].active({})  # an undecided condition is false
 
 
 def test_is_valid_requires_exactly_the_active_decisions():
@@ -126,8 +126,9 @@ def test_is_valid_requires_exactly_the_active_decisions():
     assert not space.is_valid({k: v for k, v in good.items() if k != "width_1"})  # missing
     assert not space.is_valid({**good, "width_1": 512})  # not a choice
     assert not space.is_valid({**good, "batch_size": 32})  # not a decision
-    assert space.is_valid({"encoder": "words", "pooling": "sqrtn", "hidden_layers": 2, "width_1": 128,
-                           "width_2": 256, "dropout": 0.5})
+    assert space.is_valid(
+        {"encoder": "words", "pooling": "sqrtn", "hidden_layers": 2, "width_1": 128, "width_2": 256, "dropout": 0.5}
+    )
 
 
 def test_signature_is_stable_and_changes_with_the_space():
@@ -155,13 +156,6 @@ def test_size_counts_distinct_architectures():
     # x hidden layers (none: 1; else widths x activation 4 x normalisation 3) x the unconditional rest.
     hidden = 1 + (4 + 16 + 64) * 4 * 3
     assert load("default").size() == (1 + 2 * 4 + 2 * 2) * hidden * (4 * 4 * 4 * 3 * 3)
-
-
-def test_describe_has_one_row_per_decision():
-    rows = load("small").describe()
-    assert [r["decision"] for r in rows] == ["encoder", "hidden_layers", "width_1", "learning_rate"]
-    assert rows[2] == {"decision": "width_1", "choices": "64, 256", "when": "hidden_layers in [1]"}
-    assert rows[0]["when"] == "always"
 
 
 def test_bool_and_int_choices_are_not_confused():

@@ -32,7 +32,11 @@ def study_config(*overrides: str, hydra: bool = False):
 def test_one_job_searches_its_held_out_task_in_the_study_group() -> None:
     cfg = study_config("study=scratch", "study.held_out=sst5", "seed=2")
     assert list(cfg.tasks) == ["sst5"]  # any task of the data dir can be held out
-    assert (cfg.logger.group, cfg.logger.job_type, cfg.logger.name) == ("transfer-study", "scratch", "sst5-scratch-seed2")
+    assert (cfg.logger.group, cfg.logger.job_type, cfg.logger.name) == (
+        "transfer-study",
+        "scratch",
+        "sst5-scratch-seed2",
+    )
     assert cfg.strategy.kind == "ppo" and cfg.transfer["from"] is None
 
 
@@ -45,17 +49,23 @@ def test_modes_choose_the_strategy_and_the_starting_point(tmp_path: Path) -> Non
     assert OmegaConf.to_container(transfer.strategy) == OmegaConf.to_container(scratch.strategy)
     for baseline in ("random", "optuna"):  # exactly as if composed with strategy=<baseline>
         cfg = study_config(f"study={baseline}", f"study.pretrained={pretrained}")
-        assert OmegaConf.to_container(cfg.strategy) == OmegaConf.to_container(compose_config(f"strategy={baseline}").strategy)
+        assert OmegaConf.to_container(cfg.strategy) == OmegaConf.to_container(
+            compose_config(f"strategy={baseline}").strategy
+        )
         assert cfg.transfer["from"] is None and cfg.study.mode == baseline
 
 
 def test_bad_study_settings_name_the_fix() -> None:
     with pytest.raises(ConfigCompositionException, match=r"Could not find 'study/bayes'"):
         study_config("study=bayes")
-    with pytest.raises(FileNotFoundError, match=r"transfer.from='<set study.pretrained to the run dir of .*experiment=pretrain"):
+    with pytest.raises(
+        FileNotFoundError, match=r"transfer.from='<set study.pretrained to the run dir of .*experiment=pretrain"
+    ):
         load_controller_artifact(study_config("study=transfer").transfer["from"])
     stray = study_config("study=scratch", "transfer.from=outputs/pretrain/main")  # the old habit reaches every job
-    with pytest.raises(ValueError, match=r"study=scratch starts from scratch, but transfer.from='outputs/pretrain/main'"):
+    with pytest.raises(
+        ValueError, match=r"study=scratch starts from scratch, but transfer.from='outputs/pretrain/main'"
+    ):
         check_study_start(stray, stray.transfer["from"])
     check_study_start(compose_config(), None)  # not a study: nothing to check
 
@@ -96,7 +106,7 @@ def test_a_failed_job_leaves_a_failed_summary_and_a_picklable_error(tmp_path: Pa
     assert "raise Unpicklable" in summary["traceback"]
     restored = pickle.loads(pickle.dumps(job))  # what the joblib worker sends back to the sweep
     with pytest.raises(RuntimeError, match="Unpicklable: the held-out task exploded"):
-        restored.return_value
+        _ = restored.return_value  # the getter re-raises a failed job's error
 
 
 def test_a_completed_job_is_left_alone(tmp_path: Path) -> None:
@@ -109,11 +119,28 @@ def test_a_completed_job_is_left_alone(tmp_path: Path) -> None:
 def test_joblib_multirun_gives_each_job_its_own_records_and_wandb_run(data_dir: Path, tmp_path: Path) -> None:
     """scratch and random x seeds 0, 1, plus transfer without a pretrained controller (2 failing jobs)."""
     sweep = tmp_path / "sweep"
-    env = {**os.environ, "MNMS_CACHE_DIR": str(tmp_path / "cache"), "WANDB_MODE": "offline",
-           "MPLCONFIGDIR": str(tmp_path / "mpl")}
-    command = [sys.executable, "train.py", "-m", "experiment=transfer_study", "study=scratch,random,transfer",
-               "seed=0,1", "search_space=small", "search.trials=8", "search.batch_size=4", "max_examples=300",
-               "trainer.max_epochs=2", "search.progress=false", "hydra.launcher.n_jobs=2", f"hydra.sweep.dir={sweep}"]
+    env = {
+        **os.environ,
+        "MNMS_CACHE_DIR": str(tmp_path / "cache"),
+        "WANDB_MODE": "offline",
+        "MPLCONFIGDIR": str(tmp_path / "mpl"),
+    }
+    command = [
+        sys.executable,
+        "train.py",
+        "-m",
+        "experiment=transfer_study",
+        "study=scratch,random,transfer",
+        "seed=0,1",
+        "search_space=small",
+        "search.trials=8",
+        "search.batch_size=4",
+        "max_examples=300",
+        "trainer.max_epochs=2",
+        "search.progress=false",
+        "hydra.launcher.n_jobs=2",
+        f"hydra.sweep.dir={sweep}",
+    ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     # The sweep reports its failed jobs, after running them all. Exit code 0 here means the transfer jobs
     # ran as scratch: conf/study/transfer.yaml no longer sets transfer.from.
@@ -137,7 +164,9 @@ def test_joblib_multirun_gives_each_job_its_own_records_and_wandb_run(data_dir: 
         assert [row.seed for row in rows] == [int(seed)] * 8 and {row.task for row in rows} == {"trec"}
         assert [r["trial"] for r in run.tables["trials"]] == list(range(8))
         assert [r["reward"] for r in run.tables["trials"]] == pytest.approx([row.reward for row in rows])
-        assert run.config["seed"] == int(seed) and run.config["strategy"]["kind"] == ("ppo" if mode == "scratch" else mode)
+        assert run.config["seed"] == int(seed) and run.config["strategy"]["kind"] == (
+            "ppo" if mode == "scratch" else mode
+        )
         assert (run.config["logger"]["group"], run.config["logger"]["job_type"]) == ("transfer-study", mode)
         summary = json.loads((sweep / "trec" / job / "summary.json").read_text())
         assert summary["strategy"] == run.config["strategy"]["kind"]

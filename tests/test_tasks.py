@@ -24,9 +24,14 @@ def label_counts(task: Task, split: str) -> dict[str, int]:
 # --- the real dataset suite -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name, language, classes", [
-    ("sst2", "en", 2), ("langid-tatoeba", "multi", 10), ("french-allocine-tv", "fr", 2),
-])
+@pytest.mark.parametrize(
+    "name, language, classes",
+    [
+        ("sst2", "en", 2),
+        ("langid-tatoeba", "multi", 10),
+        ("french-allocine-tv", "fr", 2),
+    ],
+)
 def test_real_task_matches_its_meta(data_dir: Path, name: str, language: str, classes: int) -> None:
     meta = json.loads((data_dir / name / "meta.json").read_text())
     task = load_task(name, data_dir)
@@ -121,18 +126,33 @@ def write_folder(root: Path, meta: dict | None = None, **splits: list[str] | byt
     return folder
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"train": [*GOOD, '{"text": "cut off", "label"']}, r"train\.jsonl line 3 is not valid JSON"),
-    ({"train": GOOD + ["", '["a list"]']}, r"train\.jsonl line 4 is a JSON list"),
-    ({"validation": ['{"sentence": "x", "label": "pos"}']}, r"validation\.jsonl \(line 1\) has no column 'text'.*'sentence'"),
-    ({"test": []}, r"test\.jsonl contains no examples"),
-    ({"train": ['{"text": "a", "label": "pos"}', '{"text": "b", "label": "pos"}']}, r"only the class\(es\) \['pos'\]"),
-    ({"validation": ['{"text": "meh", "label": "neutral"}']}, r"validation labels \['neutral'\].*never occur in train"),
-    ({"train": GOOD[0].encode() + b'\n{"text": "caf\xe9", "label": "neg"}\n'}, r"train\.jsonl line 2 is not UTF-8 \(byte 0xe9\)"),
-    ({"train": [*GOOD, '{"text": "  ", "label": "pos"}']}, r"train\.jsonl line 3 has an empty or non-string text"),
-    ({"test": ['{"text": 7, "label": "pos"}']}, r"test\.jsonl line 1 has an empty or non-string text \(7\)"),
-    ({"train": [*GOOD, '{"text": "x", "label": null}']}, r"train\.jsonl line 3 has no label"),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"train": [*GOOD, '{"text": "cut off", "label"']}, r"train\.jsonl line 3 is not valid JSON"),
+        ({"train": GOOD + ["", '["a list"]']}, r"train\.jsonl line 4 is a JSON list"),
+        (
+            {"validation": ['{"sentence": "x", "label": "pos"}']},
+            r"validation\.jsonl \(line 1\) has no column 'text'.*'sentence'",
+        ),
+        ({"test": []}, r"test\.jsonl contains no examples"),
+        (
+            {"train": ['{"text": "a", "label": "pos"}', '{"text": "b", "label": "pos"}']},
+            r"only the class\(es\) \['pos'\]",
+        ),
+        (
+            {"validation": ['{"text": "meh", "label": "neutral"}']},
+            r"validation labels \['neutral'\].*never occur in train",
+        ),
+        (
+            {"train": GOOD[0].encode() + b'\n{"text": "caf\xe9", "label": "neg"}\n'},
+            r"train\.jsonl line 2 is not UTF-8 \(byte 0xe9\)",
+        ),
+        ({"train": [*GOOD, '{"text": "  ", "label": "pos"}']}, r"train\.jsonl line 3 has an empty or non-string text"),
+        ({"test": ['{"text": 7, "label": "pos"}']}, r"test\.jsonl line 1 has an empty or non-string text \(7\)"),
+        ({"train": [*GOOD, '{"text": "x", "label": null}']}, r"train\.jsonl line 3 has no label"),
+    ],
+)
 def test_broken_folder_fails_naming_task_file_line_and_fix(tmp_path: Path, files: dict, expected: str) -> None:
     write_folder(tmp_path, **files)
     with pytest.raises(TaskError, match=expected) as caught:
@@ -181,8 +201,9 @@ def write_spec(folder: Path, name: str, **fields) -> Path:
 
 def test_one_csv_is_carved_into_stratified_seeded_splits(tmp_path: Path) -> None:
     labelled_frame().to_csv(tmp_path / "reviews.csv", index=False)
-    spec = write_spec(tmp_path, "mine", files={"train": "reviews.csv"}, text_column="review",
-                      label_column="sentiment", language="en")
+    spec = write_spec(
+        tmp_path, "mine", files={"train": "reviews.csv"}, text_column="review", label_column="sentiment", language="en"
+    )
     task = load_task(str(spec))
     assert (task.name, task.language, task.labels) == ("mine", "en", ("mixed", "neg", "pos"))
     assert [len(task.splits[s]) for s in SPLITS] == [160, 20, 20]
@@ -191,16 +212,23 @@ def test_one_csv_is_carved_into_stratified_seeded_splits(tmp_path: Path) -> None
     all_texts = [text for split in SPLITS for text in task.splits[split].texts]
     assert sorted(all_texts) == sorted(labelled_frame()["review"])  # a partition: no loss, no overlap
     assert load_task(str(spec)).fingerprint("test") == task.fingerprint("test")
-    write_spec(tmp_path, "mine", files={"train": "reviews.csv"}, text_column="review",
-               label_column="sentiment", split_seed=1)
+    write_spec(
+        tmp_path, "mine", files={"train": "reviews.csv"}, text_column="review", label_column="sentiment", split_seed=1
+    )
     assert load_task(str(spec)).splits["test"].texts != task.splits["test"].texts
 
 
 def test_a_given_test_file_is_kept_and_validation_carved_from_train(tmp_path: Path) -> None:
     labelled_frame().to_csv(tmp_path / "train.csv", index=False)
     labelled_frame(50, offset=1000).to_csv(tmp_path / "test.csv", index=False)
-    write_spec(tmp_path, "mine", files={"train": "train.csv", "test": str(tmp_path / "test.csv")},
-               text_column="review", label_column="sentiment", validation_fraction=0.25)
+    write_spec(
+        tmp_path,
+        "mine",
+        files={"train": "train.csv", "test": str(tmp_path / "test.csv")},
+        text_column="review",
+        label_column="sentiment",
+        validation_fraction=0.25,
+    )
     task = load_task("mine", spec_dirs=[tmp_path])
     assert [len(task.splits[s]) for s in SPLITS] == [150, 50, 50]
     assert task.splits["test"].texts == tuple(labelled_frame(50, offset=1000)["review"])
@@ -217,8 +245,13 @@ def test_tsv_jsonl_and_parquet_files_with_relative_paths(tmp_path: Path, suffix:
         "parquet": lambda: frame.to_parquet(path),
     }[suffix]()
     (tmp_path / "specs").mkdir()
-    write_spec(tmp_path / "specs", "numeric", files={"train": f"../data/all.{suffix}"},
-               text_column="review", label_column="sentiment")
+    write_spec(
+        tmp_path / "specs",
+        "numeric",
+        files={"train": f"../data/all.{suffix}"},
+        text_column="review",
+        label_column="sentiment",
+    )
     task = load_task("numeric", spec_dirs=[tmp_path / "specs"])
     assert task.labels == ("0", "1", "2")  # numeric labels become class names
     assert [len(task.splits[s]) for s in SPLITS] == [32, 4, 4]
@@ -228,8 +261,9 @@ def test_tsv_jsonl_and_parquet_files_with_relative_paths(tmp_path: Path, suffix:
 def test_csv_errors_name_the_row_and_columns(tmp_path: Path) -> None:
     (tmp_path / "a.csv").write_text("review,stars\ngreat,5\n")
     with pytest.raises(TaskError, match=r"a\.csv has no column 'sentiment'; columns present: \['review', 'stars'\]"):
-        load_task(str(write_spec(tmp_path, "a", files={"train": "a.csv"}, text_column="review",
-                                 label_column="sentiment")))
+        load_task(
+            str(write_spec(tmp_path, "a", files={"train": "a.csv"}, text_column="review", label_column="sentiment"))
+        )
     (tmp_path / "b.csv").write_text("text,label\ngreat,pos\n,neg\n")
     with pytest.raises(TaskError, match=r"b\.csv data row 2 has an empty or non-string text"):
         load_task(str(write_spec(tmp_path, "b", files={"train": "b.csv"})))
@@ -246,15 +280,21 @@ def test_too_little_data_to_carve_is_an_empty_split_error(tmp_path: Path) -> Non
         load_task(str(write_spec(tmp_path, "tiny", files={"train": "tiny.csv"})))
 
 
-@pytest.mark.parametrize("fields, expected", [
-    ({"files": {"train": "a.csv"}, "colour": "red"}, r"unknown keys \['colour'\].*use only the keys"),
-    ({"files": {"dev": "a.csv"}}, r"invalid files \{'dev': 'a.csv'\}"),
-    ({"files": {"test": "a.csv"}}, r"invalid splits given \['test'\].*train split exactly once"),
-    ({"files": {"train": "a.csv"}, "format": "xlsx"}, r"invalid format 'xlsx'.*'parquet'"),
-    ({"files": {"train": "a.csv"}, "test_fraction": 0.95}, r"test_fraction 0.95.*sum to less than 1"),
-    ({"files": {"train": "a.xlsx"}}, r"cannot tell the format of .*a\.xlsx from its suffix"),
-    ({"downloads": [{"url": "ftp://x/a.csv", "sha256": "0" * 64, "split": "train"}]}, r"download url 'ftp://x/a.csv'"),
-])
+@pytest.mark.parametrize(
+    "fields, expected",
+    [
+        ({"files": {"train": "a.csv"}, "colour": "red"}, r"unknown keys \['colour'\].*use only the keys"),
+        ({"files": {"dev": "a.csv"}}, r"invalid files \{'dev': 'a.csv'\}"),
+        ({"files": {"test": "a.csv"}}, r"invalid splits given \['test'\].*train split exactly once"),
+        ({"files": {"train": "a.csv"}, "format": "xlsx"}, r"invalid format 'xlsx'.*'parquet'"),
+        ({"files": {"train": "a.csv"}, "test_fraction": 0.95}, r"test_fraction 0.95.*sum to less than 1"),
+        ({"files": {"train": "a.xlsx"}}, r"cannot tell the format of .*a\.xlsx from its suffix"),
+        (
+            {"downloads": [{"url": "ftp://x/a.csv", "sha256": "0" * 64, "split": "train"}]},
+            r"download url 'ftp://x/a.csv'",
+        ),
+    ],
+)
 def test_bad_specs_fail_naming_the_spec_file(tmp_path: Path, fields: dict, expected: str) -> None:
     (tmp_path / "a.xlsx").write_text("not really")
     with pytest.raises(TaskError, match=expected) as caught:

@@ -20,9 +20,9 @@ import wandb
 from omegaconf import OmegaConf
 
 from helpers.configs import compose_config
+from helpers.wandb_reader import OfflineRun, find_offline_runs, read_offline_run
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.utils.config import from_config
-from helpers.wandb_reader import OfflineRun, find_offline_runs, read_offline_run
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(60)  # a hang in W&B must fail the test, not stall CI
@@ -32,8 +32,12 @@ pytestmark = pytest.mark.timeout(60)  # a hang in W&B must fail the test, not st
 def wandb_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Isolate W&B: its folders under tmp, no credentials, and a closed port as the server."""
     home = tmp_path / "wandb-home"
-    for var, sub in [("WANDB_DIR", "dir"), ("WANDB_CACHE_DIR", "cache"),
-                     ("WANDB_CONFIG_DIR", "config"), ("WANDB_DATA_DIR", "data")]:
+    for var, sub in [
+        ("WANDB_DIR", "dir"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_DATA_DIR", "data"),
+    ]:
         monkeypatch.setenv(var, str(home / sub))
     monkeypatch.setenv("NETRC", str(home / "no-netrc"))
     monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")
@@ -59,8 +63,13 @@ def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
 
 
 def _trial(i: int) -> dict:
-    return {"trial": i, "task": ("sst2", "cola")[i % 2], "reward": round(0.5 + i / 200, 4),
-            "arch": {"encoder": "minilm", "hidden_layers": i % 3}, "status": "ok"}
+    return {
+        "trial": i,
+        "task": ("sst2", "cola")[i % 2],
+        "reward": round(0.5 + i / 200, 4),
+        "arch": {"encoder": "minilm", "hidden_layers": i % 3},
+        "status": "ok",
+    }
 
 
 def test_offline_run_holds_config_every_trial_metrics_and_summary(tmp_path: Path) -> None:
@@ -73,8 +82,10 @@ def test_offline_run_holds_config_every_trial_metrics_and_summary(tmp_path: Path
             tracker.log_trial(row)
             if i % 10 == 9:
                 step = i // 10
-                tracker.log_metrics({"sst2/reward": row["reward"], "sst2/best": 0.9,
-                                     "sst2/p/encoder/minilm": 0.25 + step / 10}, step=step)
+                tracker.log_metrics(
+                    {"sst2/reward": row["reward"], "sst2/best": 0.9, "sst2/p/encoder/minilm": 0.25 + step / 10},
+                    step=step,
+                )
         tracker.set_summary({"best": {"sst2": {"encoder": "minilm", "reward": 0.9}}})
 
     assert tracker.run_path is not None and tracker.run_path.is_relative_to(tmp_path / "run")
@@ -113,10 +124,9 @@ def test_two_trackers_in_one_process_get_separate_runs(tmp_path: Path) -> None:
 
 
 def test_a_crash_marks_the_run_failed_and_finish_is_idempotent(tmp_path: Path) -> None:
-    with pytest.raises(RuntimeError, match="search crashed"):
-        with Tracker(_config(tmp_path), {}) as tracker:
-            tracker.log_trial(_trial(0))
-            raise RuntimeError("search crashed")
+    with pytest.raises(RuntimeError, match="search crashed"), Tracker(_config(tmp_path), {}) as tracker:
+        tracker.log_trial(_trial(0))
+        raise RuntimeError("search crashed")
     tracker.finish(exit_code=0)  # a later `finally: finish()` must not rewrite the outcome
 
     run = _read(tracker.run_path)
@@ -133,8 +143,11 @@ def test_later_rows_are_aligned_to_the_first_rows_columns(tmp_path: Path, caplog
     warnings = _warnings(caplog)
     assert len(warnings) == 1 and "['seconds']" in warnings[0]  # reported once, not per row
     run = _read(tracker.run_path)
-    assert run.tables["trials"] == [{"trial": 0, "reward": 0.5}, {"trial": 1, "reward": None},
-                                    {"trial": 2, "reward": None}]
+    assert run.tables["trials"] == [
+        {"trial": 0, "reward": 0.5},
+        {"trial": 1, "reward": None},
+        {"trial": 2, "reward": None},
+    ]
 
 
 def test_disabled_mode_writes_nothing(tmp_path: Path) -> None:
@@ -194,8 +207,16 @@ def test_online_on_a_terminal_fails_fast_instead_of_prompting_for_a_key(tmp_path
     env["PYTHONPATH"] = str(REPO)
     primary, secondary = pty.openpty()
     try:
-        subprocess.run([sys.executable, "-c", script], stdin=secondary, stdout=secondary, stderr=secondary,
-                       env=env, cwd=REPO, timeout=45, check=True)
+        subprocess.run(
+            [sys.executable, "-c", script],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            env=env,
+            cwd=REPO,
+            timeout=45,
+            check=True,
+        )
     finally:
         os.close(primary)
         os.close(secondary)
@@ -210,8 +231,10 @@ def test_config_validation_and_the_hydra_logger_group() -> None:
         from_config(TrackingConfig, {"projet": "x"})
     with pytest.raises(ValueError, match="init_timeout"):
         TrackingConfig(init_timeout=0)
-    loaded = {name: from_config(TrackingConfig, compose_config(f"logger={name}", "~experiment").logger)
-              for name in ("wandb", "none")}
+    loaded = {
+        name: from_config(TrackingConfig, compose_config(f"logger={name}", "~experiment").logger)
+        for name in ("wandb", "none")
+    }
     assert loaded["wandb"] == TrackingConfig()  # the yaml defaults are the dataclass defaults
     assert loaded["none"].mode == "disabled"
     assert from_config(TrackingConfig, OmegaConf.create({"tags": ["a", "b"]})).tags == ["a", "b"]

@@ -11,31 +11,36 @@ from pathlib import Path
 
 import pytest
 import torch
-
-from mnms.transfer.artifact import ARTIFACT_FILE, load_controller_artifact
-from mnms.search.records import load_checkpoint, read_trials
-from mnms.search.space import SearchSpace
-from mnms.search.task_embedding import TaskEmbedding
-from mnms.search.strategies import make_strategy, strategy_config
-from mnms.transfer.warm_start import TransferConfig, warm_start
-from helpers.tiny_search import CONF, PRETRAIN_TASKS, pretrained, tiny, tiny_run  # noqa: F401 - fixture
 from test_search import comparable
 
+from helpers.tiny_search import CONF, PRETRAIN_TASKS, pretrained, tiny, tiny_run  # noqa: F401 - fixture
+from mnms.search.records import load_checkpoint, read_trials
+from mnms.search.space import SearchSpace
+from mnms.search.strategies import make_strategy, strategy_config
+from mnms.search.task_embedding import TaskEmbedding
+from mnms.transfer.artifact import ARTIFACT_FILE, load_controller_artifact
+from mnms.transfer.warm_start import TransferConfig, warm_start
+
 ROOT = CONF.parent
-SMALL = {"decisions": [
-    {"name": "encoder", "choices": ["words", "char-ngrams"]},
-    {"name": "hidden_layers", "choices": [0, 1]},
-    {"name": "width_1", "choices": [64, 256], "when": {"hidden_layers": [1]}},
-    {"name": "learning_rate", "choices": [0.001, 0.01]},
-]}  # the space TINY_SEARCH composes
+SMALL = {
+    "decisions": [
+        {"name": "encoder", "choices": ["words", "char-ngrams"]},
+        {"name": "hidden_layers", "choices": [0, 1]},
+        {"name": "width_1", "choices": [64, 256], "when": {"hidden_layers": [1]}},
+        {"name": "learning_rate", "choices": [0.001, 0.01]},
+    ]
+}  # the space TINY_SEARCH composes
 
 
-def strategy_for(source: Path, tasks: list[str], space: dict = SMALL, seed: int = 0, network: dict | None = None,
-                 **transfer):
+def strategy_for(
+    source: Path, tasks: list[str], space: dict = SMALL, seed: int = 0, network: dict | None = None, **transfer
+):
     """A PPO strategy warm-started from ``source``, as a transfer search builds it."""
     config = strategy_config({"kind": "ppo", "controller": network or {}})
     search_space = SearchSpace.from_config(space)
-    start = warm_start(TransferConfig.from_mapping({"from": str(source), **transfer}), config, search_space, tasks, seed)
+    start = warm_start(
+        TransferConfig.from_mapping({"from": str(source), **transfer}), config, search_space, tasks, seed
+    )
     return make_strategy(config, search_space, tasks, seed, controller=start)
 
 
@@ -44,8 +49,9 @@ def body(state: dict) -> dict:
 
 
 def transfer_run(run_dir: Path, cache: Path, source: Path, *overrides: str) -> list[dict]:
-    tiny_run(run_dir, cache, "experiment=transfer", f"transfer.from={source}", "tasks=[mr]", "search.trials=8",
-             *overrides)
+    tiny_run(
+        run_dir, cache, "experiment=transfer", f"transfer.from={source}", "tasks=[mr]", "search.trials=8", *overrides
+    )
     return read_trials(run_dir)
 
 
@@ -128,8 +134,15 @@ def test_new_embedding_init_options(pretrained) -> None:
 def test_a_resumed_transfer_search_continues_exactly(pretrained, session_cache_dir, tmp_path) -> None:
     reference = transfer_run(tmp_path / "reference", session_cache_dir, pretrained, "search.trials=16")
     assert len(transfer_run(tmp_path / "resumed", session_cache_dir, pretrained)) == 8
-    tiny_run(tmp_path / "ignored", session_cache_dir, "experiment=transfer", f"transfer.from={pretrained}",
-             "tasks=[mr]", "search.trials=16", f"resume={tmp_path / 'resumed'}")
+    tiny_run(
+        tmp_path / "ignored",
+        session_cache_dir,
+        "experiment=transfer",
+        f"transfer.from={pretrained}",
+        "tasks=[mr]",
+        "search.trials=16",
+        f"resume={tmp_path / 'resumed'}",
+    )
     assert comparable(read_trials(tmp_path / "resumed")) == comparable(reference)
 
 
@@ -142,17 +155,28 @@ def replace(decision: int, **changes) -> dict:
     return {"decisions": decisions}
 
 
-@pytest.mark.parametrize("space, message", [
-    (replace(0, choices=["words", "char-ngrams", "minilm"]), r"decision 'encoder' .* \(adds \['minilm'\]\)"),
-    (replace(0, choices=["words"]), r"decision 'encoder' .* \(this run lacks \['char-ngrams'\]\)"),
-    (replace(0, choices=["char-ngrams", "words"]), r"decision 'encoder' .*\(same choices in another order\)"),
-    (replace(3, choices=[0.001, 0.003]), r"'learning_rate' .* lacks \[0.01\] and adds \[0.003\]"),
-    (replace(2, when={"hidden_layers": [0, 1]}), r"decision 'width_1' is decided when \{'hidden_layers': \[1\]\} there but when \{'hidden_layers': \[0, 1\]\}"),
-    ({"decisions": SMALL["decisions"][:2] + SMALL["decisions"][3:]},
-     r"the decisions differ: this run lacks \['width_1'\]\."),
-    ({"decisions": [SMALL["decisions"][1], SMALL["decisions"][0], *SMALL["decisions"][2:]]},
-     r"decision #0 is 'encoder' there but 'hidden_layers' here"),
-])
+@pytest.mark.parametrize(
+    "space, message",
+    [
+        (replace(0, choices=["words", "char-ngrams", "minilm"]), r"decision 'encoder' .* \(adds \['minilm'\]\)"),
+        (replace(0, choices=["words"]), r"decision 'encoder' .* \(this run lacks \['char-ngrams'\]\)"),
+        (replace(0, choices=["char-ngrams", "words"]), r"decision 'encoder' .*\(same choices in another order\)"),
+        (replace(3, choices=[0.001, 0.003]), r"'learning_rate' .* lacks \[0.01\] and adds \[0.003\]"),
+        (
+            replace(2, when={"hidden_layers": [0, 1]}),
+            r"decision 'width_1' is decided when \{'hidden_layers': \[1\]\} there "
+            r"but when \{'hidden_layers': \[0, 1\]\}",
+        ),
+        (
+            {"decisions": SMALL["decisions"][:2] + SMALL["decisions"][3:]},
+            r"the decisions differ: this run lacks \['width_1'\]\.",
+        ),
+        (
+            {"decisions": [SMALL["decisions"][1], SMALL["decisions"][0], *SMALL["decisions"][2:]]},
+            r"decision #0 is 'encoder' there but 'hidden_layers' here",
+        ),
+    ],
+)
 def test_a_mismatched_space_is_refused_naming_the_decision(pretrained, space, message) -> None:
     with pytest.raises(ValueError, match=message):
         strategy_for(pretrained, ["mr"], space=space)
@@ -160,14 +184,20 @@ def test_a_mismatched_space_is_refused_naming_the_decision(pretrained, space, me
 
 def test_mismatches_are_refused_before_anything_trains(pretrained, session_cache_dir, tmp_path) -> None:
     with pytest.raises(ValueError, match=r"'encoder' .*\(adds \['minilm'\]\)"):
-        transfer_run(tmp_path, session_cache_dir, pretrained,
-                     "search_space.decisions.0.choices=[words,char-ngrams,minilm]")
+        transfer_run(
+            tmp_path, session_cache_dir, pretrained, "search_space.decisions.0.choices=[words,char-ngrams,minilm]"
+        )
     assert not (tmp_path / "trials.jsonl").exists()
     with pytest.raises(ValueError, match="has hidden_size=64 but this run's strategy.controller.hidden_size=32"):
         strategy_for(pretrained, ["mr"], network={"hidden_size": 32})
     with pytest.raises(ValueError, match=r"strategy=random trains none; use one of \['ppo', 'reinforce'\]"):
-        warm_start(TransferConfig.from_mapping({"from": str(pretrained)}), strategy_config({"kind": "random"}),
-                   SearchSpace.from_config(SMALL), ["mr"], 0)
+        warm_start(
+            TransferConfig.from_mapping({"from": str(pretrained)}),
+            strategy_config({"kind": "random"}),
+            SearchSpace.from_config(SMALL),
+            ["mr"],
+            0,
+        )
     with pytest.raises(ValueError, match="key is 'from'"):
         TransferConfig.from_mapping({"source": "x"})
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['transfer.init_from'\]"):
@@ -180,15 +210,40 @@ def test_mismatches_are_refused_before_anything_trains(pretrained, session_cache
 def test_train_py_transfer_then_propose(pretrained, session_cache_dir, tmp_path) -> None:
     """The README's commands, end to end through train.py."""
     common = [f"paths.cache_dir={session_cache_dir}", f"transfer.from={pretrained}"]
-    search = subprocess.run([sys.executable, "train.py", "experiment=transfer", "tasks=[mr]", "search.trials=8",
-                             *tiny(), *common, f"hydra.run.dir={tmp_path / 'transfer'}"],
-                            cwd=ROOT, capture_output=True, text=True, timeout=300)
+    search = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "experiment=transfer",
+            "tasks=[mr]",
+            "search.trials=8",
+            *tiny(),
+            *common,
+            f"hydra.run.dir={tmp_path / 'transfer'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert search.returncode == 0, search.stderr[-3000:]
     assert {row.task for row in read_trials(tmp_path / "transfer")} == {"mr"}
     assert (tmp_path / "transfer" / ARTIFACT_FILE).exists() and "controller for transfer" in search.stdout
-    propose = subprocess.run([sys.executable, "train.py", "mode=propose", "task=mr", "propose.k=3",
-                              *tiny("mode=propose"), *common,
-                              f"hydra.run.dir={tmp_path / 'propose'}"], cwd=ROOT, capture_output=True, text=True,
-                             timeout=300)
+    propose = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "mode=propose",
+            "task=mr",
+            "propose.k=3",
+            *tiny("mode=propose"),
+            *common,
+            f"hydra.run.dir={tmp_path / 'propose'}",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert propose.returncode == 0, propose.stderr[-3000:]
     assert "beam proposals for mr" in propose.stdout and (tmp_path / "propose" / "proposals.json").exists()

@@ -44,17 +44,23 @@ def test_from_config_converts_nested_nodes_once() -> None:
     assert from_config(Outer, None) == Outer()  # no values: every default
 
 
-@pytest.mark.parametrize("values, message", [
-    ({"rte": 0.1}, r"unknown key\(s\) \['outer.rte'\]; valid keys under outer are \['rate', 'limit', 'flag', 'inner'\]"),
-    ({"inner": {"sise": 1}}, r"unknown key\(s\) \['outer.inner.sise'\]"),
-    ({"rate": "fast"}, r"outer.rate='fast' must be a number"),
-    ({"flag": 1}, r"outer.flag=1 must be true or false"),
-    ({"limit": True}, r"outer.limit=True must be a number or null"),
-    ({"inner": {"size": 2.0}}, r"outer.inner.size=2.0 must be an integer"),
-    ({"inner": {"names": "x"}}, r"outer.inner.names='x' must be a list of strings"),
-    ({"rate": 2}, r"outer.rate=2 must be a number in \(0, 1\)"),
-    ([1, 2], r"outer must be a mapping of Outer fields"),
-])
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        (
+            {"rte": 0.1},
+            r"unknown key\(s\) \['outer.rte'\]; valid keys under outer are \['rate', 'limit', 'flag', 'inner'\]",
+        ),
+        ({"inner": {"sise": 1}}, r"unknown key\(s\) \['outer.inner.sise'\]"),
+        ({"rate": "fast"}, r"outer.rate='fast' must be a number"),
+        ({"flag": 1}, r"outer.flag=1 must be true or false"),
+        ({"limit": True}, r"outer.limit=True must be a number or null"),
+        ({"inner": {"size": 2.0}}, r"outer.inner.size=2.0 must be an integer"),
+        ({"inner": {"names": "x"}}, r"outer.inner.names='x' must be a list of strings"),
+        ({"rate": 2}, r"outer.rate=2 must be a number in \(0, 1\)"),
+        ([1, 2], r"outer must be a mapping of Outer fields"),
+    ],
+)
 def test_bad_values_name_the_key_the_value_and_what_is_valid(values, message) -> None:
     with pytest.raises(ConfigError, match=message):
         from_config(Outer, values)
@@ -98,5 +104,9 @@ def test_torch_save_atomic_round_trips(tmp_path: Path) -> None:
 def test_run_dir_names_its_files(tmp_path: Path) -> None:
     run = RunDir(str(tmp_path))
     assert (run.trials.name, run.checkpoint.name, run.summary.name, run.controller.name) == (
-        "trials.jsonl", "checkpoint.pt", "summary.json", "controller.pt")
+        "trials.jsonl",
+        "checkpoint.pt",
+        "summary.json",
+        "controller.pt",
+    )
     assert run.hydra_config == tmp_path / ".hydra" / "config.yaml"

@@ -37,13 +37,22 @@ def run_propose(cfg: DictConfig, run_dir: Path) -> float | None:
     artifact = load_controller_artifact(transfer.source)
     controller, embedding = controller_for_task(artifact, cfg.task, transfer.init, cfg.seed)
     ranked = beam_search(controller, cfg.task, 1 if options.method == "greedy" else options.k)
-    rows = [{"rank": rank, "decisions": r.arch, "probability": r.probability, "log_prob": r.log_prob}
-            for rank, r in enumerate(ranked, start=1)]
+    rows = [
+        {"rank": rank, "decisions": r.arch, "probability": r.probability, "log_prob": r.log_prob}
+        for rank, r in enumerate(ranked, start=1)
+    ]
     if options.train:
         _train(cfg, rows)
-    payload = {"task": cfg.task, "embedding": embedding, "controller": str(artifact.path),
-               "pre_trained_tasks": artifact.task_names, "method": options.method, "k": options.k,
-               "seed": cfg.seed, "proposals": rows}
+    payload = {
+        "task": cfg.task,
+        "embedding": embedding,
+        "controller": str(artifact.path),
+        "pre_trained_tasks": artifact.task_names,
+        "method": options.method,
+        "k": options.k,
+        "seed": cfg.seed,
+        "proposals": rows,
+    }
     files = RunDir(run_dir)
     write_json_atomic(files.proposals, payload)
     _print_proposals(payload, files)
@@ -54,8 +63,9 @@ def run_propose(cfg: DictConfig, run_dir: Path) -> float | None:
 def _train(cfg: DictConfig, rows: list[dict[str, Any]]) -> None:
     """Train each proposal once, its unsearched fields from ``child.arch`` as in a search; add what it scored."""
     task = load_configured_task(cfg, cfg.task)
-    runner = ChildRunner({task.name: task}, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir,
-                         encoder_options(cfg))
+    runner = ChildRunner(
+        {task.name: task}, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir, encoder_options(cfg)
+    )
     defaults = child_arch(cfg).to_dict()
     for row in rows:
         arch = complete_arch(row["decisions"], defaults)
@@ -69,7 +79,11 @@ def _print_proposals(payload: dict[str, Any], files: RunDir) -> None:
     for column in ("rank", "probability", "decisions") + (("val acc", "test acc") if trained else ()):
         table.add_column(column, justify="left" if column == "decisions" else "right")
     for row in payload["proposals"]:
-        cells = [str(row["rank"]), f"{row['probability']:.4f}", ", ".join(f"{k}={v}" for k, v in row["decisions"].items())]
+        cells = [
+            str(row["rank"]),
+            f"{row['probability']:.4f}",
+            ", ".join(f"{k}={v}" for k, v in row["decisions"].items()),
+        ]
         if trained and row["status"] == "ok":
             cells += [f"{row['metrics'][key]:.4f}" for key in ("val_accuracy", "test_accuracy")]
         elif trained:

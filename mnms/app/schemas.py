@@ -58,7 +58,7 @@ def _with_kind(config: type, kind: str) -> DictConfig:
 
 
 def _writable(node: DictConfig | ListConfig) -> DictConfig | ListConfig:
-    """``node`` with every read-only flag cleared: a frozen dataclass makes a read-only node, and YAML must override it."""
+    """``node`` with every read-only flag cleared: frozen dataclasses give read-only nodes, which YAML must override."""
     OmegaConf.set_readonly(node, False)
     children = node.values() if isinstance(node, DictConfig) else node
     for child in children:

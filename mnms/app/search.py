@@ -39,8 +39,13 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)
     child = child_arch(cfg).to_dict()
     signature = resume_signature(
-        tasks=list(tasks), seed=cfg.seed, space=space, strategy=STRATEGIES[strategy_cfg.kind].resume_settings(strategy_cfg),
-        search=search_cfg, child=child, trainer=asdict(trainer_cfg),
+        tasks=list(tasks),
+        seed=cfg.seed,
+        space=space,
+        strategy=STRATEGIES[strategy_cfg.kind].resume_settings(strategy_cfg),
+        search=search_cfg,
+        child=child,
+        trainer=asdict(trainer_cfg),
         examples={name: {split: len(data) for split, data in t.splits.items()} for name, t in tasks.items()},
         transfer=plain(cfg.transfer) if transfer.source else None,
     )
@@ -50,8 +55,17 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     executor = make_executor(executor_config(cfg.executor), runner)
     try:
         with Tracker(tracking, plain(cfg)) as tracker:
-            search = Search(search_cfg, list(tasks), strategy, executor, run_dir, child_defaults=child,
-                            seed=cfg.seed, signature=signature, tracker=tracker)
+            search = Search(
+                search_cfg,
+                list(tasks),
+                strategy,
+                executor,
+                run_dir,
+                child_defaults=child,
+                seed=cfg.seed,
+                signature=signature,
+                tracker=tracker,
+            )
             summary = search.run()
             tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
             wandb_path = tracker.run_path
@@ -66,15 +80,27 @@ def _strategy(config: Any, space: SearchSpace, tasks: list[str], transfer: Trans
     return make_strategy(config, space, tasks, seed, controller=start)
 
 
-def _finish(cfg: DictConfig, run_dir: Path, summary: dict[str, Any], strategy: Strategy, space: SearchSpace,
-            tasks: dict[str, Task], wandb_path: Path | None) -> float:
+def _finish(
+    cfg: DictConfig,
+    run_dir: Path,
+    summary: dict[str, Any],
+    strategy: Strategy,
+    space: SearchSpace,
+    tasks: dict[str, Task],
+    wandb_path: Path | None,
+) -> float:
     """Save the controller (strategies that train one), write ``summary.json``, print the best per task."""
     files = RunDir(run_dir)
-    controller = save_controller_artifact(files.controller, strategy, space, plain(cfg)) \
-        if strategy.trains_controller else None
-    summary = {**summary, "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in tasks.items()},
-               "strategy": strategy.name, "wandb_run": str(wandb_path) if wandb_path else None,
-               "controller": str(controller) if controller else None}
+    controller = (
+        save_controller_artifact(files.controller, strategy, space, plain(cfg)) if strategy.trains_controller else None
+    )
+    summary = {
+        **summary,
+        "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in tasks.items()},
+        "strategy": strategy.name,
+        "wandb_run": str(wandb_path) if wandb_path else None,
+        "controller": str(controller) if controller else None,
+    }
     write_json_atomic(files.summary, summary)
     _print_search_summary(summary, files)
     rewards = [best["reward"] for best in summary["best"].values()]
@@ -87,13 +113,21 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
         table.add_column(column, justify="right" if "acc" in column or column == "trial" else "left")
     for task, best in summary["best"].items():
         arch = ", ".join(f"{k}={v}" for k, v in best["decisions"].items())
-        table.add_row(task, f"{best['metrics']['val_accuracy']:.4f}", f"{best['metrics']['test_accuracy']:.4f}",
-                      str(best["trial"]), arch)
+        table.add_row(
+            task,
+            f"{best['metrics']['val_accuracy']:.4f}",
+            f"{best['metrics']['test_accuracy']:.4f}",
+            str(best["trial"]),
+            arch,
+        )
     console = Console()
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")
     console.print(f"records: {files.trials}  summary: {files.summary}")
     if summary["wandb_run"]:
         console.print(f"W&B run: {summary['wandb_run']}  (offline runs: `wandb sync <dir>`)")
-    console.print(f"controller for transfer: {summary['controller']}" if summary["controller"]
-                  else f"no {files.CONTROLLER}: {summary['strategy']} search trains no controller to transfer")
+    console.print(
+        f"controller for transfer: {summary['controller']}"
+        if summary["controller"]
+        else f"no {files.CONTROLLER}: {summary['strategy']} search trains no controller to transfer"
+    )

@@ -1,4 +1,4 @@
-"""The transfer-vs-scratch study: what Python adds to its YAML (``conf/experiment/transfer_study.yaml``, ``conf/study/``).
+"""The transfer-vs-scratch study: what Python adds to its YAML (``conf/experiment/transfer_study.yaml``, ``study/``).
 
 The study's modes are a config group, swept with ``-m``; each job is an ordinary
 search. Two things stay here: ``check_study_start`` refuses a job whose starting point
@@ -33,11 +33,15 @@ def check_study_start(cfg: DictConfig, source: str | None) -> None:
         return
     mode = cfg.study.mode
     if warm_start:
-        raise ConfigError(f"study={mode} starts from study.pretrained, but transfer.from is null; "
-                          "leave transfer.from unset in a study and pass study.pretrained=<the pretraining run dir>")
-    raise ConfigError(f"study={mode} starts from scratch, but transfer.from={source!r} is set; a study takes its "
-                      "pretrained controller as study.pretrained=<run dir> (only study=transfer uses it): "
-                      "drop transfer.from")
+        raise ConfigError(
+            f"study={mode} starts from study.pretrained, but transfer.from is null; "
+            "leave transfer.from unset in a study and pass study.pretrained=<the pretraining run dir>"
+        )
+    raise ConfigError(
+        f"study={mode} starts from scratch, but transfer.from={source!r} is set; a study takes its "
+        "pretrained controller as study.pretrained=<run dir> (only study=transfer uses it): "
+        "drop transfer.from"
+    )
 
 
 class JobStatusCallback(Callback):

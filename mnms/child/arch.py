@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Mapping
+from typing import Any, ClassVar
 
 from mnms.data.encoders import ENCODERS, POOLINGS, SENTENCE_TRANSFORMERS_PREFIX
 from mnms.utils.config import ConfigError, is_int, is_number

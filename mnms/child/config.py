@@ -28,8 +28,15 @@ class ChildTrainerConfig:
     def __post_init__(self) -> None:
         check(self, "threads", is_int(self.threads) and self.threads >= 1, "an integer >= 1")
         check(self, "max_epochs", is_int(self.max_epochs) and self.max_epochs >= 1, "an integer >= 1")
-        check(self, "max_steps", is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1),
-              "-1 (the epochs decide) or an integer >= 1")
-        check(self, "time_limit_s",
-              self.time_limit_s is None or (is_number(self.time_limit_s) and self.time_limit_s > 0),
-              "a number of seconds > 0, or null for no limit")
+        check(
+            self,
+            "max_steps",
+            is_int(self.max_steps) and (self.max_steps == -1 or self.max_steps >= 1),
+            "-1 (the epochs decide) or an integer >= 1",
+        )
+        check(
+            self,
+            "time_limit_s",
+            self.time_limit_s is None or (is_number(self.time_limit_s) and self.time_limit_s > 0),
+            "a number of seconds > 0, or null for no limit",
+        )

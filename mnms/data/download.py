@@ -48,18 +48,31 @@ class Download:
                 raise task_error(task, f"invalid {what} in {where}", fix)
 
         keys = [f.name for f in dataclasses.fields(cls)]
-        check(isinstance(entry, Download) or (isinstance(entry, Mapping) and {"url", "sha256", "split"} <= set(entry)
-                                              and not unknown_keys(entry, keys)), f"downloads entry {entry!r}",
-              f"give url, sha256 and split, optionally filename (valid keys: {keys})")
+        check(
+            isinstance(entry, Download)
+            or (
+                isinstance(entry, Mapping)
+                and {"url", "sha256", "split"} <= set(entry)
+                and not unknown_keys(entry, keys)
+            ),
+            f"downloads entry {entry!r}",
+            f"give url, sha256 and split, optionally filename (valid keys: {keys})",
+        )
         item = entry if isinstance(entry, Download) else cls(**entry)
         url = urlparse(str(item.url))
         check(url.scheme in ("http", "https", "file"), f"download url {item.url!r}", "use an http(s):// URL")
-        check(re.fullmatch(r"[0-9a-fA-F]{64}", str(item.sha256)) is not None, f"sha256 {item.sha256!r}",
-              "give the file's 64-hex-digit SHA-256 as a quoted string, e.g. from `sha256sum FILE`")
+        check(
+            re.fullmatch(r"[0-9a-fA-F]{64}", str(item.sha256)) is not None,
+            f"sha256 {item.sha256!r}",
+            "give the file's 64-hex-digit SHA-256 as a quoted string, e.g. from `sha256sum FILE`",
+        )
         check(item.split in SPLITS, f"download split {item.split!r}", f"use one of {SPLITS}")
         filename = item.filename or Path(url.path).name
-        check(bool(filename) and Path(filename).name == filename, f"download filename {filename!r} for {item.url}",
-              "add `filename:` with a plain file name such as data.csv")
+        check(
+            bool(filename) and Path(filename).name == filename,
+            f"download filename {filename!r} for {item.url}",
+            "add `filename:` with a plain file name such as data.csv",
+        )
         return cls(item.url, item.sha256.lower(), item.split, filename)
 
 
@@ -95,8 +108,11 @@ def fetch_verified(url: str, sha256: str, target: Path, *, task: str, timeout: f
             )
         os.replace(part, target)
     except OSError as err:  # URLError, HTTPError and timeouts are all OSErrors
-        raise task_error(task, f"could not download {url} to {target} ({err})",
-                         f"check the URL and the network, or place the file at {target} yourself") from None
+        raise task_error(
+            task,
+            f"could not download {url} to {target} ({err})",
+            f"check the URL and the network, or place the file at {target} yourself",
+        ) from None
     finally:
         if part is not None:
             part.unlink(missing_ok=True)
@@ -107,8 +123,15 @@ def _stream(url: str, out: BinaryIO, label: str, timeout: float) -> str:
     """Copy the response body to `out`, returning its hex SHA-256."""
     digest = hashlib.sha256()
     request = urllib.request.Request(url, headers={"User-Agent": "mnms"})  # some hosts refuse urllib's default
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                        console=Console(stderr=True), transient=True, disable=not sys.stderr.isatty())
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
     with urllib.request.urlopen(request, timeout=timeout) as response, progress:
         bar = progress.add_task(f"download {label}", total=int(response.headers.get("Content-Length") or 0) or None)
         while chunk := response.read(_CHUNK):

@@ -105,10 +105,7 @@ class FeatureCache:
             self.memory_hits += 1
             return dict(self._memo[h])
         path = self.path_for(key)
-        if path is None:
-            features = self._compute(compute, key)
-        else:
-            features = self._load_or_compute(path, compute, key)
+        features = self._compute(compute, key) if path is None else self._load_or_compute(path, compute, key)
         self._remember(h, features)
         return dict(features)
 
@@ -180,4 +177,3 @@ def _entry_lock(path: Path) -> Iterator[None]:
         finally:
             lock.unlink(missing_ok=True)
             fcntl.flock(handle, fcntl.LOCK_UN)
-

@@ -48,13 +48,14 @@ def file_format(path: Path, fmt: str, task: str) -> str:
     return _FORMAT_BY_SUFFIX[path.suffix.lower()]
 
 
-def read_examples(
-    path: Path, fmt: str, text_column: str, label_column: str, task: str
-) -> tuple[list[str], list[str]]:
+def read_examples(path: Path, fmt: str, text_column: str, label_column: str, task: str) -> tuple[list[str], list[str]]:
     """Validated texts and label names of one split file (labels become strings: 0 -> "0")."""
     if not path.is_file():
-        raise task_error(task, f"file {path} does not exist", "check the path (relative paths resolve "
-                         "against the task spec's folder) or download the file")
+        raise task_error(
+            task,
+            f"file {path} does not exist",
+            "check the path (relative paths resolve against the task spec's folder) or download the file",
+        )
     fmt = file_format(path, fmt, task)
     if fmt == "jsonl":
         return _read_jsonl(path, text_column, label_column, task)
@@ -71,11 +72,15 @@ def _read_table(path: Path, fmt: str, task: str) -> pd.DataFrame:
         if fmt == "parquet":
             return pd.read_parquet(path)
         # Every cell as a string, and empty cells stay "" (not NaN) so they fail as empty texts.
-        return pd.read_csv(io.StringIO(_utf8_text(path, task)), sep="\t" if fmt == "tsv" else ",",
-                           dtype=str, keep_default_na=False)
+        return pd.read_csv(
+            io.StringIO(_utf8_text(path, task)), sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException) as err:
-        raise task_error(task, f"{path} is not a valid {fmt} file ({err})",
-                         "re-export the file; in CSV/TSV quote fields that contain the separator") from None
+        raise task_error(
+            task,
+            f"{path} is not a valid {fmt} file ({err})",
+            "re-export the file; in CSV/TSV quote fields that contain the separator",
+        ) from None
 
 
 def _read_jsonl(path: Path, text_column: str, label_column: str, task: str) -> tuple[list[str], list[str]]:
@@ -86,11 +91,17 @@ def _read_jsonl(path: Path, text_column: str, label_column: str, task: str) -> t
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise task_error(task, f"{path} line {number} is not valid JSON ({err.msg}, column {err.colno})",
-                             'write one JSON object per line, e.g. {"text": "...", "label": "..."}') from None
+            raise task_error(
+                task,
+                f"{path} line {number} is not valid JSON ({err.msg}, column {err.colno})",
+                'write one JSON object per line, e.g. {"text": "...", "label": "..."}',
+            ) from None
         if not isinstance(record, dict):
-            raise task_error(task, f"{path} line {number} is a JSON {type(record).__name__}, not an object",
-                             'write one JSON object per line, e.g. {"text": "...", "label": "..."}')
+            raise task_error(
+                task,
+                f"{path} line {number} is a JSON {type(record).__name__}, not an object",
+                'write one JSON object per line, e.g. {"text": "...", "label": "..."}',
+            )
         for column in (text_column, label_column):
             if column not in record:
                 raise _missing_column(task, path, column, list(record), f" (line {number})")
@@ -107,13 +118,19 @@ def _utf8_text(path: Path, task: str) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise task_error(task, f"{path} line {line} is not UTF-8 (byte {data[err.start]:#04x})",
-                         f"re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name}`") from None
+        raise task_error(
+            task,
+            f"{path} line {line} is not UTF-8 (byte {data[err.start]:#04x})",
+            f"re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name}`",
+        ) from None
 
 
 def _missing_column(task: str, path: Path, column: str, present: list[str], at: str = "") -> TaskError:
-    return task_error(task, f"{path}{at} has no column {column!r}; columns present: {present}",
-                      "set `text_column:` / `label_column:` in the task spec to one of those columns")
+    return task_error(
+        task,
+        f"{path}{at} has no column {column!r}; columns present: {present}",
+        "set `text_column:` / `label_column:` in the task spec to one of those columns",
+    )
 
 
 def _validated(
@@ -124,13 +141,17 @@ def _validated(
         raise task_error(task, f"{path} contains no examples", "fill the file or drop it from the spec")
     for i, text in enumerate(texts):
         if not isinstance(text, str) or not text.strip():
-            raise task_error(task, f"{path} {where(i)} has an empty or non-string text ({text!r})",
-                             "remove that example or give it a non-empty text")
+            raise task_error(
+                task,
+                f"{path} {where(i)} has an empty or non-string text ({text!r})",
+                "remove that example or give it a non-empty text",
+            )
     names = [_label_name(label) for label in labels]
     for i, name in enumerate(names):
         if name is None:
-            raise task_error(task, f"{path} {where(i)} has no label ({labels[i]!r})",
-                             "remove that example or give it a label")
+            raise task_error(
+                task, f"{path} {where(i)} has no label ({labels[i]!r})", "remove that example or give it a label"
+            )
     return texts, names  # type: ignore[return-value]  # None was ruled out just above
 
 
@@ -153,13 +174,17 @@ def read_meta(folder: Path, task: str) -> dict[str, Any]:
         raise task_error(task, f"{path} is not valid UTF-8 JSON ({err})", "repair or delete meta.json") from None
     labels = meta.get("labels", []) if isinstance(meta, dict) else None
     if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
-        raise task_error(task, f"{path} is not an object with a list of class names as 'labels'",
-                         'write an object such as {"language": "en", "labels": ["negative", "positive"]}')
+        raise task_error(
+            task,
+            f"{path} is not an object with a list of class names as 'labels'",
+            'write an object such as {"language": "en", "labels": ["negative", "positive"]}',
+        )
     return meta
 
 
-def write_folder(folder: Path, splits: Mapping[str, tuple[Sequence[str], Sequence[str]]],
-                 meta: Mapping[str, Any], task: str) -> None:
+def write_folder(
+    folder: Path, splits: Mapping[str, tuple[Sequence[str], Sequence[str]]], meta: Mapping[str, Any], task: str
+) -> None:
     """Write a uniform task folder; each file appears atomically and meta.json last, as the
     marker that the folder is complete."""
     try:
@@ -169,8 +194,11 @@ def write_folder(folder: Path, splits: Mapping[str, tuple[Sequence[str], Sequenc
             write_text_atomic(folder / f"{split}.jsonl", "".join(lines))
         write_text_atomic(folder / "meta.json", json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
     except OSError as err:
-        raise task_error(task, f"cannot write the task folder {folder} ({err})",
-                         "point `paths.data_dir` / MNMS_DATA_DIR at a writable directory") from None
+        raise task_error(
+            task,
+            f"cannot write the task folder {folder} ({err})",
+            "point `paths.data_dir` / MNMS_DATA_DIR at a writable directory",
+        ) from None
 
 
 def stratified_subset(labels: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:

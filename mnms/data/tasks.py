@@ -28,12 +28,30 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnms.data.download import Download, fetch_verified
+from mnms.data.task_files import (
+    FORMATS,
+    SPLITS,
+    TaskError,
+    carve,
+    read_examples,
+    read_meta,
+    stratified_subset,
+    task_error,
+    write_folder,
+)
 from mnms.utils.config import unknown_keys
-from mnms.data.task_files import (FORMATS, SPLITS, TaskError, carve, read_examples, read_meta, stratified_subset,
-                             task_error, write_folder)
 
-__all__ = ["SPLITS", "Download", "Split", "Task", "TaskError", "TaskSpec", "list_tasks", "load_task",
-           "resolve_data_dir"]
+__all__ = [
+    "SPLITS",
+    "Download",
+    "Split",
+    "Task",
+    "TaskError",
+    "TaskSpec",
+    "list_tasks",
+    "load_task",
+    "resolve_data_dir",
+]
 
 Examples = tuple[list[str], list[str]]  # one split's texts and label names, before encoding
 
@@ -77,8 +95,11 @@ class Task:
         object.__setattr__(self, "splits", {s: self.splits[s] for s in SPLITS})  # a dict: picklable, in SPLITS order
         for name, split in self.splits.items():
             if len(split) and not 0 <= split.labels.min() <= split.labels.max() < self.num_classes:
-                raise task_error(self.name, f"{name} has label indices outside 0..{self.num_classes - 1}",
-                                 "encode labels as positions in Task.labels")
+                raise task_error(
+                    self.name,
+                    f"{name} has label indices outside 0..{self.num_classes - 1}",
+                    "encode labels as positions in Task.labels",
+                )
 
     @property
     def num_classes(self) -> int:
@@ -120,24 +141,42 @@ class TaskSpec:
     source: Path | None = None  # the YAML this spec was read from
 
     def __post_init__(self) -> None:
-        self._check(isinstance(self.name, str) and bool(self.name) and Path(self.name).name == self.name
-                    and not self.name.startswith("."), f"name {self.name!r}", "use a plain folder name, e.g. my-task")
-        self._check(isinstance(self.files, Mapping) and set(self.files) <= set(SPLITS)
-                    and all(isinstance(p, (str, os.PathLike)) and str(p) for p in self.files.values()),
-                    f"files {self.files!r}", f"map splits {SPLITS} to file paths, e.g. files: {{train: data.csv}}")
+        self._check(
+            isinstance(self.name, str)
+            and bool(self.name)
+            and Path(self.name).name == self.name
+            and not self.name.startswith("."),
+            f"name {self.name!r}",
+            "use a plain folder name, e.g. my-task",
+        )
+        self._check(
+            isinstance(self.files, Mapping)
+            and set(self.files) <= set(SPLITS)
+            and all(isinstance(p, (str, os.PathLike)) and str(p) for p in self.files.values()),
+            f"files {self.files!r}",
+            f"map splits {SPLITS} to file paths, e.g. files: {{train: data.csv}}",
+        )
         self.files = {split: str(path) for split, path in self.files.items()}  # Paths too, kept JSON-able
         self.downloads = [Download.parse(entry, self.name, self.origin) for entry in self.downloads]
         given = [*self.files, *(d.split for d in self.downloads)]
-        self._check("train" in given and len(given) == len(set(given)), f"splits given {given}",
-                    "give the train split exactly once, and each other split at most once, across files and downloads")
+        self._check(
+            "train" in given and len(given) == len(set(given)),
+            f"splits given {given}",
+            "give the train split exactly once, and each other split at most once, across files and downloads",
+        )
         self._check(self.format in ("auto", *FORMATS), f"format {self.format!r}", f"use one of {('auto', *FORMATS)}")
         for key in ("language", "text_column", "label_column"):
-            self._check(isinstance(getattr(self, key), str) and bool(getattr(self, key)),
-                        f"{key} {getattr(self, key)!r}", "give a non-empty string")
+            self._check(
+                isinstance(getattr(self, key), str) and bool(getattr(self, key)),
+                f"{key} {getattr(self, key)!r}",
+                "give a non-empty string",
+            )
         fractions = (self.validation_fraction, self.test_fraction)
-        self._check(all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions) and sum(fractions) < 1,
-                    f"validation_fraction {fractions[0]!r} / test_fraction {fractions[1]!r}",
-                    "use fractions in (0, 1) that sum to less than 1, e.g. 0.1 and 0.1")
+        self._check(
+            all(isinstance(f, (int, float)) and 0 < f < 1 for f in fractions) and sum(fractions) < 1,
+            f"validation_fraction {fractions[0]!r} / test_fraction {fractions[1]!r}",
+            "use fractions in (0, 1) that sum to less than 1, e.g. 0.1 and 0.1",
+        )
         self._check(isinstance(self.split_seed, int), f"split_seed {self.split_seed!r}", "give an integer")
 
     @property
@@ -198,8 +237,14 @@ def list_tasks(data_dir: str | Path | None, spec_dirs: Sequence[str | Path] = ()
     return sorted(folders | specs)
 
 
-def load_task(name: str, data_dir: str | Path | None = None, *, spec_dirs: Sequence[str | Path] = (),
-              max_examples: int | None = None, seed: int = 0) -> Task:
+def load_task(
+    name: str,
+    data_dir: str | Path | None = None,
+    *,
+    spec_dirs: Sequence[str | Path] = (),
+    max_examples: int | None = None,
+    seed: int = 0,
+) -> Task:
     """Load and validate a task by name or spec path; `max_examples` caps every split
     (stratified by label, deterministic per `seed`) for quick runs."""
     name = str(name)  # a Path to a spec file works too
@@ -233,9 +278,11 @@ def _find_folder(name: str, data_dir: str | Path | None, spec_dirs: Sequence[str
     raise task_error(
         name,
         f"unknown task{hint}: no folder {root / name} and no {name}.yaml in spec dirs "
-        f"{[str(d) for d in spec_dirs]}. Known tasks, closest first: {', '.join(close + sorted(set(names) - set(close)))}",
+        f"{[str(d) for d in spec_dirs]}. Known tasks, closest first: "
+        f"{', '.join(close + sorted(set(names) - set(close)))}",
         f"use a known name, or add a task: a folder {root}/<name>/ with {', '.join(s + '.jsonl' for s in SPLITS)} "
-        "(+ optional meta.json), or a task spec YAML like conf/dataset/example_csv.yaml in a spec dir or passed by path",
+        "(+ optional meta.json), or a task spec YAML like conf/dataset/example_csv.yaml in a spec dir or passed by "
+        "path",
     )
 
 
@@ -246,15 +293,22 @@ def _load_folder(folder: Path, name: str) -> Task:
     for split in SPLITS:
         path = folder / f"{split}.jsonl"
         if not path.is_file():
-            raise task_error(name, f"{path} does not exist", f"a task folder needs {', '.join(s + '.jsonl' for s in SPLITS)}"
-                             "; add the split, or describe the data with a task spec YAML, which can carve missing splits")
+            raise task_error(
+                name,
+                f"{path} does not exist",
+                f"a task folder needs {', '.join(s + '.jsonl' for s in SPLITS)}"
+                "; add the split, or describe the data with a task spec YAML, which can carve missing splits",
+            )
         examples[split] = read_examples(path, "jsonl", "text", "label", name)
     labels = meta.get("labels")
     if labels is not None:
         undeclared = sorted({y for _, ys in examples.values() for y in ys} - set(labels))
         if undeclared:
-            raise task_error(name, f"labels {undeclared} occur in {folder} but not in meta.json 'labels' {labels}",
-                             "add them to meta.json 'labels' or correct those examples")
+            raise task_error(
+                name,
+                f"labels {undeclared} occur in {folder} but not in meta.json 'labels' {labels}",
+                "add them to meta.json 'labels' or correct those examples",
+            )
     sources = {split: str(folder / f"{split}.jsonl") for split in SPLITS}
     return _build_task(name, str(meta.get("language", "unknown")), examples, sources, labels)
 
@@ -276,26 +330,38 @@ def _task_from_files(spec: TaskSpec, paths: Mapping[str, Path]) -> Task:
     return _build_task(spec.name, spec.language, examples, sources, None)
 
 
-def _build_task(name: str, language: str, examples: Mapping[str, Examples], sources: Mapping[str, str],
-                labels: Sequence[str] | None) -> Task:
+def _build_task(
+    name: str, language: str, examples: Mapping[str, Examples], sources: Mapping[str, str], labels: Sequence[str] | None
+) -> Task:
     """Check the splits fit together, then encode labels (default order: sorted train labels)."""
     for split, (texts, _) in examples.items():
         if not texts:
-            raise task_error(name, f"split {split} ({sources[split]}) is empty",
-                             "add examples, or lower the fraction carved from train")
+            raise task_error(
+                name,
+                f"split {split} ({sources[split]}) is empty",
+                "add examples, or lower the fraction carved from train",
+            )
     train_classes = set(examples["train"][1])
     if len(train_classes) < 2:
-        raise task_error(name, f"train ({sources['train']}) has only the class(es) {sorted(train_classes)}",
-                         "a classifier needs at least two classes: add examples, or check `label_column`")
+        raise task_error(
+            name,
+            f"train ({sources['train']}) has only the class(es) {sorted(train_classes)}",
+            "a classifier needs at least two classes: add examples, or check `label_column`",
+        )
     for split in ("validation", "test"):
         unseen = sorted(set(examples[split][1]) - train_classes)
         if unseen:
-            raise task_error(name, f"{split} labels {unseen} ({sources[split]}) never occur in train ({sources['train']})",
-                             f"add train examples of those classes, or remove them from {split}")
+            raise task_error(
+                name,
+                f"{split} labels {unseen} ({sources[split]}) never occur in train ({sources['train']})",
+                f"add train examples of those classes, or remove them from {split}",
+            )
     order = tuple(labels) if labels is not None else tuple(sorted(train_classes))
     index = {label: i for i, label in enumerate(order)}
-    splits = {split: Split(tuple(texts), np.fromiter((index[y] for y in ys), np.int64, len(ys)))
-              for split, (texts, ys) in examples.items()}
+    splits = {
+        split: Split(tuple(texts), np.fromiter((index[y] for y in ys), np.int64, len(ys)))
+        for split, (texts, ys) in examples.items()
+    }
     return Task(name, language, order, splits)
 
 
@@ -304,17 +370,25 @@ def _load_downloaded(spec: TaskSpec, data_dir: Path) -> Task:
     The folder's meta.json records the spec, so editing the spec triggers a fresh conversion."""
     folder, meta = data_dir / spec.name, read_meta(data_dir / spec.name, spec.name)
     if (folder / "train.jsonl").is_file() and "spec" not in meta:  # never overwrite a folder we did not convert
-        raise task_error(spec.name, f"{folder} holds a task that was not converted from {spec.origin}",
-                         "give the spec another `name:`, or remove that folder if it is obsolete")
+        raise task_error(
+            spec.name,
+            f"{folder} holds a task that was not converted from {spec.origin}",
+            "give the spec another `name:`, or remove that folder if it is obsolete",
+        )
     if meta.get("spec") != spec.describe():
         paths = {split: spec.path(file) for split, file in spec.files.items()}
         for item in spec.downloads:
             paths[item.split] = fetch_verified(item.url, item.sha256, folder / "raw" / item.filename, task=spec.name)
         task = _task_from_files(spec, paths)
         splits = {name: (split.texts, [task.labels[i] for i in split.labels]) for name, split in task.splits.items()}
-        meta = {"name": task.name, "language": task.language, "labels": list(task.labels),
-                "num_classes": task.num_classes, "counts": {name: len(s) for name, s in task.splits.items()},
-                "spec": spec.describe()}
+        meta = {
+            "name": task.name,
+            "language": task.language,
+            "labels": list(task.labels),
+            "num_classes": task.num_classes,
+            "counts": {name: len(s) for name, s in task.splits.items()},
+            "spec": spec.describe(),
+        }
         write_folder(folder, splits, meta, spec.name)
     return _load_folder(folder, spec.name)
 
@@ -322,8 +396,11 @@ def _load_downloaded(spec: TaskSpec, data_dir: Path) -> Task:
 def _capped(task: Task, max_examples: int, seed: int) -> Task:
     """Every split cut to `max_examples`, stratified and seeded, keeping each class where possible."""
     if not isinstance(max_examples, int) or max_examples < 1:
-        raise task_error(task.name, f"max_examples={max_examples!r} is not a positive integer",
-                         "pass a positive integer, or None for all examples")
+        raise task_error(
+            task.name,
+            f"max_examples={max_examples!r} is not a positive integer",
+            "pass a positive integer, or None for all examples",
+        )
     if all(len(split) <= max_examples for split in task.splits.values()):
         return task
     rng = np.random.default_rng(seed)

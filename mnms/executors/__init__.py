@@ -20,11 +20,14 @@ from mnms.executors.local import LocalExecutor
 from mnms.executors.ray import RayExecutor
 from mnms.utils.registry import Registry
 
-EXECUTORS: Registry[Executor] = Registry("executor", {
-    "sequential": SequentialExecutor,
-    "local": LocalExecutor,
-    "ray": RayExecutor,
-})
+EXECUTORS: Registry[Executor] = Registry(
+    "executor",
+    {
+        "sequential": SequentialExecutor,
+        "local": LocalExecutor,
+        "ray": RayExecutor,
+    },
+)
 
 
 def executor_config(values: Any) -> Any:

@@ -10,8 +10,9 @@ nor Lightning.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 STATUSES = ("ok", "failed", "timeout", "diverged")
 
@@ -64,7 +65,7 @@ class Executor(ABC):
     @abstractmethod
     def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]: ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - a default, not abstract: an executor may hold nothing to release
         """Release workers; the sequential executor holds none."""
 
 

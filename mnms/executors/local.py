@@ -15,16 +15,18 @@ the search goes on.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import pickle
 import signal
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
 from mnms.executors.schedule import CostModel
@@ -51,8 +53,12 @@ class LocalConfig:
             value = getattr(self, name)
             check(self, name, value is None or (is_int(value) and value >= 1), "an integer >= 1 or null (automatic)")
         check(self, "retries", is_int(self.retries) and self.retries >= 0, "an integer >= 0")
-        check(self, "start_method", self.start_method in START_METHODS,
-              f"one of {list(START_METHODS)} (fork is unsafe once torch has started its thread pools)")
+        check(
+            self,
+            "start_method",
+            self.start_method in START_METHODS,
+            f"one of {list(START_METHODS)} (fork is unsafe once torch has started its thread pools)",
+        )
 
 
 def available_cores() -> list[int]:
@@ -70,7 +76,7 @@ def core_shares(cores: list[int], workers: int, per_worker: int) -> list[list[in
 def _serve(conn: Connection, cores: list[int] | None) -> None:
     """A worker's life: receive the runner, pin, say ready, then train one child after another."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's; it closes the pool
-    # Skip interpreter teardown (1-2 s of freeing torch and Lightning) when the worker exits:
+    # Skip interpreter teardown (seconds of freeing torch and Lightning) when the worker exits:
     # multiprocessing's clean-up has run by then, and so have the exit handlers of whatever
     # the children imported (registered later, they run earlier).
     atexit.register(os._exit, 0)
@@ -135,10 +141,8 @@ class LocalExecutor(Executor):
         return _Worker(process, mine, cores)
 
     def _send_runner(self, worker: _Worker) -> None:
-        try:
+        with contextlib.suppress(OSError):  # died while booting: _await_ready reports it
             worker.conn.send_bytes(self._runner_bytes)
-        except OSError:  # died while booting: _await_ready reports it
-            pass
 
     def _await_ready(self, worker: _Worker) -> None:
         if worker.ready:
@@ -147,11 +151,14 @@ class LocalExecutor(Executor):
             status, detail = worker.conn.recv()
         except EOFError:
             worker.process.join(timeout=5)
-            raise RuntimeError(f"a local worker died while starting (exit code {worker.process.exitcode}); "
-                               "its error is printed above") from None
+            raise RuntimeError(
+                f"a local worker died while starting (exit code {worker.process.exitcode}); its error is printed above"
+            ) from None
         if status == "error":
-            raise RuntimeError(f"a local worker could not start on cores {worker.cores}: {detail}; "
-                               "check executor.cores_per_worker and executor.workers")
+            raise RuntimeError(
+                f"a local worker could not start on cores {worker.cores}: {detail}; "
+                "check executor.cores_per_worker and executor.workers"
+            )
         worker.ready = True
 
     def _replace(self, slot: int) -> int | None:
@@ -176,10 +183,8 @@ class LocalExecutor(Executor):
                 if queue and slot not in running:
                     index = running[slot] = queue.popleft()
                     attempts[index] += 1
-                    try:
+                    with contextlib.suppress(OSError):  # already dead: its pipe reads as EOF below
                         worker.conn.send(requests[index])
-                    except OSError:  # already dead: its pipe reads as EOF below
-                        pass
             ready = wait([self._workers[slot].conn for slot in running])
             for slot in [slot for slot in running if self._workers[slot].conn in ready]:
                 index = running.pop(slot)
@@ -191,18 +196,20 @@ class LocalExecutor(Executor):
                     if attempts[index] <= self.cfg.retries:
                         queue.appendleft(index)
                     else:
-                        outcomes[index] = TrialOutcome("failed", error=(
-                            f"worker process {pid} died (exit code {exit_code}) while training trial "
-                            f"{requests[index].trial}, {attempts[index]} attempt(s); killed or out of memory?"))
+                        outcomes[index] = TrialOutcome(
+                            "failed",
+                            error=(
+                                f"worker process {pid} died (exit code {exit_code}) while training trial "
+                                f"{requests[index].trial}, {attempts[index]} attempt(s); killed or out of memory?"
+                            ),
+                        )
         return outcomes  # type: ignore[return-value]
 
     def close(self) -> None:
         """Ask every worker to exit after its current child; kill those that do not."""
         for worker in self._workers:
-            try:
+            with contextlib.suppress(OSError):  # a dead worker has nothing to be told
                 worker.conn.send(None)
-            except OSError:
-                pass
         for worker in self._workers:
             worker.process.join(timeout=10)
             if worker.process.is_alive():

@@ -16,8 +16,9 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import ray
 
@@ -41,13 +42,21 @@ class RayConfig:
     retries: int = 1  # re-runs of a child whose worker or node died; then the trial is recorded as failed
 
     def __post_init__(self) -> None:
-        check(self, "num_cpus", self.num_cpus is None or (is_int(self.num_cpus) and self.num_cpus >= 1),
-              "an integer >= 1 or null (automatic)")
+        check(
+            self,
+            "num_cpus",
+            self.num_cpus is None or (is_int(self.num_cpus) and self.num_cpus >= 1),
+            "an integer >= 1 or null (automatic)",
+        )
         check(self, "retries", is_int(self.retries) and self.retries >= 0, "an integer >= 0")
-        check(self, "cpus_per_child", is_number(self.cpus_per_child) and self.cpus_per_child > 0, "a number > 0, e.g. 1")
+        check(
+            self, "cpus_per_child", is_number(self.cpus_per_child) and self.cpus_per_child > 0, "a number > 0, e.g. 1"
+        )
         if self.address is not None and (self.num_cpus is not None or self.temp_dir is not None):
-            raise ConfigError(f"executor.address={self.address!r} joins an existing cluster, which owns its CPUs and "
-                              "folders: leave executor.num_cpus and executor.temp_dir null")
+            raise ConfigError(
+                f"executor.address={self.address!r} joins an existing cluster, which owns its CPUs and "
+                "folders: leave executor.num_cpus and executor.temp_dir null"
+            )
 
 
 _RUNNERS: dict[str, Runner] = {}  # per Ray worker process: the runner of the current search
@@ -98,14 +107,21 @@ class RayExecutor(Executor):
             self._owns_temp_dir = self.cfg.temp_dir is None
             # Short on purpose: Ray's socket paths inside it must fit in 107 bytes.
             self.temp_dir = os.path.abspath(self.cfg.temp_dir or tempfile.mkdtemp(prefix="mnms-ray-"))
-            ray.init(num_cpus=self.cfg.num_cpus or len(available_cores()), include_dashboard=False,
-                     _temp_dir=self.temp_dir, _system_config={"worker_niceness": 0}, **common)
+            ray.init(
+                num_cpus=self.cfg.num_cpus or len(available_cores()),
+                include_dashboard=False,
+                _temp_dir=self.temp_dir,
+                _system_config={"worker_niceness": 0},
+                **common,
+            )
         self._started_ray = True
 
     def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
         # Submitted slowest-predicted first: Ray starts queued tasks of one shape in order.
-        refs = {index: self._task.remote([self._runner_ref], requests[index])
-                for index in self._costs.longest_first(requests)}
+        refs = {
+            index: self._task.remote([self._runner_ref], requests[index])
+            for index in self._costs.longest_first(requests)
+        }
         outcomes = [self._outcome(refs[index], request) for index, request in enumerate(requests)]
         for request, outcome in zip(requests, outcomes, strict=True):
             self._costs.record(request, outcome)
@@ -116,9 +132,13 @@ class RayExecutor(Executor):
             return ray.get(ref)
         except ray.exceptions.RayError as error:  # e.g. its worker or node died on every attempt
             reason = (str(error).strip().splitlines() or [""])[0]
-            return TrialOutcome("failed", error=(
-                f"Ray task for trial {request.trial} failed ({type(error).__name__}: {reason}); "
-                f"a dead worker or node is retried executor.retries={self.cfg.retries} time(s)"))
+            return TrialOutcome(
+                "failed",
+                error=(
+                    f"Ray task for trial {request.trial} failed ({type(error).__name__}: {reason}); "
+                    f"a dead worker or node is retried executor.retries={self.cfg.retries} time(s)"
+                ),
+            )
 
     def close(self) -> None:
         """Stop the private Ray, or disconnect from a joined cluster (which keeps running)."""

@@ -11,7 +11,7 @@ back in request order, so the records do not depend on it.
 
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 from mnms.child.arch import Architecture
 from mnms.executors.base import TrialOutcome, TrialRequest

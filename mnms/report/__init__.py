@@ -9,12 +9,17 @@ Reads only the runs' own files (see ``load``); ``tables`` computes the numbers a
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from mnms.report.load import find_run_dirs, load_jobs, load_task_embeddings, load_trials
 from mnms.report.plots import (
-    BAND, best_so_far_figure, decision_figure, decision_ranking, reward_figure, similarity_figure,
+    BAND,
+    best_so_far_figure,
+    decision_figure,
+    decision_ranking,
+    reward_figure,
+    similarity_figure,
 )
 from mnms.report.tables import LEGEND, jobs_table, mode_sort_key, run_stats, task_table
 
@@ -50,17 +55,18 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     seeds = sorted(int(seed) for seed in jobs["seed"].unique())
     sections = [
         "# Search report",
-        f"{len(jobs)} runs under `{_shown(root)}` (modes: {modes}; seeds: {seeds}), "
-        "read from their `trials.jsonl`.",
-        "## Results per task", LEGEND,
+        f"{len(jobs)} runs under `{_shown(root)}` (modes: {modes}; seeds: {seeds}), read from their `trials.jsonl`.",
+        "## Results per task",
+        LEGEND,
         *(f"### {task}\n\n{task_table(stats, task)}" for task in sorted(trials["task"].unique())),
         "## Figures",
         f"Curves: the line is the mean over seeds, the band the {BAND}.",
         *(f"![{name.removesuffix('.png')}]({name})" for name in figures),
     ]
     if not embeddings:
-        sections.append("No `controller.pt` with two or more task embeddings among these runs: "
-                        "the task similarity map is skipped.")
+        sections.append(
+            "No `controller.pt` with two or more task embeddings among these runs: the task similarity map is skipped."
+        )
     sections += ["## Runs", jobs_table(jobs, trials)]
     report = out / REPORT_FILE
     report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")

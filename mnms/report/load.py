@@ -8,8 +8,8 @@ source of truth and W&B only mirrors it.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import torch
@@ -56,16 +56,18 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
         status = "incomplete" if summary is None else summary.get("status", "ok")
         controller = run_dir / CONTROLLER_FILE
-        rows.append({
-            "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
-            "path": run_dir,
-            "mode": OmegaConf.select(cfg, "logger.job_type") or _strategy_kind(cfg),
-            "seed": int(cfg.seed),
-            "tasks": list(cfg.tasks),
-            "status": status,
-            "error": summary.get("error") if summary else None,
-            "controller": controller if controller.exists() else None,
-        })
+        rows.append(
+            {
+                "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
+                "path": run_dir,
+                "mode": OmegaConf.select(cfg, "logger.job_type") or _strategy_kind(cfg),
+                "seed": int(cfg.seed),
+                "tasks": list(cfg.tasks),
+                "status": status,
+                "error": summary.get("error") if summary else None,
+                "controller": controller if controller.exists() else None,
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -98,14 +100,21 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
             continue
         for row in read_trials(job.path):
             ok = row.status == "ok"
-            rows.append({
-                "run": job.run, "mode": job.mode, "seed": job.seed, "task": row.task, "trial": row.trial,
-                "status": row.status, "reward": row.reward,
-                "val_accuracy": row.metrics.get("val_accuracy") if ok else None,
-                "test_accuracy": row.metrics.get("test_accuracy") if ok else None,
-                "arch": json.dumps(row.arch, sort_keys=True),
-                **{f"{DECISION_PREFIX}{name}": value for name, value in row.decisions.items()},
-            })
+            rows.append(
+                {
+                    "run": job.run,
+                    "mode": job.mode,
+                    "seed": job.seed,
+                    "task": row.task,
+                    "trial": row.trial,
+                    "status": row.status,
+                    "reward": row.reward,
+                    "val_accuracy": row.metrics.get("val_accuracy") if ok else None,
+                    "test_accuracy": row.metrics.get("test_accuracy") if ok else None,
+                    "arch": json.dumps(row.arch, sort_keys=True),
+                    **{f"{DECISION_PREFIX}{name}": value for name, value in row.decisions.items()},
+                }
+            )
     if not rows:
         raise ValueError(f"none of the runs {list(jobs['run'])} has any trial yet; nothing to report")
     trials = pd.DataFrame(rows).sort_values(["run", "trial"], ignore_index=True)

@@ -38,7 +38,7 @@ def _panels(keys: list, columns: int = 3) -> tuple[Figure, dict]:
     rows = math.ceil(len(keys) / columns)
     fig = Figure(figsize=(max(MIN_WIDTH, PANEL[0] * columns), PANEL[1] * rows + 0.6), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    for ax in axes[len(keys):]:
+    for ax in axes[len(keys) :]:
         ax.set_axis_off()
     return fig, dict(zip(keys, axes))
 
@@ -100,6 +100,7 @@ def decision_ranking(trials: pd.DataFrame, window: int) -> list[str]:
     The mean over (mode, task) of the total-variation distance: the decisions the searches
     specialise most come first.
     """
+
     def shift(decision: str) -> float:
         distances = []
         for _, cell in trials.groupby(["mode", "task"]):
@@ -117,16 +118,25 @@ def decision_figure(trials: pd.DataFrame, decision: str, window: int) -> Figure:
     values = trials[column].dropna().unique()
     choices = [_label(v) for v in sorted(values, key=lambda v: (not _is_number(v), v if _is_number(v) else str(v)))]
     made = trials.dropna(subset=[column])
-    cells = sorted({(task, mode) for task, mode in zip(made["task"], made["mode"])},
-                   key=lambda cell: (cell[0], mode_sort_key(cell[1])))
+    cells = sorted(
+        {(task, mode) for task, mode in zip(made["task"], made["mode"])},
+        key=lambda cell: (cell[0], mode_sort_key(cell[1])),
+    )
     fig, panels = _panels(cells, columns=4)
     for (task, mode), ax in panels.items():
         freq = choice_frequencies(made[(made["task"] == task) & (made["mode"] == mode)], decision, window)
         freq = freq.reindex(columns=choices, fill_value=0.0)
         bottom = pd.Series(0.0, index=freq.index)
         for k, choice in enumerate(choices):
-            ax.bar(freq.index, freq[choice], bottom=bottom, width=0.9 * window, align="edge",
-                   color=f"C{k % 10}", label=choice)
+            ax.bar(
+                freq.index,
+                freq[choice],
+                bottom=bottom,
+                width=0.9 * window,
+                align="edge",
+                color=f"C{k % 10}",
+                label=choice,
+            )
             bottom += freq[choice]
         ax.set(title=f"{task} · {mode}", xlabel="trials of this task", ylabel="share of trials", ylim=(0, 1))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -154,8 +164,10 @@ def embedding_panels(embeddings: dict[str, Embedding]) -> dict[str, Embedding]:
             groups.append([run])
         else:
             home.append(run)
-    return {(group[0] if len(group) == 1 else f"{len(group)} runs"): _merge([embeddings[run] for run in group], group)
-            for group in groups}
+    return {
+        (group[0] if len(group) == 1 else f"{len(group)} runs"): _merge([embeddings[run] for run in group], group)
+        for group in groups
+    }
 
 
 def _shares_a_row(a: Embedding, b: Embedding) -> bool:
@@ -166,8 +178,11 @@ def _shares_a_row(a: Embedding, b: Embedding) -> bool:
 def _merge(members: list[Embedding], runs: list[str]) -> Embedding:
     if len(members) == 1:
         return members[0]
-    common = [(name, vector) for name, vector in zip(*members[0])
-              if all(_has_row(other, name, vector) for other in members[1:])]
+    common = [
+        (name, vector)
+        for name, vector in zip(*members[0])
+        if all(_has_row(other, name, vector) for other in members[1:])
+    ]
     names, vectors = [name for name, _ in common], [vector for _, vector in common]
     for run, member in zip(runs, members):
         for name, vector in zip(*member):
@@ -196,8 +211,15 @@ def similarity_figure(embeddings: dict[str, Embedding]) -> Figure:
         ax.set_yticks(range(len(names)), names, fontsize="small")
         if len(names) <= 12:
             for (r, c), value in pd.DataFrame(similarity).stack().items():
-                ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize="x-small",
-                        color="white" if abs(value) > 0.6 else "black")
+                ax.text(
+                    c,
+                    r,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize="x-small",
+                    color="white" if abs(value) > 0.6 else "black",
+                )
         ax.set_title(title, fontsize="small")
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="cosine similarity")
     fig.suptitle("Task embeddings of the controller")

@@ -37,16 +37,23 @@ def top_k_test_accuracy(trials: pd.DataFrame, k: int = TOP_K) -> float:
 
 
 def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
-    """One row per (task, mode, run): ``opening``, ``best@N``, ``final_best``, ``top_test`` and ``reach@F`` (NaN: never)."""
+    """A row per (task, mode, run): ``opening``, ``best@N``, ``final_best``, ``top_test``, ``reach@F`` (NaN: never)."""
     trials = trials.assign(best=best_so_far(trials))
     scratch = trials[trials["mode"] == BASELINE]
     targets = scratch.groupby(["task", "run"])["val_accuracy"].max().groupby("task").mean()
     rows = []
     for (task, mode, run, seed), group in trials.groupby(["task", "mode", "run", "seed"]):
         best = group.set_index("task_trial")["best"]
-        row = {"task": task, "mode": mode, "run": run, "seed": seed, "trials": len(group),
-               "final_best": best.iloc[-1], "top_test": top_k_test_accuracy(group),
-               "opening": group.loc[group["task_trial"] <= OPENING, "reward"].mean()}
+        row = {
+            "task": task,
+            "mode": mode,
+            "run": run,
+            "seed": seed,
+            "trials": len(group),
+            "final_best": best.iloc[-1],
+            "top_test": top_k_test_accuracy(group),
+            "opening": group.loc[group["task_trial"] <= OPENING, "reward"].mean(),
+        }
         row.update({f"best@{n}": best.get(n, math.nan) for n in CHECKPOINTS})
         for fraction in FRACTIONS:
             reached = best[best >= fraction * targets.get(task, math.nan)]

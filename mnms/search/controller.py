@@ -14,8 +14,9 @@ those rows unchanged, exactly as if the step had been skipped.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
@@ -47,8 +48,12 @@ class ControllerConfig:
         for name in ("hidden_size", "choice_embedding_size", "task_embedding_size"):
             check(self, name, is_int(getattr(self, name)) and getattr(self, name) >= 1, "a positive integer")
         check(self, "temperature", is_number(self.temperature) and self.temperature > 0, "a number > 0")
-        check(self, "tanh_clip", self.tanh_clip is None or (is_number(self.tanh_clip) and self.tanh_clip > 0),
-              "a number > 0, or null to disable the clip")
+        check(
+            self,
+            "tanh_clip",
+            self.tanh_clip is None or (is_number(self.tanh_clip) and self.tanh_clip > 0),
+            "a number > 0, or null to disable the clip",
+        )
 
 
 @dataclass

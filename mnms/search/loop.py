@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 
@@ -49,8 +50,12 @@ class SearchConfig:
     def __post_init__(self) -> None:
         check(self, "trials", is_int(self.trials) and self.trials >= 1, "an integer >= 1")
         check(self, "batch_size", is_int(self.batch_size) and self.batch_size >= 1, "an integer >= 1")
-        check(self, "max_examples", self.max_examples is None or (is_int(self.max_examples) and self.max_examples >= 2),
-              "null (all examples) or an integer >= 2")
+        check(
+            self,
+            "max_examples",
+            self.max_examples is None or (is_int(self.max_examples) and self.max_examples >= 2),
+            "null (all examples) or an integer >= 2",
+        )
         check(self, "task_schedule", self.task_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
         check(self, "reward", self.reward in REWARDS, f"one of {list(REWARDS)}")
 
@@ -75,9 +80,16 @@ def resume_signature(
     settings), so run dirs written by earlier versions resume.
     """
     return {
-        "tasks": list(tasks), "seed": seed, "space": space.signature(), "controller": dict(strategy),
-        "batch_size": search.batch_size, "task_schedule": search.task_schedule, "reward": search.reward,
-        "child": dict(child), "trainer": dict(trainer), "examples": {t: dict(sizes) for t, sizes in examples.items()},
+        "tasks": list(tasks),
+        "seed": seed,
+        "space": space.signature(),
+        "controller": dict(strategy),
+        "batch_size": search.batch_size,
+        "task_schedule": search.task_schedule,
+        "reward": search.reward,
+        "child": dict(child),
+        "trainer": dict(trainer),
+        "examples": {t: dict(sizes) for t, sizes in examples.items()},
         **({"transfer": dict(transfer)} if transfer else {}),
     }
 
@@ -125,7 +137,9 @@ class Search:
         state = load_checkpoint(self.run_dir)
         if state is None:
             if len(self.log):
-                raise ValueError(f"{self.log.path} has trials but no checkpoint: resume is impossible; use a new run dir")
+                raise ValueError(
+                    f"{self.log.path} has trials but no checkpoint: resume is impossible; use a new run dir"
+                )
             return
         for key, value in self.signature.items():
             if state["signature"].get(key) != value:
@@ -136,15 +150,24 @@ class Search:
         self.strategy.load_state_dict(state["strategy"])
         self.task_rng.set_state(state["task_rng"])
         self.step, self.seconds = state["step"], state["seconds"]
-        self.best = {task: TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for task, row in state["best"].items()}
+        self.best = {
+            task: TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for task, row in state["best"].items()
+        }
         self.trials_done = state["trials"]
 
     def _checkpoint(self, trials: int) -> None:
-        save_checkpoint(self.run_dir, {
-            "signature": self.signature, "strategy": self.strategy.state_dict(), "task_rng": self.task_rng.get_state(),
-            "step": self.step, "trials": trials, "best": {task: row.to_json() for task, row in self.best.items()},
-            "seconds": self.seconds,
-        })
+        save_checkpoint(
+            self.run_dir,
+            {
+                "signature": self.signature,
+                "strategy": self.strategy.state_dict(),
+                "task_rng": self.task_rng.get_state(),
+                "step": self.step,
+                "trials": trials,
+                "best": {task: row.to_json() for task, row in self.best.items()},
+                "seconds": self.seconds,
+            },
+        )
 
     # --- one step -----------------------------------------------------------------
     def _next_task(self) -> str:
@@ -169,8 +192,9 @@ class Search:
                 rows[slot] = self._replayed(trial, task, arch)
             elif self.cfg.reuse_rewards and key in self.memo:
                 source = self.memo[key]
-                rows[slot] = self._row(trial, task, arch, proposals[slot], TrialOutcome("ok", source.metrics),
-                                       reused_from=source.trial)
+                rows[slot] = self._row(
+                    trial, task, arch, proposals[slot], TrialOutcome("ok", source.metrics), reused_from=source.trial
+                )
             elif self.cfg.reuse_rewards and key in first_slot:
                 twins[slot] = first_slot[key]
             else:
@@ -184,24 +208,43 @@ class Search:
         for slot, source_slot in twins.items():
             source = rows[source_slot]
             outcome = TrialOutcome(source.status, source.metrics, source.error)
-            rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome,
-                                   reused_from=source.trial)
+            rows[slot] = self._row(
+                first_trial + slot, task, archs[slot], proposals[slot], outcome, reused_from=source.trial
+            )
         return rows  # type: ignore[return-value]
 
     def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> TrialRecord:
         logged = self.log.rows[trial]
         if (logged.task, logged.arch) != (task, arch):
-            raise ValueError(f"resume diverged at trial {trial}: the log has {logged.task} {logged.arch}, "
-                             f"the restored search proposes {task} {arch}")
+            raise ValueError(
+                f"resume diverged at trial {trial}: the log has {logged.task} {logged.arch}, "
+                f"the restored search proposes {task} {arch}"
+            )
         return logged
 
-    def _row(self, trial: int, task: str, arch: dict, proposal: Proposal, outcome: TrialOutcome,
-             reused_from: int | None = None) -> TrialRecord:
+    def _row(
+        self,
+        trial: int,
+        task: str,
+        arch: dict,
+        proposal: Proposal,
+        outcome: TrialOutcome,
+        reused_from: int | None = None,
+    ) -> TrialRecord:
         reward = outcome.metrics[self.cfg.reward] if outcome.status == "ok" else self.cfg.failure_reward
         return TrialRecord(
-            trial=trial, step=self.step, task=task, arch=arch, decisions=proposal.arch, seed=self.seed,
-            reward=reward, status=outcome.status, error=outcome.error, metrics=outcome.metrics,
-            reused_from=reused_from, wall_seconds=outcome.wall_seconds if reused_from is None else 0.0,
+            trial=trial,
+            step=self.step,
+            task=task,
+            arch=arch,
+            decisions=proposal.arch,
+            seed=self.seed,
+            reward=reward,
+            status=outcome.status,
+            error=outcome.error,
+            metrics=outcome.metrics,
+            reused_from=reused_from,
+            wall_seconds=outcome.wall_seconds if reused_from is None else 0.0,
             log_prob=proposal.log_prob,
         )
 
@@ -272,10 +315,11 @@ class Search:
         return {
             "trials": len(self.log),
             "steps": self.step,
-            "best": {task: {key: getattr(row, key) for key in ("trial", "reward", "decisions", "arch", "metrics")}
-                     for task, row in self.best.items()},
+            "best": {
+                task: {key: getattr(row, key) for key in ("trial", "reward", "decisions", "arch", "metrics")}
+                for task, row in self.best.items()
+            },
             "choice_probabilities": {task: self.strategy.choice_probabilities(task) for task in self.tasks},
             "seconds": dict(self.seconds),
             "overhead_fraction": overhead / self.seconds["loop"] if self.seconds["loop"] else 0.0,
         }
-

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from mnms.search.records import TrialRecord
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -13,6 +12,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from mnms.search.records import TrialRecord
 
 
 class SearchProgress:
@@ -37,7 +38,7 @@ class SearchProgress:
         text = "  ".join(f"{task} {best[task].reward:.3f}" if task in best else f"{task} -" for task in self.tasks)
         self.progress.update(self.bar, completed=done, best=f"best: {text}")
 
-    def __enter__(self) -> "SearchProgress":
+    def __enter__(self) -> SearchProgress:
         self.progress.start()
         return self
 

@@ -11,9 +11,10 @@ import dataclasses
 import io
 import json
 import os
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import torch
 
@@ -56,7 +57,9 @@ class TrialRecord:
 
     def table_row(self) -> dict[str, Any]:
         """The record as one flat row -- trial, task, each ``arch.*`` field, reward, scores, status (W&B's table)."""
-        flat = {key: getattr(self, key) for key in ("trial", "step", "task", "reward", "status", "error", "wall_seconds")}
+        flat = {
+            key: getattr(self, key) for key in ("trial", "step", "task", "reward", "status", "error", "wall_seconds")
+        }
         flat.update({f"arch.{key}": value for key, value in self.arch.items()})
         flat.update({key: self.metrics.get(key) for key in METRICS})
         return flat
@@ -125,8 +128,10 @@ def _records(text: str, path: Path) -> list[TrialRecord]:
         try:
             values = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path} line {number} is not JSON ({error.msg}): the log was edited or damaged; "
-                             "restore it or start a new run dir") from None
+            raise ValueError(
+                f"{path} line {number} is not JSON ({error.msg}): the log was edited or damaged; "
+                "restore it or start a new run dir"
+            ) from None
         records.append(TrialRecord.from_json(values, f"{path} line {number}"))
     return records
 

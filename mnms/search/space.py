@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 from mnms.child.arch import ArchitectureError, check_value
 from mnms.utils.config import ConfigError, reject_unknown
@@ -58,9 +59,7 @@ class Decision:
             try:
                 check_value(self.name, choice)
             except ArchitectureError as error:
-                raise SearchSpaceError(
-                    f"decision {self.name!r}: {error}; remove or fix that choice"
-                ) from error
+                raise SearchSpaceError(f"decision {self.name!r}: {error}; remove or fix that choice") from error
         try:
             allowed = {n: frozenset(_key(v) for v in vs) for n, vs in self.when.items()}
         except TypeError:
@@ -119,7 +118,7 @@ class SearchSpace:
         self._by_name = seen
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Any]) -> "SearchSpace":
+    def from_config(cls, config: Mapping[str, Any]) -> SearchSpace:
         """Build from ``{"decisions": [{"name": ..., "choices": [...], "when": {...}}, ...]}``."""
         _check_keys("the search space", "search_space", config, required={"decisions"}, optional=set())
         entries = config["decisions"]
@@ -159,10 +158,6 @@ class SearchSpace:
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(d.name for d in self.decisions)
-
-    def active(self, name: str, partial: Mapping[str, Any]) -> bool:
-        """Whether decision ``name`` is made given the earlier decisions' values in ``partial``."""
-        return self._by_name[name].active(partial)
 
     def is_valid(self, arch: Mapping[str, Any]) -> bool:
         """True when ``arch`` holds exactly the active decisions, each with one of its choices."""
@@ -210,17 +205,6 @@ class SearchSpace:
                     grown[key] = grown.get(key, 0) + n
             paths = grown
         return sum(paths.values())
-
-    def describe(self) -> list[dict[str, str]]:
-        """One printable row per decision: its name, its choices and its condition."""
-        return [
-            {
-                "decision": d.name,
-                "choices": ", ".join(str(c) for c in d.choices),
-                "when": " and ".join(f"{k} in {list(v)}" for k, v in d.when.items()) or "always",
-            }
-            for d in self.decisions
-        ]
 
 
 def _check_keys(label: str, section: str, mapping: Mapping[str, Any], required: set[str], optional: set[str]) -> None:

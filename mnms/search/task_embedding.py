@@ -8,7 +8,8 @@ from a random vector, the mean of the known tasks, or a copy of one known task.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 
@@ -82,8 +83,10 @@ def save_controller_artifact(path: Path, strategy: Strategy, space: SearchSpace,
         raise TypeError(f"strategy {strategy.name!r} trains no controller, so there is none to save")
     controller = strategy.controller
     if controller.space.signature() != space.signature():
-        raise ValueError(f"the controller was built for space {controller.space.signature()}, "
-                         f"not the given space {space.signature()}")
+        raise ValueError(
+            f"the controller was built for space {controller.space.signature()}, "
+            f"not the given space {space.signature()}"
+        )
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -113,8 +116,10 @@ def resolve_artifact_path(path_or_run_dir: str | Path) -> Path:
             )
         return candidate
     if not path.exists():
-        raise FileNotFoundError(f"transfer.from={str(path_or_run_dir)!r} does not exist; "
-                                f"pass a {ARTIFACT_FILE} file or the search run dir holding one")
+        raise FileNotFoundError(
+            f"transfer.from={str(path_or_run_dir)!r} does not exist; "
+            f"pass a {ARTIFACT_FILE} file or the search run dir holding one"
+        )
     return path
 
 
@@ -124,17 +129,23 @@ def load_controller_artifact(path_or_run_dir: str | Path) -> ControllerArtifact:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(f"{path} holds more than tensors and plain containers, so mnms did not write it; it is "
-                         f"refused unread, since loading it could run code ({str(error).splitlines()[0]})") from None
+        raise ValueError(
+            f"{path} holds more than tensors and plain containers, so mnms did not write it; it is "
+            f"refused unread, since loading it could run code ({str(error).splitlines()[0]})"
+        ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mnms controller file (no format={FORMAT!r} key)")
     if payload["version"] != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {payload['version']}; this mnms reads version "
-                         f"{FORMAT_VERSION}: re-export it with the mnms version that wrote it")
+        raise ValueError(
+            f"{path} has format version {payload['version']}; this mnms reads version "
+            f"{FORMAT_VERSION}: re-export it with the mnms version that wrote it"
+        )
     space = SearchSpace.from_config(payload["space"])
     if space.signature() != payload["space_signature"]:
-        raise ValueError(f"{path}: its space config hashes to {space.signature()}, not the recorded "
-                         f"{payload['space_signature']}; the file is corrupt or was edited")
+        raise ValueError(
+            f"{path}: its space config hashes to {space.signature()}, not the recorded "
+            f"{payload['space_signature']}; the file is corrupt or was edited"
+        )
     names, embeddings = list(payload["task_names"]), payload["task_embeddings"]
     if embeddings.shape[0] != len(names):
         raise ValueError(f"{path}: {len(names)} task names but {embeddings.shape[0]} embedding rows")

@@ -37,8 +37,10 @@ class ProposeConfig:
         check(self, "k", is_int(self.k) and self.k >= 1, "a positive integer")
         check(self, "method", self.method in METHODS, f"one of {list(METHODS)}")
         if self.method == "greedy" and self.k != 1:
-            raise ConfigError(f"propose.method=greedy decodes one architecture, but propose.k={self.k}; "
-                              "set propose.k=1 or use propose.method=beam for the top k")
+            raise ConfigError(
+                f"propose.method=greedy decodes one architecture, but propose.k={self.k}; "
+                "set propose.k=1 or use propose.method=beam for the top k"
+            )
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,10 @@ def beam_search(controller: Controller, task: str, width: int) -> list[Ranked]:
             if not decision.active(beam.arch):
                 grown.append(beam)
                 continue
-            grown += [Ranked({**beam.arch, decision.name: choice}, beam.log_prob + lp)
-                      for choice, lp in zip(decision.choices, row)]
+            grown += [
+                Ranked({**beam.arch, decision.name: choice}, beam.log_prob + lp)
+                for choice, lp in zip(decision.choices, row)
+            ]
         beams = sorted(grown, key=lambda r: -r.log_prob)[:width]  # stable: ties keep choice order
     return beams
 

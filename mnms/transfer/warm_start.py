@@ -15,16 +15,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 
-from mnms.transfer.artifact import ControllerArtifact, load_controller_artifact
 from mnms.search.controller import Controller, ControllerConfig
 from mnms.search.space import Decision, SearchSpace
 from mnms.search.strategies import STRATEGIES
+from mnms.transfer.artifact import ControllerArtifact, load_controller_artifact
 from mnms.utils.config import ConfigError, check, from_config
 
 BUILT_IN_INITS = ("random", "mean")
@@ -51,7 +52,7 @@ class TransferConfig:
         check(self, "init", bool(self.init), "'random', 'mean' or a pre-trained task's name")
 
     @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> "TransferConfig":
+    def from_mapping(cls, values: Mapping[str, Any]) -> TransferConfig:
         """From the ``transfer`` section, whose YAML key ``from`` is the field ``source``."""
         values = dict(values)
         if "source" in values:
@@ -62,7 +63,7 @@ class TransferConfig:
 
 
 def _lacks_and_adds(saved: list, current: list, saved_keys: list, current_keys: list) -> str:
-    """"this run lacks [..] and adds [..]", naming only what is there (keys say when two values are the same)."""
+    """ "this run lacks [..] and adds [..]", naming only what is there (keys say when two values are the same)."""
     lacks = [value for value, key in zip(saved, saved_keys) if key not in current_keys]
     adds = [value for value, key in zip(current, current_keys) if key not in saved_keys]
     return " and ".join(([f"this run lacks {lacks}"] if lacks else []) + ([f"adds {adds}"] if adds else []))
@@ -73,12 +74,16 @@ def _decision_mismatch(saved: Decision, current: Decision) -> str | None:
     theirs, ours = [json.dumps(c) for c in saved.choices], [json.dumps(c) for c in current.choices]
     if ours != theirs:
         detail = _lacks_and_adds(list(saved.choices), list(current.choices), theirs, ours)
-        return (f"decision {current.name!r} has choices {list(saved.choices)} there but {list(current.choices)} "
-                f"here ({detail or 'same choices in another order'})")
+        return (
+            f"decision {current.name!r} has choices {list(saved.choices)} there but {list(current.choices)} "
+            f"here ({detail or 'same choices in another order'})"
+        )
     theirs_when, ours_when = ({k: list(v) for k, v in d.when.items()} for d in (saved, current))
     if json.dumps(theirs_when, sort_keys=True) != json.dumps(ours_when, sort_keys=True):
-        return (f"decision {current.name!r} is decided when {theirs_when or 'always'} there "
-                f"but when {ours_when or 'always'} here")
+        return (
+            f"decision {current.name!r} is decided when {theirs_when or 'always'} there "
+            f"but when {ours_when or 'always'} here"
+        )
     return None
 
 
@@ -123,8 +128,10 @@ def add_new_tasks(controller: Controller, tasks: Sequence[str], init: str, seed:
     """
     known = list(controller.task_embedding.names)
     if init not in BUILT_IN_INITS and init not in known:
-        raise ConfigError(f"transfer.init={init!r} is neither 'random', 'mean' nor a pre-trained task; "
-                         f"the pre-trained tasks are {known}")
+        raise ConfigError(
+            f"transfer.init={init!r} is neither 'random', 'mean' nor a pre-trained task; "
+            f"the pre-trained tasks are {known}"
+        )
     new = [task for task in dict.fromkeys(tasks) if task not in known]
     for task in new:
         controller.task_embedding.add_task(task, init, generator=new_task_generator(seed, task))
@@ -149,8 +156,9 @@ def freeze_body(controller: Controller) -> None:
         parameter.requires_grad_(name.startswith("task_embedding."))
 
 
-def warm_start(transfer: TransferConfig, strategy: Any, space: SearchSpace, tasks: Sequence[str],
-               seed: int) -> Controller:
+def warm_start(
+    transfer: TransferConfig, strategy: Any, space: SearchSpace, tasks: Sequence[str], seed: int
+) -> Controller:
     """The pre-trained controller ``transfer.from`` names, ready to go on searching ``tasks`` with ``strategy``.
 
     Tasks it already knows keep their pre-trained embeddings; new ones get one per
@@ -161,8 +169,10 @@ def warm_start(transfer: TransferConfig, strategy: Any, space: SearchSpace, task
         raise ConfigError("a warm start needs transfer.from: a controller.pt or a search run dir holding one")
     if not STRATEGIES[strategy.kind].trains_controller:
         trainers = [name for name, cls in STRATEGIES.items() if cls.trains_controller]
-        raise ConfigError(f"transfer.from needs a strategy that trains a controller, but strategy={strategy.kind} "
-                          f"trains none; use one of {trainers}")
+        raise ConfigError(
+            f"transfer.from needs a strategy that trains a controller, but strategy={strategy.kind} "
+            f"trains none; use one of {trainers}"
+        )
     artifact = load_controller_artifact(Path(transfer.source))
     check_compatible(artifact, space, strategy.controller)
     controller = artifact.build_controller(strategy.controller)

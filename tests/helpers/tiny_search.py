@@ -18,8 +18,13 @@ from mnms.app.run import run
 PRETRAIN_TASKS = ["trec", "langid-tatoeba"]
 TINY = ["max_examples=300", "trainer.max_epochs=2"]
 # search_space=small without minilm: 8 architectures, every child trains in tens of milliseconds.
-TINY_SEARCH = ["search_space=small", "search_space.decisions.0.choices=[words,char-ngrams]", "logger=none",
-               "search.progress=false", "search.batch_size=4"]
+TINY_SEARCH = [
+    "search_space=small",
+    "search_space.decisions.0.choices=[words,char-ngrams]",
+    "logger=none",
+    "search.progress=false",
+    "search.batch_size=4",
+]
 
 
 def tiny(*overrides: str) -> list[str]:

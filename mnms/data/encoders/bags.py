@@ -13,7 +13,6 @@ from typing import Any, NamedTuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mnms.data.encoders.base import Batch, DenseInput, EncodedTask, Encoder, Task, cached, check_pooling, fingerprints
@@ -82,15 +81,16 @@ def bag_weights(ids: torch.Tensor, pooling: str) -> torch.Tensor:
 def pool(ids: torch.Tensor, weights: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """Weighted sum of table rows per text, without materialising [N, L, D].
 
-    A sparse [N, V] matrix of the weights times the table: on the CPU its backward
-    (S^T @ grad) is 10-50x faster than EmbeddingBag's with per-sample weights, which
-    dominated the training time of every bag child (docs/benchmarks.md).
+    A sparse [N, V] matrix of the weights times the table, chosen when EmbeddingBag's
+    backward with per-sample weights was the slower; on torch 2.13 it no longer is
+    (docs/benchmarks.md, "Why the code does it this way").
     """
     real = weights != 0
     rows = real.nonzero()[:, 0]
     # Indices are in range by construction (ids index the compacted table), so skip the checks.
-    bags = torch.sparse_coo_tensor(torch.stack([rows, ids[real]]), weights[real], (ids.shape[0], table.shape[0]),
-                                   check_invariants=False)
+    bags = torch.sparse_coo_tensor(
+        torch.stack([rows, ids[real]]), weights[real], (ids.shape[0], table.shape[0]), check_invariants=False
+    )
     return torch.sparse.mm(bags, table)
 
 

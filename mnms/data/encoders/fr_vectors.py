@@ -15,7 +15,8 @@ from mnms.data.encoders.bags import BagEncoder, Ragged, first_words
 @functools.cache
 def load_vectors_pipeline(package: str) -> Any:
     """The spaCy package with every pipe excluded: tokenizer + vectors only (the full
-    pipeline is ~30x slower and its predictions are not used)."""
+    pipeline is far slower, docs/benchmarks.md "Why the code does it this way", and its
+    predictions are not used)."""
     import spacy
 
     components = spacy.util.get_model_meta(spacy.util.get_package_path(package))["components"]

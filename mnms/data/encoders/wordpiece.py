@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ def load_word_embeddings(model_dir: str) -> torch.Tensor:
 
     path = Path(model_dir) / "model.safetensors"
     with safe_open(str(path), framework="pt") as weights:
-        names = [k for k in weights.keys() if k.endswith("word_embeddings.weight")]
+        names = [k for k in weights.keys() if k.endswith("word_embeddings.weight")]  # noqa: SIM118 - safe_open is no dict
         if len(names) != 1:
             raise ValueError(f"expected one *word_embeddings.weight in {path}, found {names}")
         return weights.get_tensor(names[0]).float()

@@ -7,7 +7,8 @@ module, a line in ``STRATEGIES`` and a ``conf/strategy/<name>.yaml`` (CONTRIBUTI
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from mnms.search.controller import Controller
 from mnms.search.space import SearchSpace
@@ -20,12 +21,15 @@ from mnms.utils.registry import Registry
 
 __all__ = ["STRATEGIES", "Proposal", "Strategy", "make_strategy", "strategy_config"]
 
-STRATEGIES: Registry[Strategy] = Registry("strategy", {
-    "ppo": PPOStrategy,
-    "reinforce": ReinforceStrategy,
-    "random": RandomStrategy,
-    "optuna": OptunaStrategy,
-})
+STRATEGIES: Registry[Strategy] = Registry(
+    "strategy",
+    {
+        "ppo": PPOStrategy,
+        "reinforce": ReinforceStrategy,
+        "random": RandomStrategy,
+        "optuna": OptunaStrategy,
+    },
+)
 
 
 def strategy_config(values: Any) -> Any:
@@ -33,13 +37,16 @@ def strategy_config(values: Any) -> Any:
     return STRATEGIES.config(values)
 
 
-def make_strategy(config: Any, space: SearchSpace, tasks: Sequence[str], seed: int, *,
-                  controller: Controller | None = None) -> Strategy:
+def make_strategy(
+    config: Any, space: SearchSpace, tasks: Sequence[str], seed: int, *, controller: Controller | None = None
+) -> Strategy:
     """The strategy ``config`` describes; ``controller`` (a pre-trained one, for transfer) is where it starts."""
     cls = STRATEGIES[config.kind]
     if controller is None:
         return cls.build(config, space, tasks, seed)
     if not cls.trains_controller:
-        raise ConfigError(f"strategy={config.kind} trains no controller, so it cannot start from a pre-trained one; "
-                          f"use one of {[name for name, c in STRATEGIES.items() if c.trains_controller]}")
+        raise ConfigError(
+            f"strategy={config.kind} trains no controller, so it cannot start from a pre-trained one; "
+            f"use one of {[name for name, c in STRATEGIES.items() if c.trains_controller]}"
+        )
     return cls.build(config, space, tasks, seed, controller=controller)

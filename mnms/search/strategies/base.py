@@ -9,8 +9,9 @@ ask/tell seam (``propose`` = ask, ``observe`` = tell) plus checkpointing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 from mnms.search.space import SearchSpace
 

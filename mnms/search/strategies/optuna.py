@@ -19,8 +19,9 @@ from __future__ import annotations
 import hashlib
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import optuna
@@ -54,8 +55,7 @@ class OptunaConfig:
     constant_liar: bool = True  # a batch's pending trials count as bad, so a batch spreads out
 
     def __post_init__(self) -> None:
-        check(self, "n_startup_trials", is_int(self.n_startup_trials) and self.n_startup_trials >= 0,
-              "an integer >= 0")
+        check(self, "n_startup_trials", is_int(self.n_startup_trials) and self.n_startup_trials >= 0, "an integer >= 0")
         check(self, "n_ei_candidates", is_int(self.n_ei_candidates) and self.n_ei_candidates >= 1, "an integer >= 1")
         if self.group and not self.multivariate:
             raise ConfigError(f"{self.section}.group=true needs {self.section}.multivariate=true; set both or neither")
@@ -101,9 +101,12 @@ class OptunaStrategy(Strategy):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ExperimentalWarning)  # `group` is marked experimental
             sampler = optuna.samplers.TPESampler(
-                n_startup_trials=self.config.n_startup_trials, n_ei_candidates=self.config.n_ei_candidates,
-                multivariate=self.config.multivariate, group=self.config.group,
-                constant_liar=self.config.constant_liar, seed=task_seed(self.seed, task),
+                n_startup_trials=self.config.n_startup_trials,
+                n_ei_candidates=self.config.n_ei_candidates,
+                multivariate=self.config.multivariate,
+                group=self.config.group,
+                constant_liar=self.config.constant_liar,
+                seed=task_seed(self.seed, task),
             )
         return optuna.create_study(direction="maximize", sampler=sampler, study_name=task)
 
@@ -115,8 +118,10 @@ class OptunaStrategy(Strategy):
     def propose(self, task: str, n: int) -> list[Proposal]:
         study = self._study(task)
         if self.pending.get(task):
-            raise RuntimeError(f"{len(self.pending[task])} proposals for {task!r} were never observed; "
-                               "call observe() before proposing again")
+            raise RuntimeError(
+                f"{len(self.pending[task])} proposals for {task!r} were never observed; "
+                "call observe() before proposing again"
+            )
         trials, proposals = [], []
         for _ in range(n):
             trial = study.ask()
@@ -132,8 +137,10 @@ class OptunaStrategy(Strategy):
     def observe(self, task: str, proposals: list[Proposal], rewards: list[float]) -> dict[str, float]:
         trials = self.pending.pop(task, [])
         if len(trials) != len(proposals) or len(proposals) != len(rewards):
-            raise ValueError(f"observe({task!r}) got {len(proposals)} proposals and {len(rewards)} rewards, "
-                             f"but {len(trials)} trials are pending; observe exactly the last proposals")
+            raise ValueError(
+                f"observe({task!r}) got {len(proposals)} proposals and {len(rewards)} rewards, "
+                f"but {len(trials)} trials are pending; observe exactly the last proposals"
+            )
         if not all(math.isfinite(r) for r in rewards):
             raise ValueError(f"rewards must be finite (Optuna would record a NaN as a failed trial), got {rewards}")
         study = self._study(task)
@@ -163,21 +170,25 @@ class OptunaStrategy(Strategy):
             raise RuntimeError("cannot snapshot the Optuna strategy between propose() and observe()")
         return {
             "told": {task: [dict(t) for t in told] for task, told in self.told.items()},
-            "rng": {task: {name: _plain_rng_state(rng) for name, rng in _random_states(study.sampler).items()}
-                    for task, study in self.studies.items()},
+            "rng": {
+                task: {name: _plain_rng_state(rng) for name, rng in _random_states(study.sampler).items()}
+                for task, study in self.studies.items()
+            },
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if set(state["told"]) != set(self.studies):
-            raise ValueError(f"the state is for tasks {sorted(state['told'])}, "
-                             f"this strategy has {sorted(self.studies)}")
+            raise ValueError(
+                f"the state is for tasks {sorted(state['told'])}, this strategy has {sorted(self.studies)}"
+            )
         self.pending.clear()
         for task in self.studies:
             study = self.studies[task] = self._new_study(task)
             for told in state["told"][task]:
                 distributions = {name: self.distributions[name] for name in told["params"]}
-                study.add_trial(optuna.trial.create_trial(params=told["params"], distributions=distributions,
-                                                          value=told["value"]))
+                study.add_trial(
+                    optuna.trial.create_trial(params=told["params"], distributions=distributions, value=told["value"])
+                )
             for name, rng in _random_states(study.sampler).items():
                 rng.set_state(state["rng"][task][name])
             self.told[task] = [dict(t) for t in state["told"][task]]

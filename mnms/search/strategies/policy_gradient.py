@@ -14,8 +14,9 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 
@@ -53,8 +54,12 @@ class PolicyConfig:
         check(self, "advantage", self.advantage in ADVANTAGES, f"one of {list(ADVANTAGES)}")
         check(self, "learning_rate", is_number(self.learning_rate) and self.learning_rate > 0, "a number > 0")
         check(self, "entropy_weight", is_number(self.entropy_weight) and self.entropy_weight >= 0, "a number >= 0")
-        check(self, "baseline_decay", is_number(self.baseline_decay) and 0 <= self.baseline_decay < 1,
-              "a number in [0, 1)")
+        check(
+            self,
+            "baseline_decay",
+            is_number(self.baseline_decay) and 0 <= self.baseline_decay < 1,
+            "a number in [0, 1)",
+        )
         check(self, "ppo_clip", is_number(self.ppo_clip) and 0 < self.ppo_clip < 1, "a number in (0, 1)")
         check(self, "max_grad_norm", is_number(self.max_grad_norm) and self.max_grad_norm > 0, "a number > 0")
         for name in ("ppo_epochs", "minibatch_size", "bank_capacity"):
@@ -230,21 +235,33 @@ class PolicyGradientStrategy(Strategy):
 
     Config = PolicyGradientConfig
     trains_controller = True
-    uses: ClassVar[tuple[str, ...]] = ("learning_rate", "entropy_weight", "baseline_decay", "advantage",
-                                       "max_grad_norm")  # the PolicyConfig fields its update reads
+    uses: ClassVar[tuple[str, ...]] = (
+        "learning_rate",
+        "entropy_weight",
+        "baseline_decay",
+        "advantage",
+        "max_grad_norm",
+    )  # the PolicyConfig fields its update reads
 
     def __init__(self, controller: Controller, config: PolicyConfig, seed: int) -> None:
         self.controller = controller
         self.config = config
         # Only parameters that require gradients: a partly frozen controller keeps its frozen weights exactly.
-        self.optimizer = torch.optim.Adam([p for p in controller.parameters() if p.requires_grad],
-                                          lr=config.learning_rate)
+        self.optimizer = torch.optim.Adam(
+            [p for p in controller.parameters() if p.requires_grad], lr=config.learning_rate
+        )
         self.baselines = TaskBaselines(config.baseline_decay)
         self.generator = torch.Generator().manual_seed(seed)
 
     @classmethod
-    def build(cls, config: PolicyGradientConfig, space: SearchSpace, tasks: Sequence[str], seed: int,
-              controller: Controller | None = None) -> PolicyGradientStrategy:
+    def build(
+        cls,
+        config: PolicyGradientConfig,
+        space: SearchSpace,
+        tasks: Sequence[str],
+        seed: int,
+        controller: Controller | None = None,
+    ) -> PolicyGradientStrategy:
         """A new controller drawn from ``seed`` (torch's global random state untouched), or ``controller`` to go on."""
         if controller is None:
             with torch.random.fork_rng(devices=[]):
@@ -301,8 +318,9 @@ class ReinforceStrategy(PolicyGradientStrategy):
     name = "reinforce"
 
     def _update(self, task: str, proposals: list[Proposal], rewards: list[float]) -> dict[str, float]:
-        return reinforce_update(self.controller, self.optimizer, self.baselines, self.config,
-                                task, [p.arch for p in proposals], rewards)
+        return reinforce_update(
+            self.controller, self.optimizer, self.baselines, self.config, task, [p.arch for p in proposals], rewards
+        )
 
 
 class PPOStrategy(PolicyGradientStrategy):
