@@ -16,7 +16,7 @@ from rich.progress import track
 from lightning_modules.trainer import evaluate_child
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
-from mnms.data.encoders import ENCODER_NAMES
+from mnms.data.encoders import ENCODERS
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import load_task
 
@@ -26,11 +26,11 @@ TASKS = ("sst2", "trec", "sms-spam", "french-allocine-tv", "spanish-airline-twee
 
 
 def markdown(rows: dict[str, dict[str, float]], languages: dict[str, str]) -> str:
-    header = "| task | lang | " + " | ".join(ENCODER_NAMES) + " |"
-    lines = [header, "|" + " --- |" * (len(ENCODER_NAMES) + 2)]
+    header = "| task | lang | " + " | ".join(ENCODERS) + " |"
+    lines = [header, "|" + " --- |" * (len(ENCODERS) + 2)]
     for task, scores in rows.items():
         best = max(scores.values())
-        cells = [f"**{scores[e]:.3f}**" if scores[e] == best else f"{scores[e]:.3f}" for e in ENCODER_NAMES]
+        cells = [f"**{scores[e]:.3f}**" if scores[e] == best else f"{scores[e]:.3f}" for e in ENCODERS]
         lines.append(f"| {task} | {languages[task]} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -48,7 +48,7 @@ def main() -> None:
     trainer_cfg = ChildTrainerConfig(max_epochs=args.epochs)
     rows: dict[str, dict[str, float]] = {}
     languages: dict[str, str] = {}
-    jobs = [(t, e) for t in args.tasks for e in ENCODER_NAMES]
+    jobs = [(t, e) for t in args.tasks for e in ENCODERS]
     tasks = {}
     for task_name, encoder in track(jobs, description="children"):
         task = tasks.setdefault(task_name, load_task(task_name))

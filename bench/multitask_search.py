@@ -20,7 +20,8 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from mnms.search.records import read_trials
+from mnms.search.records import TrialRecord, read_trials
+from mnms.utils.io import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -29,7 +30,7 @@ TASKS = ("sst2", "trec", "french-allocine-tv", "langid-tatoeba")
 
 def run_search(run_dir: Path, experiment: str, seed: int, args: argparse.Namespace) -> None:
     """One search, skipped if its summary.json exists (a rerun only does what is missing)."""
-    if (run_dir / "summary.json").is_file():
+    if RunDir(run_dir).summary.is_file():
         return
     command = [
         sys.executable,
@@ -46,26 +47,26 @@ def run_search(run_dir: Path, experiment: str, seed: int, args: argparse.Namespa
     subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
 
 
-def encoder_shares(rows: list[dict], task: str, last: int) -> dict[str, float]:
+def encoder_shares(rows: list[TrialRecord], task: str, last: int) -> dict[str, float]:
     """Share of each encoder among the task's last ``last`` trials."""
     encoders = [row.arch["encoder"] for row in rows if row.task == task][-last:]
     counts = Counter(encoders)
     return {encoder: counts[encoder] / len(encoders) for encoder in sorted(counts)}
 
 
-def best_after(rows: list[dict], task: str, n: int) -> float:
+def best_after(rows: list[TrialRecord], task: str, n: int) -> float:
     rewards = [row.reward for row in rows if row.task == task][:n]
     return max(rewards) if rewards else float("nan")
 
 
-def mean_reward(rows: list[dict], task: str, part: slice) -> float:
+def mean_reward(rows: list[TrialRecord], task: str, part: slice) -> float:
     rewards = [row.reward for row in rows if row.task == task][part]
     return sum(rewards) / len(rewards)
 
 
 def seed_result(ppo_dir: Path, random_dir: Path, tasks: list[str]) -> dict:
     """One seed's PPO and random runs, read back from their summary.json and trials.jsonl."""
-    ppo, random = (json.loads((d / "summary.json").read_text()) for d in (ppo_dir, random_dir))
+    ppo, random = (json.loads(RunDir(d).summary.read_text()) for d in (ppo_dir, random_dir))
     ppo_rows, random_rows = read_trials(ppo_dir), read_trials(random_dir)
     return {
         "ppo_overhead_fraction": ppo["overhead_fraction"],

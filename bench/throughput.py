@@ -41,7 +41,7 @@ from mnms.tracking import Tracker, TrackingConfig
 
 RESULTS = Path(__file__).parent / "results"
 TASKS = ("trec", "langid-tatoeba")
-DEFAULT_RUN_TASKS = ("sst2", "trec", "french-allocine-tv", "langid-tatoeba")  # conf/config.yaml's tasks
+DEFAULT_RUN_TASKS = ("sst2", "trec", "french-allocine-tv", "langid-tatoeba")  # conf/mode/search.yaml's tasks
 SPACE = {
     "decisions": [
         {"name": "encoder", "choices": ["words", "char-ngrams"]},
@@ -49,7 +49,7 @@ SPACE = {
         {"name": "learning_rate", "choices": [0.001, 0.01]},
     ]
 }
-EXECUTORS = {
+SETUPS = {
     "sequential": {"kind": "sequential"},
     "local": {"kind": "local", "workers": 2},
     "local-unpinned": {"kind": "local", "workers": 2, "pin_cores": False},
@@ -166,16 +166,16 @@ def main() -> None:
             runner(TrialRequest(0, task, Architecture(encoder=encoder).to_dict(), 0))
     executors: dict[str, Executor] = {}
     startup: dict[str, float] = {}
-    runs: dict[str, list[dict]] = {name: [] for name in EXECUTORS}
+    runs: dict[str, list[dict]] = {name: [] for name in SETUPS}
     try:
-        for name, options in EXECUTORS.items():
+        for name, options in SETUPS.items():
             started = time.perf_counter()
             executors[name] = make_executor(executor_config(options), runner)
             warm = [TrialRequest(i, TASKS[i % 2], Architecture(encoder="words").to_dict(), 0) for i in range(4)]
             executors[name].evaluate(warm)  # workers import torch and fetch the runner here
             startup[name] = time.perf_counter() - started
         for repeat in range(args.repeats):
-            names = list(EXECUTORS)
+            names = list(SETUPS)
             order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for name in order:
                 runs[name].append(timed_search(executors[name], args, work))
@@ -185,7 +185,7 @@ def main() -> None:
                     f"{run['load_average']:.2f}, machine idle {run['machine_idle_fraction']:.0%})",
                     flush=True,
                 )
-        dispatch = {name: empty_trial_rate(executors[name], 200) for name in EXECUTORS}
+        dispatch = {name: empty_trial_rate(executors[name], 200) for name in SETUPS}
     finally:
         for executor in executors.values():
             executor.close()
@@ -219,7 +219,7 @@ def main() -> None:
             "max_examples": args.max_examples,
             "epochs": args.epochs,
             "repeats": args.repeats,
-            "executors": EXECUTORS,
+            "executors": SETUPS,
             "cores": len(os.sched_getaffinity(0)),
             "child_threads": runner.trainer_cfg.threads,
             "strategy": "ppo",
@@ -241,7 +241,7 @@ def main() -> None:
     (RESULTS / "throughput.json").write_text(json.dumps(results, indent=2) + "\n")
     print("| executor | trials/min (median) | vs sequential | start-up s | empty trials/s |")
     print("| --- | --- | --- | --- | --- |")
-    for name in EXECUTORS:
+    for name in SETUPS:
         print(
             f"| {name} | {median[name]:.1f} | {median[name] / median['sequential']:.2f}x | {startup[name]:.1f} "
             f"| {dispatch[name]:.0f} |"

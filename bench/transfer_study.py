@@ -26,6 +26,7 @@ import pandas as pd
 from mnms.report import build_report
 from mnms.report.load import find_run_dirs, load_jobs, load_trials
 from mnms.report.tables import run_stats
+from mnms.utils.io import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
@@ -36,9 +37,9 @@ ABLATION = "ablation-init-mean"
 
 
 def pretrain(run_dir: Path) -> None:
-    if (run_dir / "controller.pt").is_file():
+    if RunDir(run_dir).controller.is_file():
         return
-    resume = [f"resume={run_dir}"] if (run_dir / "checkpoint.pt").is_file() else []
+    resume = [f"resume={run_dir}"] if RunDir(run_dir).checkpoint.is_file() else []
     train(["experiment=pretrain", f"hydra.run.dir={run_dir}", *resume])
 
 

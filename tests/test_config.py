@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from helpers.configs import CONF, compose_config
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
-from mnms.data.encoders import encoder_options
+from mnms.data.encoders import encoder_defaults
 from mnms.transfer.warm_start import TransferConfig
 from mnms.utils.config import from_config, plain
 
@@ -44,7 +44,7 @@ def test_mode_propose_has_its_section_and_no_search_settings() -> None:
 def test_defaults_come_from_the_dataclasses() -> None:
     cfg = compose_config()
     assert OmegaConf.to_container(cfg.child.arch) == Architecture().to_dict()
-    assert OmegaConf.to_container(cfg.encoders) == encoder_options()
+    assert OmegaConf.to_container(cfg.encoders) == encoder_defaults()
     # transfer.from is a Python keyword, so its section is plain YAML: it must agree with the dataclass.
     assert TransferConfig.from_mapping(cfg.transfer) == TransferConfig()
 

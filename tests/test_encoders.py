@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 import mnms
 from helpers.configs import compose_config
-from mnms.data.encoders import ENCODER_NAMES, POOLINGS, get_encoder
+from mnms.data.encoders import ENCODERS, POOLINGS, get_encoder
 from mnms.data.encoders.bags import BagEncoder, bag_weights, first_words
 from mnms.data.encoders.fr_vectors import load_vectors_pipeline
 from mnms.data.encoders.sentence import load_sentence_transformer
@@ -316,8 +316,8 @@ def test_registry_memoises_and_loads_nothing_up_front() -> None:
 
 def test_config_group_holds_every_option_of_every_encoder() -> None:
     cfg = compose_config().encoders
-    assert set(cfg) == {*ENCODER_NAMES, "st"}
-    for name in ENCODER_NAMES:
+    assert set(cfg) == {*ENCODERS, "st"}
+    for name in ENCODERS:
         encoder = get_encoder(name, cfg)
         assert set(cfg[name]) == set(encoder.defaults)
         assert encoder.options == type(encoder).defaults | OmegaConf.to_container(cfg[name])

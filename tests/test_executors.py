@@ -149,7 +149,8 @@ def test_options_are_validated_with_the_fix_in_the_message() -> None:
 
 
 def test_hydra_groups_compose_to_valid_configs() -> None:
-    for kind, expected in (("sequential", SequentialConfig()), ("local", LocalConfig()), ("ray", RayConfig())):
+    for kind, config in (("sequential", SequentialConfig), ("local", LocalConfig), ("ray", RayConfig)):
+        expected = config(kind=kind)
         assert executor_config(compose_config(f"executor={kind}").executor) == expected
     assert executor_config(compose_config("executor=local", "executor.workers=3").executor).workers == 3
     for launcher, target, key in (("mnms_joblib", "JoblibLauncher", "n_jobs"), ("mnms_ray", "RayLauncher", "ray")):

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+import pytest
 import torch
 
 from helpers.tiny_search import tiny_run
@@ -25,6 +26,13 @@ from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES
 from mnms.search.strategies.base import Proposal, Strategy
+from mnms.utils.registry import Registry
+
+
+def register(monkeypatch: pytest.MonkeyPatch, registry: Registry, name: str, cls: type) -> None:
+    """What the new registry line does, undone after the test: the registry knows ``cls`` and names it."""
+    monkeypatch.setitem(registry._classes, name, cls)
+    monkeypatch.setattr(cls, "name", name, raising=False)
 
 
 def plugin_conf(tmp_path: Path, group: str, name: str, schema: str) -> str:
@@ -39,14 +47,13 @@ def plugin_conf(tmp_path: Path, group: str, name: str, schema: str) -> str:
 class FirstChoiceConfig:
     section: ClassVar[str] = "strategy"
 
-    kind: str = "first"
+    kind: str
     batch_share: float = 1.0  # a setting of its own, to show it reaches the config
 
 
 class FirstChoiceStrategy(Strategy):
     """Always the first choice of every active decision."""
 
-    name = "first"
     Config = FirstChoiceConfig
 
     def __init__(self, space: SearchSpace) -> None:
@@ -77,7 +84,7 @@ class FirstChoiceStrategy(Strategy):
 
 
 def test_a_new_strategy(data_dir, session_cache_dir, tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(STRATEGIES._classes, "first", FirstChoiceStrategy)  # the registry line
+    register(monkeypatch, STRATEGIES, "first", FirstChoiceStrategy)
     searchpath = plugin_conf(tmp_path, "strategy", "first", "/schema/strategy/first@_here_")
     cfg, _ = tiny_run(
         tmp_path / "run",
@@ -97,7 +104,7 @@ def test_a_new_strategy(data_dir, session_cache_dir, tmp_path, monkeypatch) -> N
 class BackwardsConfig:
     section: ClassVar[str] = "executor"
 
-    kind: str = "backwards"
+    kind: str
 
 
 class BackwardsExecutor(Executor):
@@ -116,7 +123,7 @@ class BackwardsExecutor(Executor):
 
 
 def test_a_new_executor(data_dir, session_cache_dir, tmp_path, monkeypatch) -> None:
-    monkeypatch.setitem(EXECUTORS._classes, "backwards", BackwardsExecutor)
+    register(monkeypatch, EXECUTORS, "backwards", BackwardsExecutor)
     searchpath = plugin_conf(tmp_path, "executor", "backwards", "/schema/executor/backwards@_here_")
     common = ("tasks=[trec]", "search.trials=4", "search.reuse_rewards=false", "seed=5")
     tiny_run(tmp_path / "sequential", session_cache_dir, *common)

@@ -122,3 +122,16 @@ def test_every_module_imports_alone_in_a_fresh_interpreter_in_a_random_order() -
         timeout=300,
     )
     assert done.returncode == 0, f"import order (random seed {seed}): {names}\n{done.stderr[-3000:]}"
+
+
+def test_composing_imports_neither_lightning_nor_ray() -> None:
+    """train.py registers the schemas before Hydra composes, so `--help` and tab completion pay only for these."""
+    script = (
+        "import sys\n"
+        "from mnms.app.schemas import register_schemas\n"
+        "register_schemas()\n"
+        "print(sorted(name for name in ('pytorch_lightning', 'lightning', 'ray') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

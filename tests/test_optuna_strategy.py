@@ -15,7 +15,6 @@ from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import Strategy, strategy_config
 from mnms.search.strategies.optuna import OptunaStrategy
-from mnms.transfer.artifact import ARTIFACT_FILE
 
 DEFAULT = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "default.yaml")))
 BATCH = 8
@@ -100,7 +99,7 @@ def test_an_optuna_search_resumes_exactly_and_saves_no_controller(data_dir, sess
     reference = read_trials(tmp_path / "reference")
     assert len(reference) == 24 and all(row.status == "ok" for row in reference)
     assert comparable(read_trials(tmp_path / "resumed")) == comparable(reference)
-    assert not (tmp_path / "reference" / ARTIFACT_FILE).exists()
+    assert not (tmp_path / "reference" / "controller.pt").exists()
 
 
 def test_observe_must_follow_propose() -> None:

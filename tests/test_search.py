@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from helpers.configs import default_strategy
+from helpers.tiny_search import tiny_run
 from helpers.wandb_reader import find_offline_runs, read_offline_run
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.tasks import load_task
@@ -198,3 +199,16 @@ def test_resume_with_different_settings_is_refused(data_dir, tmp_path) -> None:
     other_space = {"decisions": [{"name": "encoder", "choices": ["words"]}]}
     with pytest.raises(ValueError, match="cannot resume .* its space is"):
         make_search(tmp_path / "run", data_dir, tmp_path / "cache", space=other_space, trials=8)
+
+
+def test_a_refused_resume_names_the_setting_that_differs(data_dir, session_cache_dir, tmp_path) -> None:
+    common = ("tasks=[trec]", "search.trials=4")
+    tiny_run(tmp_path / "run", session_cache_dir, *common)
+    with pytest.raises(ValueError, match=r"its strategy.policy.learning_rate is 0.01, this run's is 0.1;"):
+        tiny_run(
+            tmp_path / "ignored",
+            session_cache_dir,
+            *common,
+            "strategy.policy.learning_rate=0.1",
+            f"resume={tmp_path / 'run'}",
+        )

@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
+from mnms.data.encoders import ENCODERS
+from mnms.data.encoders.bags import BagEncoder
 from mnms.search.space import Decision, SearchSpace, SearchSpaceError
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "search_space"
@@ -163,3 +165,13 @@ def test_bool_and_int_choices_are_not_confused():
     assert decision.index(True) == 1
     with pytest.raises(SearchSpaceError):
         decision.index(1)
+
+
+def test_the_default_space_conditions_follow_the_encoders_capabilities():
+    """The `when` lists of fine_tune and pooling restate what the encoder classes say; they must agree."""
+    space = load("default")
+    offered = set(space["encoder"].choices)
+    tables = {name for name in offered if ENCODERS[name].has_pretrained_table}
+    bags = {name for name in offered if issubclass(ENCODERS[name], BagEncoder)}
+    assert set(space["fine_tune"].when["encoder"]) == tables
+    assert set(space["pooling"].when["encoder"]) == bags

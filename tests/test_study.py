@@ -19,9 +19,10 @@ from omegaconf import OmegaConf  # noqa: E402
 
 from helpers.configs import ROOT, compose_config  # noqa: E402
 from helpers.wandb_reader import find_offline_runs, read_offline_run  # noqa: E402
-from mnms.app.study import JobStatusCallback, check_study_start  # noqa: E402
+from mnms.app.study import JobStatusCallback, check_study_job  # noqa: E402
 from mnms.report import build_report  # noqa: E402
 from mnms.search.records import read_trials  # noqa: E402
+from mnms.search.strategies import STRATEGIES  # noqa: E402
 from mnms.transfer.artifact import load_controller_artifact  # noqa: E402
 
 
@@ -66,8 +67,22 @@ def test_bad_study_settings_name_the_fix() -> None:
     with pytest.raises(
         ValueError, match=r"study=scratch starts from scratch, but transfer.from='outputs/pretrain/main'"
     ):
-        check_study_start(stray, stray.transfer["from"])
-    check_study_start(compose_config(), None)  # not a study: nothing to check
+        check_study_job(stray, stray.transfer["from"], trains_controller=True)
+    check_study_job(compose_config(), None, trains_controller=True)  # not a study: nothing to check
+
+
+@pytest.mark.parametrize(
+    "mode, strategy, message",
+    [
+        ("random", "reinforce", r"study=random runs strategy=random, but strategy=reinforce reached this job"),
+        ("scratch", "optuna", r"study=scratch trains a controller, but strategy=optuna trains none"),
+    ],
+)
+def test_a_strategy_override_that_contradicts_the_mode_is_refused(mode, strategy, message) -> None:
+    cfg = study_config(f"study={mode}", f"strategy={strategy}")  # a command-line strategy beats the mode's
+    with pytest.raises(ValueError, match=message + r".*study=transfer,scratch strategy=reinforce"):
+        check_study_job(cfg, None, trains_controller=STRATEGIES[strategy].trains_controller)
+    check_study_job(study_config("study=scratch", "strategy=reinforce"), None, trains_controller=True)
 
 
 def test_the_study_is_search_only_and_pretraining_has_no_study() -> None:

@@ -18,7 +18,7 @@ from mnms.search.records import load_checkpoint, read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import make_strategy, strategy_config
 from mnms.search.task_embedding import TaskEmbedding
-from mnms.transfer.artifact import ARTIFACT_FILE, load_controller_artifact
+from mnms.transfer.artifact import load_controller_artifact
 from mnms.transfer.warm_start import TransferConfig, warm_start
 
 ROOT = CONF.parent
@@ -59,10 +59,10 @@ def transfer_run(run_dir: Path, cache: Path, source: Path, *overrides: str) -> l
 
 
 def test_a_search_saves_a_self_describing_controller(pretrained) -> None:
-    raw = torch.load(pretrained / ARTIFACT_FILE, map_location="cpu", weights_only=True)  # readable without mnms
+    raw = torch.load(pretrained / "controller.pt", map_location="cpu", weights_only=True)  # readable without mnms
     assert raw["task_names"] == PRETRAIN_TASKS and raw["task_embeddings"].shape == (2, 32)
     artifact = load_controller_artifact(pretrained)  # a run dir or the file itself
-    assert artifact.path == load_controller_artifact(pretrained / ARTIFACT_FILE).path == pretrained / ARTIFACT_FILE
+    assert artifact.path == load_controller_artifact(pretrained / "controller.pt").path == pretrained / "controller.pt"
     assert artifact.version == 1 and artifact.algorithm == "ppo"
     assert artifact.space.to_config() == SMALL and raw["space_signature"] == artifact.space.signature()
     assert artifact.run_config["tasks"] == PRETRAIN_TASKS and artifact.run_config["search"]["trials"] == 16
@@ -74,7 +74,7 @@ def test_a_search_saves_a_self_describing_controller(pretrained) -> None:
 
 def test_random_search_saves_no_controller(data_dir, session_cache_dir, tmp_path) -> None:
     tiny_run(tmp_path, session_cache_dir, "experiment=random", "tasks=[trec]", "search.trials=4")
-    assert (tmp_path / "trials.jsonl").exists() and not (tmp_path / ARTIFACT_FILE).exists()
+    assert (tmp_path / "trials.jsonl").exists() and not (tmp_path / "controller.pt").exists()
     with pytest.raises(FileNotFoundError, match="random/optuna search, which trains no controller"):
         load_controller_artifact(tmp_path)
 
@@ -190,7 +190,7 @@ def test_mismatches_are_refused_before_anything_trains(pretrained, session_cache
     assert not (tmp_path / "trials.jsonl").exists()
     with pytest.raises(ValueError, match="has hidden_size=64 but this run's strategy.controller.hidden_size=32"):
         strategy_for(pretrained, ["mr"], network={"hidden_size": 32})
-    with pytest.raises(ValueError, match=r"strategy=random trains none; use one of \['ppo', 'reinforce'\]"):
+    with pytest.raises(ValueError, match=r"strategy=random trains no controller, .* use one of \['ppo', 'reinforce'\]"):
         warm_start(
             TransferConfig.from_mapping({"from": str(pretrained)}),
             strategy_config({"kind": "random"}),
@@ -228,7 +228,7 @@ def test_train_py_transfer_then_propose(pretrained, session_cache_dir, tmp_path)
     )
     assert search.returncode == 0, search.stderr[-3000:]
     assert {row.task for row in read_trials(tmp_path / "transfer")} == {"mr"}
-    assert (tmp_path / "transfer" / ARTIFACT_FILE).exists() and "controller for transfer" in search.stdout
+    assert (tmp_path / "transfer" / "controller.pt").exists() and "controller for transfer" in search.stdout
     propose = subprocess.run(
         [
             sys.executable,

@@ -14,7 +14,7 @@ from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
-from mnms.utils.config import from_config, plain
+from mnms.utils.config import from_config
 from mnms.utils.io import RunDir, write_json_atomic
 
 
@@ -22,7 +22,7 @@ def run_child(cfg: DictConfig, run_dir: Path) -> float:
     """Train the child once; writes ``result.json`` and returns its validation accuracy."""
     task = load_configured_task(cfg, cfg.task)
     arch = child_arch(cfg)
-    trainer_cfg = from_config(ChildTrainerConfig, {**plain(cfg.trainer), "progress_bar": True})
+    trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)  # conf/mode/child.yaml turns its progress bar on
     cache = FeatureCache(cfg.paths.cache_dir)
     result = evaluate_child(task, arch, trainer_cfg, cache, seed=cfg.seed, encoder_options=encoder_options(cfg))
     payload = {

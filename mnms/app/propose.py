@@ -36,7 +36,7 @@ def run_propose(cfg: DictConfig, run_dir: Path) -> float | None:
     options = from_config(ProposeConfig, cfg.propose)
     artifact = load_controller_artifact(transfer.source)
     controller, embedding = controller_for_task(artifact, cfg.task, transfer.init, cfg.seed)
-    ranked = beam_search(controller, cfg.task, 1 if options.method == "greedy" else options.k)
+    ranked = beam_search(controller, cfg.task, options.k)  # greedy is a beam of width 1 (ProposeConfig checks k=1)
     rows = [
         {"rank": rank, "decisions": r.arch, "probability": r.probability, "log_prob": r.log_prob}
         for rank, r in enumerate(ranked, start=1)
@@ -61,7 +61,8 @@ def run_propose(cfg: DictConfig, run_dir: Path) -> float | None:
 
 
 def _train(cfg: DictConfig, rows: list[dict[str, Any]]) -> None:
-    """Train each proposal once, its unsearched fields from ``child.arch`` as in a search; add what it scored."""
+    """Train each proposal once as ``mode=child`` would (no time limit unless ``trainer.time_limit_s`` sets one),
+    its unsearched fields from ``child.arch`` as a search fills them; add what it scored to its row."""
     task = load_configured_task(cfg, cfg.task)
     runner = ChildRunner(
         {task.name: task}, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir, encoder_options(cfg)

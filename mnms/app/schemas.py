@@ -20,12 +20,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
-from mnms.data.encoders import encoder_options
+from mnms.data.encoders import encoder_defaults
 from mnms.executors import EXECUTORS
 from mnms.search.loop import SearchConfig
 from mnms.search.strategies import STRATEGIES
 from mnms.tracking import TrackingConfig
 from mnms.transfer.decode import ProposeConfig
+from mnms.transfer.warm_start import TransferConfig
 
 
 def register_schemas() -> None:
@@ -36,7 +37,8 @@ def register_schemas() -> None:
         "logger": TrackingConfig,
         "architecture": Architecture,
         "propose": ProposeConfig,
-        "encoders": encoder_options(),
+        "encoders": encoder_defaults(),
+        "transfer": TransferConfig().to_mapping(),  # `from` is a Python keyword: a mapping, not the dataclass
     }
     nodes.update({f"strategy/{name}": _with_kind(cls.Config, name) for name, cls in STRATEGIES.items()})
     nodes.update({f"executor/{name}": _with_kind(cls.Config, name) for name, cls in EXECUTORS.items()})
@@ -51,10 +53,11 @@ def _schema(node: Any) -> DictConfig:
 
 
 def _with_kind(config: type, kind: str) -> DictConfig:
-    """``config``'s schema naming ``kind`` (two strategies may share one config class)."""
-    node = _schema(config)
+    """``config``'s schema, its ``kind`` (a field with no default) filled in with the registry's name."""
+    node = OmegaConf.structured(config)
+    OmegaConf.set_readonly(node, False)
     node.kind = kind
-    return node
+    return _writable(node)  # type: ignore[return-value]
 
 
 def _writable(node: DictConfig | ListConfig) -> DictConfig | ListConfig:

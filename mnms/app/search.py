@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from mnms.app.common import child_arch, encoder_options, load_configured_task
-from mnms.app.study import check_study_start
+from mnms.app.study import check_study_job
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.tasks import Task
 from mnms.executors import executor_config, make_executor
@@ -31,10 +31,10 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     run_dir = Path(cfg.resume) if cfg.resume else run_dir
     space = SearchSpace.from_config(plain(cfg.search_space))
     search_cfg = from_config(SearchConfig, cfg.search)
-    tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
     transfer = TransferConfig.from_mapping(cfg.transfer)
-    check_study_start(cfg, transfer.source)
     strategy_cfg = strategy_config(cfg.strategy)
+    check_study_job(cfg, transfer.source, STRATEGIES[strategy_cfg.kind].trains_controller)
+    tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
     strategy = _strategy(strategy_cfg, space, list(tasks), transfer, cfg.seed)
     trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)
     child = child_arch(cfg).to_dict()
@@ -47,7 +47,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
         child=child,
         trainer=asdict(trainer_cfg),
         examples={name: {split: len(data) for split, data in t.splits.items()} for name, t in tasks.items()},
-        transfer=plain(cfg.transfer) if transfer.source else None,
+        transfer=transfer.to_mapping() if transfer.source else None,
     )
     runner = ChildRunner(tasks, trainer_cfg, cfg.paths.cache_dir, encoder_options(cfg))
     tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})

@@ -1,12 +1,11 @@
 """The transfer-vs-scratch study: what Python adds to its YAML (``conf/experiment/transfer_study.yaml``, ``study/``).
 
 The study's modes are a config group, swept with ``-m``; each job is an ordinary
-search. Two things stay here: ``check_study_start`` refuses a job whose starting point
-contradicts its mode (a ``transfer.from`` given on the command line would reach every
-job of the sweep), and ``JobStatusCallback`` makes a failed job leave a trace in its run
-dir, because a multirun otherwise only reports it after every job has ended. Hydra
-imports the callback in the launching process, so this module imports neither torch
-nor the rest of mnms.
+search. Two things stay here: ``check_study_job`` refuses a job whose strategy or
+starting point contradicts its mode (an override on the command line reaches every job
+of a sweep, whatever its mode), and ``JobStatusCallback`` makes a failed job leave a
+trace in its run dir, because a multirun otherwise only reports it after every job has
+ended.
 """
 
 from __future__ import annotations
@@ -26,22 +25,38 @@ from mnms.utils.io import RunDir, write_json_atomic
 log = logging.getLogger(__name__)
 
 
-def check_study_start(cfg: DictConfig, source: str | None) -> None:
-    """In a study job, ``transfer.from`` is set exactly when the job's mode warm-starts (``study.warm_start``)."""
-    warm_start = OmegaConf.select(cfg, "study.warm_start")
-    if warm_start is None or warm_start == (source is not None):
+def check_study_job(cfg: DictConfig, source: str | None, trains_controller: bool) -> None:
+    """In a study job, the strategy and the starting point are the ones its mode declares (``conf/study/``).
+
+    ``study.strategy`` is the strategy a mode runs (null: one that trains a controller,
+    ``ppo`` unless ``strategy=`` says otherwise); ``study.warm_start`` says whether it starts
+    from ``study.pretrained``, which is then ``transfer.from``.
+    """
+    if OmegaConf.select(cfg, "study.mode") is None:
         return
-    mode = cfg.study.mode
-    if warm_start:
+    mode, kind, expected = cfg.study.mode, cfg.strategy.kind, cfg.study.strategy
+    separately = (
+        "sweep the learning modes and the baselines apart, e.g. -m experiment=transfer_study "
+        "study=transfer,scratch strategy=reinforce, then -m experiment=transfer_study study=random,optuna"
+    )
+    if expected is None and not trains_controller:
+        raise ConfigError(f"study={mode} trains a controller, but strategy={kind} trains none; {separately}")
+    if expected is not None and kind != expected:
+        raise ConfigError(
+            f"study={mode} runs strategy={expected}, but strategy={kind} reached this job (a "
+            f"strategy given on the command line reaches every job of a sweep); {separately}"
+        )
+    if cfg.study.warm_start and source is None:
         raise ConfigError(
             f"study={mode} starts from study.pretrained, but transfer.from is null; "
             "leave transfer.from unset in a study and pass study.pretrained=<the pretraining run dir>"
         )
-    raise ConfigError(
-        f"study={mode} starts from scratch, but transfer.from={source!r} is set; a study takes its "
-        "pretrained controller as study.pretrained=<run dir> (only study=transfer uses it): "
-        "drop transfer.from"
-    )
+    if not cfg.study.warm_start and source is not None:
+        raise ConfigError(
+            f"study={mode} starts from scratch, but transfer.from={source!r} is set; a study takes its "
+            "pretrained controller as study.pretrained=<run dir> (only study=transfer uses it): "
+            "drop transfer.from"
+        )
 
 
 class JobStatusCallback(Callback):

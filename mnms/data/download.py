@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 import re
 import sys
-import tempfile
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -24,6 +22,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, Trans
 
 from mnms.data.task_files import SPLITS, task_error
 from mnms.utils.config import unknown_keys
+from mnms.utils.io import atomic_write
 
 TIMEOUT_S = 60.0  # per socket operation, so a stalled server fails instead of hanging a sweep
 _CHUNK = 1 << 20
@@ -88,17 +87,13 @@ def sha256_of(path: Path) -> str:
 def fetch_verified(url: str, sha256: str, target: Path, *, task: str, timeout: float = TIMEOUT_S) -> Path:
     """`target`, downloaded from `url` unless already present with the expected hash.
 
-    The body streams to a temporary file beside `target` and is renamed into place only after
-    its hash matches, so an interrupted or wrong download leaves nothing behind."""
+    The body streams into an atomic write of `target` that raises, so leaves nothing behind,
+    unless its hash matches: an interrupted or wrong download never reaches `target`."""
     if target.is_file() and sha256_of(target) == sha256:
         return target
-    part: Path | None = None
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".part")
-        part = Path(name)
-        with os.fdopen(handle, "wb") as out:
-            actual = _stream(url, out, target.name, timeout)
+
+    def download(out: BinaryIO) -> None:
+        actual = _stream(url, out, target.name, timeout)
         if actual != sha256:
             raise task_error(
                 task,
@@ -106,17 +101,15 @@ def fetch_verified(url: str, sha256: str, target: Path, *, task: str, timeout: f
                 "check that the URL points at the intended file; if the file legitimately changed, "
                 "inspect it and put its new hash in the spec's `sha256:`",
             )
-        os.replace(part, target)
+
+    try:
+        return atomic_write(target, download)
     except OSError as err:  # URLError, HTTPError and timeouts are all OSErrors
         raise task_error(
             task,
             f"could not download {url} to {target} ({err})",
             f"check the URL and the network, or place the file at {target} yourself",
         ) from None
-    finally:
-        if part is not None:
-            part.unlink(missing_ok=True)
-    return target
 
 
 def _stream(url: str, out: BinaryIO, label: str, timeout: float) -> str:

@@ -50,14 +50,15 @@ class SequentialConfig:
 
     section: ClassVar[str] = "executor"
 
-    kind: str = "sequential"
+    kind: str
 
 
 class Executor(ABC):
     """Evaluates a batch of trials; outcomes come back in request order.
 
-    ``Config`` is the dataclass of its ``executor`` config section; the registry in
-    ``mnms.executors`` builds an executor as ``cls(runner, config)``.
+    ``Config`` is the dataclass of its ``executor`` config section, whose ``kind`` (no
+    default) is the executor's name in the registry, ``mnms.executors``, which builds it as
+    ``cls(runner, config)``.
     """
 
     Config: ClassVar[type]
@@ -74,7 +75,7 @@ class SequentialExecutor(Executor):
 
     Config = SequentialConfig
 
-    def __init__(self, runner: Runner, config: SequentialConfig = SequentialConfig()) -> None:
+    def __init__(self, runner: Runner, config: SequentialConfig | None = None) -> None:
         self.runner = runner
 
     def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:

@@ -41,7 +41,7 @@ class LocalConfig:
 
     section: ClassVar[str] = "executor"
 
-    kind: str = "local"
+    kind: str
     workers: int | None = None  # null: one per available core (per child thread)
     cores_per_worker: int | None = None  # cores a worker is pinned to; null: available cores // workers
     pin_cores: bool = True  # os.sched_setaffinity per worker (Linux); false lets the OS place them

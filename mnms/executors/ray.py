@@ -8,6 +8,9 @@ torch, loaded encoders and feature cache memo, for every later task of the searc
 Tasks rather than actors: Ray then schedules children onto whatever CPUs the cluster has
 (autoscaled nodes included) and retries a task whose worker or node died
 (``max_retries``); a task that died on every attempt is recorded as a failed trial.
+
+Ray is imported when this executor is first used, not with this module: the executor
+registry (and so every run and every local worker) imports the module for its config.
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ import shutil
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any, ClassVar
-
-import ray
 
 from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
 from mnms.executors.local import available_cores
@@ -34,7 +36,7 @@ class RayConfig:
 
     section: ClassVar[str] = "executor"
 
-    kind: str = "ray"
+    kind: str
     address: str | None = None  # null: a private local Ray for this run; "auto" / "ray://host:10001": a cluster
     num_cpus: int | None = None  # CPUs of the private Ray; null: this process's available cores
     cpus_per_child: float = 1.0  # Ray CPU request of each child; keep it >= the child's torch threads
@@ -62,13 +64,19 @@ class RayConfig:
 _RUNNERS: dict[str, Runner] = {}  # per Ray worker process: the runner of the current search
 
 
-@ray.remote
-def _train(runner_ref: list[ray.ObjectRef], request: TrialRequest) -> TrialOutcome:
+def _ray() -> ModuleType:
+    """Ray itself, imported on first use (an optional heavy dependency, so not at module import)."""
+    import ray
+
+    return ray
+
+
+def _train(runner_ref: list[Any], request: TrialRequest) -> TrialOutcome:
     """One child, in a Ray worker; the runner is fetched on the worker's first trial only."""
     key = runner_ref[0].hex()
     if key not in _RUNNERS:
         _RUNNERS.clear()  # a worker serves one search at a time; drop an earlier search's runner
-        _RUNNERS[key] = ray.get(runner_ref[0])
+        _RUNNERS[key] = _ray().get(runner_ref[0])
         _RUNNERS[key].prepare_process()
     return _RUNNERS[key](request)
 
@@ -84,16 +92,17 @@ class RayExecutor(Executor):
         self.temp_dir: str | None = None  # the private Ray's session folder (logs); None on a cluster
         self._started_ray = False
         self._owns_temp_dir = False  # created here, so removed on close
+        ray = _ray()
         if not ray.is_initialized():  # inside a Hydra Ray launcher job, Ray is already up (and kept)
-            self._init_ray()
+            self._init_ray(ray)
         try:
             self._runner_ref = ray.put(runner)
         except BaseException:
             self.close()
             raise
-        self._task = _train.options(num_cpus=cfg.cpus_per_child, max_retries=cfg.retries)
+        self._task = ray.remote(_train).options(num_cpus=cfg.cpus_per_child, max_retries=cfg.retries)
 
-    def _init_ray(self) -> None:
+    def _init_ray(self, ray: ModuleType) -> None:
         common = {"log_to_driver": False, "logging_level": logging.WARNING}  # progress stays the driver's
         if self.cfg.address is not None:
             ray.init(address=self.cfg.address, **common)
@@ -128,6 +137,7 @@ class RayExecutor(Executor):
         return outcomes
 
     def _outcome(self, ref: Any, request: TrialRequest) -> TrialOutcome:
+        ray = _ray()
         try:
             return ray.get(ref)
         except ray.exceptions.RayError as error:  # e.g. its worker or node died on every attempt
@@ -143,7 +153,7 @@ class RayExecutor(Executor):
     def close(self) -> None:
         """Stop the private Ray, or disconnect from a joined cluster (which keeps running)."""
         if self._started_ray:
-            ray.shutdown()
+            _ray().shutdown()
             self._started_ray = False
         if self._owns_temp_dir:
             shutil.rmtree(self.temp_dir, ignore_errors=True)

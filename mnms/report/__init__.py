@@ -22,6 +22,7 @@ from mnms.report.plots import (
     similarity_figure,
 )
 from mnms.report.tables import LEGEND, jobs_table, mode_sort_key, run_stats, task_table
+from mnms.utils.io import atomic_write, write_text_atomic
 
 REPORT_FILE = "report.md"
 
@@ -49,7 +50,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     if embeddings:
         figures["task_similarity.png"] = similarity_figure(embeddings)
     for name, figure in figures.items():
-        figure.savefig(out / name, dpi=110)
+        atomic_write(out / name, lambda handle, figure=figure: figure.savefig(handle, format="png", dpi=110))
 
     modes = ", ".join(sorted(jobs["mode"].unique(), key=mode_sort_key))
     seeds = sorted(int(seed) for seed in jobs["seed"].unique())
@@ -69,7 +70,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
         )
     sections += ["## Runs", jobs_table(jobs, trials)]
     report = out / REPORT_FILE
-    report.write_text("\n\n".join(sections) + "\n", encoding="utf-8")
+    write_text_atomic(report, "\n\n".join(sections) + "\n")
     return report
 
 

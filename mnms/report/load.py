@@ -15,13 +15,10 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mnms.search.records import TRIALS_FILE, read_trials
+from mnms.search.records import read_trials
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.utils.io import RunDir
 
-SUMMARY_FILE = RunDir.SUMMARY
-CONTROLLER_FILE = RunDir.CONTROLLER
-HYDRA_CONFIG = RunDir.HYDRA_CONFIG
 DECISION_PREFIX = "decision."
 
 
@@ -31,11 +28,11 @@ def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
     for root in map(Path, paths):
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist; pass search run dirs or a multirun dir")
-        for name in (TRIALS_FILE, SUMMARY_FILE):
+        for name in (RunDir.TRIALS, RunDir.SUMMARY):
             found.update(path.parent for path in root.rglob(name))
     if not found:
         raise FileNotFoundError(
-            f"no {TRIALS_FILE} under {[str(p) for p in paths]}: pass search run dirs or a multirun dir "
+            f"no {RunDir.TRIALS} under {[str(p) for p in paths]}: pass search run dirs or a multirun dir "
             "such as outputs/transfer-study/<time>"
         )
     return sorted(found)
@@ -52,10 +49,11 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
     rows = []
     for run_dir in run_dirs:
         cfg = _hydra_config(run_dir)
-        summary_path = run_dir / SUMMARY_FILE
+        files = RunDir(run_dir)
+        summary_path = files.summary
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
         status = "incomplete" if summary is None else summary.get("status", "ok")
-        controller = run_dir / CONTROLLER_FILE
+        controller = files.controller
         rows.append(
             {
                 "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
@@ -77,7 +75,7 @@ def _strategy_kind(cfg: DictConfig) -> str | None:
 
 
 def _hydra_config(run_dir: Path) -> DictConfig:
-    path = run_dir / HYDRA_CONFIG
+    path = RunDir(run_dir).hydra_config
     if not path.exists():
         raise FileNotFoundError(
             f"{path} is missing: the report labels runs by their Hydra config (mode, seed, tasks); "
@@ -96,7 +94,7 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for job in jobs.itertuples():
-        if not (job.path / TRIALS_FILE).exists():
+        if not RunDir(job.path).trials.exists():
             continue
         for row in read_trials(job.path):
             ok = row.status == "ok"

@@ -75,15 +75,13 @@ def resume_signature(
     """What a resumed search must share with the original for its trial sequence to go on exactly.
 
     ``strategy`` is ``Strategy.resume_settings``, ``child`` the architecture defaults,
-    ``trainer`` the children's budget, ``examples`` each task's split sizes. The keys are
-    the checkpoints' since the first release (``controller`` holds the strategy's
-    settings), so run dirs written by earlier versions resume.
+    ``trainer`` the children's budget, ``examples`` each task's split sizes.
     """
     return {
         "tasks": list(tasks),
         "seed": seed,
         "space": space.signature(),
-        "controller": dict(strategy),
+        "strategy": dict(strategy),
         "batch_size": search.batch_size,
         "task_schedule": search.task_schedule,
         "reward": search.reward,
@@ -92,6 +90,38 @@ def resume_signature(
         "examples": {t: dict(sizes) for t, sizes in examples.items()},
         **({"transfer": dict(transfer)} if transfer else {}),
     }
+
+
+def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A checkpoint's signature in today's names.
+
+    mnms 0.1.0 named the strategy's settings ``controller``, with the controller's sizes
+    under ``network`` and Optuna's TPE settings under ``policy``; those run dirs resume.
+    """
+    if "controller" not in saved:
+        return dict(saved)
+    upgraded = {key: value for key, value in saved.items() if key != "controller"}
+    strategy = saved["controller"]
+    if strategy.get("network"):  # a controller strategy: ppo or reinforce
+        upgraded["strategy"] = {
+            "kind": strategy["kind"],
+            "controller": strategy["network"],
+            "policy": strategy["policy"],
+        }
+    else:  # random (no settings) or optuna (TPE settings under policy)
+        upgraded["strategy"] = {"kind": strategy["kind"], **(strategy.get("policy") or {})}
+    return upgraded
+
+
+def _first_difference(saved: Mapping[str, Any], ours: Mapping[str, Any], prefix: str = "") -> tuple | None:
+    """``(dotted key, saved value, our value)`` of the first setting of ``ours`` that ``saved`` does not share."""
+    for key, value in ours.items():
+        theirs = saved.get(key)
+        if theirs == value:
+            continue
+        nested = isinstance(theirs, Mapping) and isinstance(value, Mapping)
+        return (nested and _first_difference(theirs, value, f"{prefix}{key}.")) or (f"{prefix}{key}", theirs, value)
+    return None
 
 
 def _arch_key(task: str, arch: Mapping[str, Any], seed: int) -> str:
@@ -141,12 +171,12 @@ class Search:
                     f"{self.log.path} has trials but no checkpoint: resume is impossible; use a new run dir"
                 )
             return
-        for key, value in self.signature.items():
-            if state["signature"].get(key) != value:
-                raise ValueError(
-                    f"cannot resume {self.run_dir}: its {key} is {state['signature'].get(key)!r}, "
-                    f"this run's is {value!r}; rerun with the original settings"
-                )
+        if difference := _first_difference(upgraded_signature(state["signature"]), self.signature):
+            key, theirs, ours = difference
+            raise ValueError(
+                f"cannot resume {self.run_dir}: its {key} is {theirs!r}, this run's is {ours!r}; "
+                "rerun with the original settings"
+            )
         self.strategy.load_state_dict(state["strategy"])
         self.task_rng.set_state(state["task_rng"])
         self.step, self.seconds = state["step"], state["seconds"]

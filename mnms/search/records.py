@@ -21,8 +21,6 @@ import torch
 from mnms.utils.config import unknown_keys
 from mnms.utils.io import RunDir, torch_save_atomic
 
-TRIALS_FILE = RunDir.TRIALS
-CHECKPOINT_FILE = RunDir.CHECKPOINT
 METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")  # the scores every record shows
 
 
@@ -69,7 +67,7 @@ class TrialLog:
     """``trials.jsonl``: one JSON object per trial, in trial order."""
 
     def __init__(self, run_dir: Path) -> None:
-        self.path = Path(run_dir) / TRIALS_FILE
+        self.path = RunDir(run_dir).trials
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows = self._read_and_repair()
         self._file = self.path.open("a", encoding="utf-8")
@@ -112,7 +110,7 @@ class TrialLog:
 
 def read_trials(run_dir: Path) -> list[TrialRecord]:
     """The complete trial records of a run dir, or of a trials file (read-only; a torn last line is ignored)."""
-    path = Path(run_dir) / TRIALS_FILE if Path(run_dir).is_dir() else Path(run_dir)
+    path = RunDir(run_dir).trials if Path(run_dir).is_dir() else Path(run_dir)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist: is {run_dir} a search run dir?")
     text = path.read_text(encoding="utf-8")
@@ -137,11 +135,11 @@ def _records(text: str, path: Path) -> list[TrialRecord]:
 
 
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
-    torch_save_atomic(Path(run_dir) / CHECKPOINT_FILE, state)
+    torch_save_atomic(RunDir(run_dir).checkpoint, state)
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / CHECKPOINT_FILE
+    path = RunDir(run_dir).checkpoint
     if not path.exists():
         return None
     # weights_only=False: the state holds RNG states and plain Python records we wrote ourselves.

@@ -42,7 +42,6 @@ from mnms.search.strategies.base import Strategy
 from mnms.utils.config import from_config
 from mnms.utils.io import RunDir, torch_save_atomic
 
-ARTIFACT_FILE = RunDir.CONTROLLER
 FORMAT = "mnms.controller"
 FORMAT_VERSION = 1
 
@@ -108,17 +107,17 @@ def resolve_artifact_path(path_or_run_dir: str | Path) -> Path:
     """``controller.pt`` itself, or the one inside a run dir; a clear error when there is none."""
     path = Path(path_or_run_dir).expanduser()
     if path.is_dir():
-        candidate = path / ARTIFACT_FILE
+        candidate = RunDir(path).controller
         if not candidate.exists():
             raise FileNotFoundError(
-                f"{path} holds no {ARTIFACT_FILE}: it is not a search run dir, the search has not finished "
+                f"{path} holds no {RunDir.CONTROLLER}: it is not a search run dir, the search has not finished "
                 f"(continue it with resume={path}), or it used random/optuna search, which trains no controller"
             )
         return candidate
     if not path.exists():
         raise FileNotFoundError(
             f"transfer.from={str(path_or_run_dir)!r} does not exist; "
-            f"pass a {ARTIFACT_FILE} file or the search run dir holding one"
+            f"pass a {RunDir.CONTROLLER} file or the search run dir holding one"
         )
     return path
 

@@ -13,6 +13,7 @@ decision, choice, choice order or condition is refused before anything trains.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -24,7 +25,8 @@ import torch
 
 from mnms.search.controller import Controller, ControllerConfig
 from mnms.search.space import Decision, SearchSpace
-from mnms.search.strategies import STRATEGIES
+from mnms.search.strategies import controller_strategy
+from mnms.search.strategies.policy_gradient import PolicyGradientConfig
 from mnms.transfer.artifact import ControllerArtifact, load_controller_artifact
 from mnms.utils.config import ConfigError, check, from_config
 
@@ -60,6 +62,11 @@ class TransferConfig:
         if "from" in values:
             values["source"] = values.pop("from")
         return from_config(cls, values)
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The ``transfer`` section for this config (``source`` as ``from``): the inverse of ``from_mapping``."""
+        values = dataclasses.asdict(self)
+        return {"from": values.pop("source"), **values}
 
 
 def _lacks_and_adds(saved: list, current: list, saved_keys: list, current_keys: list) -> str:
@@ -157,9 +164,9 @@ def freeze_body(controller: Controller) -> None:
 
 
 def warm_start(
-    transfer: TransferConfig, strategy: Any, space: SearchSpace, tasks: Sequence[str], seed: int
+    transfer: TransferConfig, config: PolicyGradientConfig, space: SearchSpace, tasks: Sequence[str], seed: int
 ) -> Controller:
-    """The pre-trained controller ``transfer.from`` names, ready to go on searching ``tasks`` with ``strategy``.
+    """The pre-trained controller ``transfer.from`` names, ready to go on searching ``tasks`` under ``config``.
 
     Tasks it already knows keep their pre-trained embeddings; new ones get one per
     ``transfer.init``. Pass it to ``make_strategy(..., controller=)``: the learning state
@@ -167,15 +174,10 @@ def warm_start(
     """
     if transfer.source is None:
         raise ConfigError("a warm start needs transfer.from: a controller.pt or a search run dir holding one")
-    if not STRATEGIES[strategy.kind].trains_controller:
-        trainers = [name for name, cls in STRATEGIES.items() if cls.trains_controller]
-        raise ConfigError(
-            f"transfer.from needs a strategy that trains a controller, but strategy={strategy.kind} "
-            f"trains none; use one of {trainers}"
-        )
+    controller_strategy(config.kind)  # refuses, before anything loads, a strategy with no controller
     artifact = load_controller_artifact(Path(transfer.source))
-    check_compatible(artifact, space, strategy.controller)
-    controller = artifact.build_controller(strategy.controller)
+    check_compatible(artifact, space, config.controller)
+    controller = artifact.build_controller(config.controller)
     add_new_tasks(controller, tasks, transfer.init, seed)
     if transfer.freeze_body:
         freeze_body(controller)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
+import torch
+
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
     """Create or replace ``path`` with what ``write`` writes into a binary file handle."""
@@ -45,8 +47,6 @@ def write_json_atomic(path: str | Path, payload: Any) -> Path:
 
 def torch_save_atomic(path: str | Path, payload: Any) -> Path:
     """``torch.save(payload)`` into ``path``, atomically."""
-    import torch  # here, not above: the Hydra job callback imports this module where torch is not needed
-
     return atomic_write(path, lambda handle: torch.save(payload, handle))
 
 

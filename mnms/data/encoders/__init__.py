@@ -3,7 +3,7 @@
 ``get_encoder(name, cfg.encoders)`` returns a process-wide memoised encoder; heavy models load
 lazily on first use, so an encoder whose features are all cached never loads its model.
 Adding an encoder is a module and a line in ``ENCODERS``; its options and their defaults
-reach the ``encoders`` config section from the class (``encoder_options``), and the
+reach the ``encoders`` config section from the class (``encoder_defaults``), and the
 search space offers it once it is listed as a choice (CONTRIBUTING.md).
 """
 
@@ -20,7 +20,7 @@ from mnms.data.encoders.sentence import MiniLMEncoder, SentenceEncoder
 from mnms.data.encoders.wordpiece import MiniLMWordpieceEncoder
 from mnms.utils.config import ConfigError, plain
 
-__all__ = ["ENCODERS", "ENCODER_NAMES", "POOLINGS", "Batch", "EncodedTask", "Encoder", "encoder_options", "get_encoder"]
+__all__ = ["ENCODERS", "POOLINGS", "Batch", "EncodedTask", "Encoder", "encoder_defaults", "get_encoder"]
 
 # name -> class; every class is built as cls(name, options).
 ENCODERS: dict[str, type[Encoder]] = {
@@ -30,7 +30,6 @@ ENCODERS: dict[str, type[Encoder]] = {
     "char-ngrams": CharNgramEncoder,
     "words": WordEncoder,
 }
-ENCODER_NAMES: tuple[str, ...] = tuple(ENCODERS)
 SENTENCE_TRANSFORMERS_PREFIX = "st:"  # "st:<model name or local path>": any sentence-transformers model
 
 _INSTANCES: dict[tuple[str, str], Encoder] = {}
@@ -49,7 +48,7 @@ def get_encoder(name: str, options: Mapping[str, Mapping] | None = None) -> Enco
         own = options.get(name, {})
     else:
         raise ConfigError(
-            f"unknown encoder {name!r}; valid: {list(ENCODER_NAMES)} or "
+            f"unknown encoder {name!r}; valid: {list(ENCODERS)} or "
             f"'{SENTENCE_TRANSFORMERS_PREFIX}<sentence-transformers model>'"
         )
     memo_key = (name, json.dumps(own, sort_keys=True))
@@ -59,6 +58,6 @@ def get_encoder(name: str, options: Mapping[str, Mapping] | None = None) -> Enco
     return _INSTANCES[memo_key]
 
 
-def encoder_options() -> dict[str, dict[str, Any]]:
+def encoder_defaults() -> dict[str, dict[str, Any]]:
     """Every encoder's options and their defaults, by name (``st`` for any ``st:<model>``): the ``encoders`` section."""
     return {**{name: dict(cls.defaults) for name, cls in ENCODERS.items()}, "st": dict(SentenceEncoder.defaults)}

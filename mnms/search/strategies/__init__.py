@@ -19,7 +19,7 @@ from mnms.search.strategies.random import RandomStrategy
 from mnms.utils.config import ConfigError
 from mnms.utils.registry import Registry
 
-__all__ = ["STRATEGIES", "Proposal", "Strategy", "make_strategy", "strategy_config"]
+__all__ = ["STRATEGIES", "Proposal", "Strategy", "controller_strategy", "make_strategy", "strategy_config"]
 
 STRATEGIES: Registry[Strategy] = Registry(
     "strategy",
@@ -37,16 +37,22 @@ def strategy_config(values: Any) -> Any:
     return STRATEGIES.config(values)
 
 
+def controller_strategy(kind: Any) -> type[Strategy]:
+    """The strategy ``kind``, which must train a controller, to start from a pre-trained one."""
+    cls = STRATEGIES[kind]
+    if not cls.trains_controller:
+        trainers = [name for name, strategy in STRATEGIES.items() if strategy.trains_controller]
+        raise ConfigError(
+            f"strategy={kind} trains no controller, so it cannot start from a pre-trained one "
+            f"(transfer.from); use one of {trainers}"
+        )
+    return cls
+
+
 def make_strategy(
     config: Any, space: SearchSpace, tasks: Sequence[str], seed: int, *, controller: Controller | None = None
 ) -> Strategy:
     """The strategy ``config`` describes; ``controller`` (a pre-trained one, for transfer) is where it starts."""
-    cls = STRATEGIES[config.kind]
     if controller is None:
-        return cls.build(config, space, tasks, seed)
-    if not cls.trains_controller:
-        raise ConfigError(
-            f"strategy={config.kind} trains no controller, so it cannot start from a pre-trained one; "
-            f"use one of {[name for name, c in STRATEGIES.items() if c.trains_controller]}"
-        )
-    return cls.build(config, space, tasks, seed, controller=controller)
+        return STRATEGIES[config.kind].build(config, space, tasks, seed)
+    return controller_strategy(config.kind).build(config, space, tasks, seed, controller=controller)

@@ -30,8 +30,8 @@ class Strategy(ABC):
     ``self.controller`` and can start from a pre-trained one (``build(..., controller=)``).
     """
 
-    name: ClassVar[str]
-    Config: ClassVar[type]  # the dataclass of its `strategy` section (a `kind` field names the strategy)
+    name: ClassVar[str]  # its name in the registry, which sets it (mnms.search.strategies.STRATEGIES)
+    Config: ClassVar[type]  # the dataclass of its `strategy` section; its `kind` field (no default) is `name`
     trains_controller: ClassVar[bool] = False
 
     @classmethod
@@ -43,10 +43,9 @@ class Strategy(ABC):
     def resume_settings(cls, config: Any) -> dict[str, Any]:
         """The settings that decide what this strategy proposes, as a checkpoint records them for resume.
 
-        The shape ``{kind, network, policy}`` is the checkpoints' since the first release, so
-        run dirs written before strategies had a config group of their own still resume.
+        Its ``strategy`` section, by default; a strategy leaves out what it never reads.
         """
-        return {"kind": config.kind, "network": {}, "policy": {k: v for k, v in asdict(config).items() if k != "kind"}}
+        return asdict(config)
 
     @abstractmethod
     def propose(self, task: str, n: int) -> list[Proposal]:

@@ -47,7 +47,7 @@ class OptunaConfig:
 
     section: ClassVar[str] = "strategy"
 
-    kind: str = "optuna"
+    kind: str
     n_startup_trials: int = 10  # random proposals per task before TPE models anything
     n_ei_candidates: int = 24  # candidates scored by expected improvement per suggestion
     multivariate: bool = True  # model decisions jointly ...
@@ -83,7 +83,6 @@ def _plain_rng_state(rng: np.random.RandomState) -> tuple:
 class OptunaStrategy(Strategy):
     """One TPE study per task; ``propose`` asks, ``observe`` tells."""
 
-    name = "optuna"
     Config = OptunaConfig
 
     def __init__(self, space: SearchSpace, task_names: Sequence[str], config: OptunaConfig, seed: int) -> None:

@@ -72,7 +72,7 @@ class PolicyGradientConfig:
 
     section: ClassVar[str] = "strategy"
 
-    kind: str = "ppo"  # ppo | reinforce
+    kind: str  # ppo | reinforce
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     policy: PolicyConfig = field(default_factory=PolicyConfig)
 
@@ -235,7 +235,7 @@ class PolicyGradientStrategy(Strategy):
 
     Config = PolicyGradientConfig
     trains_controller = True
-    uses: ClassVar[tuple[str, ...]] = (
+    resume_policy_fields: ClassVar[tuple[str, ...]] = (
         "learning_rate",
         "entropy_weight",
         "baseline_decay",
@@ -272,7 +272,11 @@ class PolicyGradientStrategy(Strategy):
     @classmethod
     def resume_settings(cls, config: PolicyGradientConfig) -> dict[str, Any]:
         policy = asdict(config.policy)
-        return {"kind": config.kind, "network": asdict(config.controller), "policy": {k: policy[k] for k in cls.uses}}
+        return {
+            "kind": config.kind,
+            "controller": asdict(config.controller),
+            "policy": {k: policy[k] for k in cls.resume_policy_fields},
+        }
 
     def propose(self, task: str, n: int) -> list[Proposal]:
         archs = self.controller.sample(task, n, self.generator)
@@ -315,8 +319,6 @@ class PolicyGradientStrategy(Strategy):
 class ReinforceStrategy(PolicyGradientStrategy):
     """REINFORCE: one on-policy gradient step per batch of rewards, no replay."""
 
-    name = "reinforce"
-
     def _update(self, task: str, proposals: list[Proposal], rewards: list[float]) -> dict[str, float]:
         return reinforce_update(
             self.controller, self.optimizer, self.baselines, self.config, task, [p.arch for p in proposals], rewards
@@ -326,8 +328,13 @@ class ReinforceStrategy(PolicyGradientStrategy):
 class PPOStrategy(PolicyGradientStrategy):
     """PPO (the paper's choice): off-policy updates over a replay bank of the most recent trials of all tasks."""
 
-    name = "ppo"
-    uses = (*PolicyGradientStrategy.uses, "ppo_clip", "ppo_epochs", "minibatch_size", "bank_capacity")
+    resume_policy_fields = (
+        *PolicyGradientStrategy.resume_policy_fields,
+        "ppo_clip",
+        "ppo_epochs",
+        "minibatch_size",
+        "bank_capacity",
+    )
 
     def __init__(self, controller: Controller, config: PolicyConfig, seed: int) -> None:
         super().__init__(controller, config, seed)

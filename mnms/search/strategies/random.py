@@ -18,13 +18,12 @@ class RandomConfig:
 
     section: ClassVar[str] = "strategy"
 
-    kind: str = "random"
+    kind: str
 
 
 class RandomStrategy(Strategy):
     """Random search: every active decision uniform over its choices; learns nothing."""
 
-    name = "random"
     Config = RandomConfig
 
     def __init__(self, space: SearchSpace, generator: torch.Generator) -> None:
