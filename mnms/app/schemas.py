@@ -7,8 +7,9 @@ at composition with Hydra's message naming the full key. ``python train.py --cfg
 prints the composed values. Strategies and executors register theirs from their
 registries, so a new one needs no line here.
 
-Composing imports the registries (torch and the strategies' and executors' libraries)
-but never Lightning, which only the run itself imports.
+Composing imports the registries, and so torch and Optuna, but neither Lightning, which
+only the run itself imports, nor Ray, which only ``executor=ray`` does
+(``tests/test_imports.py``).
 """
 
 from __future__ import annotations
