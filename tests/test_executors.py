@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -18,18 +19,21 @@ import pytest
 from test_search import CHEAP_SPACE, TASKS, comparable
 
 from helpers.configs import compose_config, default_strategy
+from helpers.tiny_search import tiny_run
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.tasks import load_task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.base import Executor, SequentialConfig, SequentialExecutor, TrialOutcome, TrialRequest
 from mnms.executors.local import LocalConfig, core_shares
-from mnms.executors.ray import RayConfig
+from mnms.executors.ray import RayConfig, reach
 from mnms.executors.runner import ChildRunner
 from mnms.executors.schedule import CostModel
 from mnms.search.loop import Search, SearchConfig
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
+from mnms.utils.config import ConfigError
+from mnms.utils.io import RunDir
 
 TRIALS, BATCH = 12, 4
 PARALLEL = {"local": {"kind": "local", "workers": 2}, "ray": {"kind": "ray", "num_cpus": 2}}
@@ -129,6 +133,39 @@ def assert_all_gone(pids: set[int], within: float = 15.0) -> None:
 # --- configuration -----------------------------------------------------------------
 
 
+def test_joining_an_unreachable_cluster_fails_in_its_timeout_naming_the_address(session_cache_dir, tmp_path) -> None:
+    unreachable = r"executor.address='127.0.0.1:1': cannot reach 127.0.0.1:1 within executor.connect_timeout_s=2"
+    with pytest.raises(ConfigError, match=rf"{unreachable} \(Connection refused\)\. Is the cluster up"):
+        tiny_run(
+            tmp_path / "run",
+            session_cache_dir,
+            "executor=ray",
+            "executor.address=127.0.0.1:1",
+            "executor.connect_timeout_s=2",
+        )
+    assert not RunDir(tmp_path / "run").trials.exists()
+
+
+def test_a_cluster_address_that_never_answers_times_out() -> None:
+    with socket.socket() as server:  # a listener whose queue is full: the kernel drops further connects
+        server.bind(("127.0.0.1", 0))
+        server.listen(0)
+        port = server.getsockname()[1]
+        reach(f"127.0.0.1:{port}", 1.0)  # it answers
+        queued = [socket.socket() for _ in range(3)]
+        for client in queued:
+            client.setblocking(False)
+            client.connect_ex(("127.0.0.1", port))
+        try:
+            started = time.perf_counter()
+            with pytest.raises(ConfigError, match=rf"ray://127.0.0.1:{port}'.*connect_timeout_s=0.5 \(no answer\)"):
+                reach(f"ray://127.0.0.1:{port}", 0.5)
+            assert time.perf_counter() - started < 5
+        finally:
+            for client in queued:
+                client.close()
+
+
 def test_options_are_validated_with_the_fix_in_the_message() -> None:
     with pytest.raises(ValueError, match=r"executor.kind='threads' is unknown; valid kinds are \['sequential'"):
         executor_config({"kind": "threads"})
@@ -140,6 +177,8 @@ def test_options_are_validated_with_the_fix_in_the_message() -> None:
         executor_config({"kind": "local", "start_method": "fork"})
     with pytest.raises(ValueError, match=r"executor.cpus_per_child=0"):
         executor_config({"kind": "ray", "cpus_per_child": 0})
+    with pytest.raises(ValueError, match=r"executor.connect_timeout_s=0 must be a number of seconds > 0"):
+        executor_config({"kind": "ray", "address": "auto", "connect_timeout_s": 0})
     with pytest.raises(ValueError, match=r"leave executor.num_cpus and executor.temp_dir null"):
         executor_config({"kind": "ray", "address": "auto", "num_cpus": 4})
     with pytest.raises(

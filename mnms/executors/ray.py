@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -42,6 +43,7 @@ class RayConfig:
     cpus_per_child: float = 1.0  # Ray CPU request of each child; keep it >= the child's torch threads
     temp_dir: str | None = None  # the private Ray's session folder; null: a fresh temp folder, removed on close
     retries: int = 1  # re-runs of a child whose worker or node died; then the trial is recorded as failed
+    connect_timeout_s: float = 30.0  # how long a cluster's address may take to answer before the run fails
 
     def __post_init__(self) -> None:
         check(
@@ -51,6 +53,12 @@ class RayConfig:
             "an integer >= 1 or null (automatic)",
         )
         check(self, "retries", is_int(self.retries) and self.retries >= 0, "an integer >= 0")
+        check(
+            self,
+            "connect_timeout_s",
+            is_number(self.connect_timeout_s) and self.connect_timeout_s > 0,
+            "a number of seconds > 0, e.g. 30",
+        )
         check(
             self, "cpus_per_child", is_number(self.cpus_per_child) and self.cpus_per_child > 0, "a number > 0, e.g. 1"
         )
@@ -69,6 +77,28 @@ def _ray() -> ModuleType:
     import ray
 
     return ray
+
+
+def reach(address: str, timeout_s: float) -> None:
+    """Fail in ``timeout_s`` if nothing listens at a cluster ``address`` (``ray.init`` would retry forever).
+
+    ``address`` is ``ray://<head>[:10001]`` (Ray Client) or ``<head>[:6379]`` (the GCS, from a
+    cluster node). Only the TCP port is probed: a cluster that answers is Ray's to judge.
+    """
+    client = address.startswith("ray://")
+    host, _, port = address.removeprefix("ray://").partition("/")[0].rpartition(":")
+    if not host or not port.isdigit():
+        host, port = address.removeprefix("ray://").partition("/")[0], "10001" if client else "6379"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        reason = "no answer" if isinstance(error, TimeoutError) else error.strerror or type(error).__name__
+        raise ConfigError(
+            f"executor.address={address!r}: cannot reach {host}:{port} within executor.connect_timeout_s="
+            f"{timeout_s:g} ({reason}). Is the cluster up (`ray status` on its head)? Check the host and the port "
+            "(ray://<head>:10001 for Ray Client, <head>:6379 from a cluster node), raise "
+            "executor.connect_timeout_s for a slow network, or drop executor.address to run a private Ray"
+        ) from None
 
 
 def _train(runner_ref: list[Any], request: TrialRequest) -> TrialOutcome:
@@ -92,6 +122,8 @@ class RayExecutor(Executor):
         self.temp_dir: str | None = None  # the private Ray's session folder (logs); None on a cluster
         self._started_ray = False
         self._owns_temp_dir = False  # created here, so removed on close
+        if cfg.address not in (None, "auto"):
+            reach(cfg.address, cfg.connect_timeout_s)
         ray = _ray()
         if not ray.is_initialized():  # inside a Hydra Ray launcher job, Ray is already up (and kept)
             self._init_ray(ray)
