@@ -117,6 +117,25 @@ def test_unreadable_file_is_recomputed_and_rewritten(tmp_path: Path, damage: str
     assert fresh.disk_hits == 1 and fresh.misses == 0
 
 
+def test_a_misplaced_file_is_recomputed_not_served_for_another_key(tmp_path: Path, caplog) -> None:
+    other = {**KEY, "data": {"train": "another task"}}
+    cache = FeatureCache(tmp_path)
+    cache.get_or_compute(other, Counter(seed=1))
+    cache.path_for(KEY).parent.mkdir(parents=True, exist_ok=True)
+    cache.path_for(other).rename(cache.path_for(KEY))  # say, a cache dir merged by hand
+    fresh, compute = FeatureCache(tmp_path), Counter(seed=0)
+    result = fresh.get_or_compute(KEY, compute)
+    assert compute.calls == 1 and fresh.stats()["rewrites"] == 1
+    assert torch.equal(result["x"], features(seed=0)["x"]) and "another task" in caplog.text
+    assert set(result) == {"x", "ids"}  # the stored key is the cache's, never a feature
+    assert FeatureCache(tmp_path).get_or_compute(KEY, Counter()).keys() == {"x", "ids"}
+
+
+def test_a_feature_may_not_take_the_key_field(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="may not be named '__key__'"):
+        FeatureCache(tmp_path).get_or_compute(KEY, lambda: {"__key__": torch.zeros(1)})
+
+
 def _writer(root: str, keys: int, barrier: mp.synchronize.Barrier, seed: int) -> dict[str, int]:
     """Worker: for each key, wait for the other writer so both miss and write at once."""
     cache = FeatureCache(root, memory_items=0)

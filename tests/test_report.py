@@ -24,6 +24,7 @@ from matplotlib.image import imread  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from helpers.configs import default_strategy  # noqa: E402
+from helpers.crafted import save_crafted  # noqa: E402
 from mnms.child.config import ChildTrainerConfig  # noqa: E402
 from mnms.data.tasks import load_task  # noqa: E402
 from mnms.executors.base import SequentialExecutor  # noqa: E402
@@ -217,21 +218,11 @@ def test_transfer_runs_from_one_controller_share_a_similarity_panel() -> None:
     assert panels["other-search"][0] == names
 
 
-class _WritesAFile:
-    """Unpickling this opens (creates) a file: what a crafted controller.pt could do instead."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return open, (str(self.path), "w")
-
-
 def test_a_crafted_controller_file_is_refused_unread(study_dir: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"
     crafted = shutil.copytree(study_dir / "ppo-seed0", runs / "crafted")
     marker = tmp_path / "code-ran"
-    torch.save({"format": "mnms.controller", "payload": _WritesAFile(marker)}, crafted / "controller.pt")
+    save_crafted(crafted / "controller.pt", marker, format="mnms.controller")
     with pytest.raises(ValueError, match=r"controller.pt holds more than tensors and plain containers.*refused unread"):
         build_report([runs], tmp_path / "report")
     assert not marker.exists()

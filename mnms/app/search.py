@@ -8,6 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from mnms.app.common import child_arch, encoder_options, load_configured_task
@@ -17,18 +18,32 @@ from mnms.data.tasks import Task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.runner import ChildRunner
 from mnms.search.loop import Search, SearchConfig, resume_signature
+from mnms.search.records import resumable_run_dir
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES, Strategy, make_strategy, strategy_config
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.transfer.artifact import save_controller_artifact
 from mnms.transfer.warm_start import TransferConfig, warm_start
-from mnms.utils.config import from_config, plain
+from mnms.utils.config import ConfigError, from_config, plain
+from mnms.utils.faults import kill_point
 from mnms.utils.io import RunDir, write_json_atomic
 
 
 def run_search(cfg: DictConfig, run_dir: Path) -> float:
-    """A (multitask) architecture search; returns the mean over tasks of the best reward."""
-    run_dir = Path(cfg.resume) if cfg.resume else run_dir
+    """A (multitask) architecture search; returns the mean over tasks of the best reward.
+
+    The run dir (``resume=``'s, or Hydra's) is locked for the whole search: a second
+    search started in it fails at once.
+    """
+    run_dir = resumable_run_dir(cfg.resume) if cfg.resume else run_dir
+    if not cfg.tasks:
+        raise ConfigError("tasks=[] names no task: give at least one, e.g. tasks=[sst2,trec]")
+    with RunDir(run_dir).lock():
+        kill_point("search.setup")
+        return _search(cfg, run_dir)
+
+
+def _search(cfg: DictConfig, run_dir: Path) -> float:
     space = SearchSpace.from_config(plain(cfg.search_space))
     search_cfg = from_config(SearchConfig, cfg.search)
     transfer = TransferConfig.from_mapping(cfg.transfer)
@@ -51,7 +66,6 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     )
     runner = ChildRunner(tasks, trainer_cfg, cfg.paths.cache_dir, encoder_options(cfg))
     tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
-    run_dir.mkdir(parents=True, exist_ok=True)
     executor = make_executor(executor_config(cfg.executor), runner)
     try:
         with Tracker(tracking, plain(cfg)) as tracker:
@@ -101,10 +115,28 @@ def _finish(
         "wandb_run": str(wandb_path) if wandb_path else None,
         "controller": str(controller) if controller else None,
     }
+    if len(summary["unsuccessful"]) == len(tasks):
+        summary |= {"status": "failed", "error": _nothing_succeeded(summary["unsuccessful"], files)}
     write_json_atomic(files.summary, summary)
+    if summary.get("status") == "failed":
+        raise NoChildSucceeded(summary["error"])
     _print_search_summary(summary, files)
-    rewards = [best["reward"] for best in summary["best"].values()]
-    return sum(rewards) / len(rewards) if rewards else 0.0
+    failure = cfg.search.failure_reward  # what a task no child finished for scored
+    return sum(summary["best"][t]["reward"] if t in summary["best"] else failure for t in tasks) / len(tasks)
+
+
+class NoChildSucceeded(RuntimeError):
+    """Every child of a search failed: there is no architecture to report, so the job fails."""
+
+
+def _nothing_succeeded(unsuccessful: dict[str, dict[str, Any]], files: RunDir) -> str:
+    trials = sum(entry["trials"] for entry in unsuccessful.values())
+    causes = "; ".join(f"{task}: {entry['error']}" for task, entry in unsuccessful.items())
+    return (
+        f"no child finished in {trials} trials; the most common error per task -- {causes}. Every trial and "
+        f"its error is in {files.trials}; fix the cause (an encoder that is not installed, a trainer limit too "
+        "tight, ...) and start a new search"
+    )
 
 
 def _print_search_summary(summary: dict, files: RunDir) -> None:
@@ -120,6 +152,13 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             str(best["trial"]),
             arch,
         )
+    for task, entry in summary["unsuccessful"].items():
+        failed = (
+            f"no child finished in {entry['trials']} trials: {entry['error']}"
+            if entry["trials"]
+            else "not searched: search.trials ran out before its turn"
+        )
+        table.add_row(task, "-", "-", "-", f"[red]{escape(failed)}[/red]")
     console = Console()
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")

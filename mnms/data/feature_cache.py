@@ -7,6 +7,8 @@ either no file or a complete one. A miss is computed under a per-entry file lock
 (a short-lived ``<h>.lock`` next to the entry, POSIX ``flock``), so processes that share a root and miss
 the same entry at once compute it once: the others wait and then read its file. A file
 that cannot be read (truncated by a crash, foreign format) counts as a miss and is rewritten.
+Each file also holds its own key, checked on read, so a file copied or moved to another
+entry's place is recomputed instead of silently serving another task's features.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 import torch
 
-from mnms.utils.io import torch_save_atomic
+from mnms.utils.io import torch_load_safe, torch_save_atomic
 
 try:
     import fcntl
@@ -32,7 +34,8 @@ except ImportError:  # Windows: no lock, so two processes may compute the same e
 log = logging.getLogger(__name__)
 
 # Bump when the file layout or the meaning of keys changes: old files are then never read.
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each file holds its key (KEY_FIELD)
+KEY_FIELD = "__key__"  # the entry's canonical key, as UTF-8 bytes in a uint8 tensor
 
 Features = dict[str, torch.Tensor]
 
@@ -78,17 +81,7 @@ class FeatureCache:
     @staticmethod
     def digest(key: Mapping[str, Any]) -> str:
         """SHA-256 of the canonical JSON of ``key`` (sorted keys, no whitespace, no NaN)."""
-        try:
-            text = json.dumps(
-                {"format": FORMAT_VERSION, "key": key},
-                sort_keys=True,
-                separators=(",", ":"),
-                ensure_ascii=False,
-                allow_nan=False,
-            )
-        except (TypeError, ValueError) as error:
-            raise TypeError(f"cache key must be plain JSON data (str/int/float/bool/list/dict), got {key!r}") from error
-        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return hashlib.sha256(_canonical(key)).hexdigest()
 
     def path_for(self, key: Mapping[str, Any]) -> Path | None:
         """Where the entry for ``key`` is (or would be) stored; None for a memory-only cache."""
@@ -111,31 +104,38 @@ class FeatureCache:
 
     def _load_or_compute(self, path: Path, compute: Callable[[], Features], key: Mapping[str, Any]) -> Features:
         existed = path.exists()
-        features = self._read(path) if existed else None
+        features = self._read(path, key) if existed else None
         if features is None:
             with _entry_lock(path):
                 # Another process may have written the entry while this one waited for the lock.
-                features = None if existed else self._read(path)
+                features = None if existed else self._read(path, key)
                 if features is None:
                     features = self._compute(compute, key)
-                    torch_save_atomic(path, features)
+                    torch_save_atomic(path, {**features, KEY_FIELD: _key_tensor(key)})
                     return features
         self.disk_hits += 1
         return features
 
     def _compute(self, compute: Callable[[], Features], key: Mapping[str, Any]) -> Features:
         features = _check_features(compute(), key)
+        if KEY_FIELD in features:
+            raise ValueError(f"features for {key} may not be named {KEY_FIELD!r}: the cache stores the key there")
         self.misses += 1
         return features
 
-    def _read(self, path: Path) -> Features | None:
+    def _read(self, path: Path, key: Mapping[str, Any]) -> Features | None:
+        """The features in ``path`` if it holds ``key``'s entry; None (recompute) for any other file."""
         if not path.exists():
             return None
         try:
-            features = torch.load(path, map_location="cpu", weights_only=True)
-            return _check_features(features, path)
-        except Exception as error:  # any unreadable file is recomputed, never fatal
-            log.warning("feature cache: unreadable %s (%s: %s); recomputing", path, type(error).__name__, error)
+            stored = _check_features(torch_load_safe(path), path)
+            held = stored.pop(KEY_FIELD, None)
+            if held is None or held.dtype != torch.uint8 or bytes(held.tolist()) != _canonical(key):
+                found = "no key" if held is None else f"the key {bytes(held.tolist())[:200]!r}"
+                raise ValueError(f"it holds {found}, not {_canonical(key)[:200]!r} (a misplaced file)")
+            return stored
+        except Exception as error:  # any unreadable or misplaced file is recomputed, never fatal
+            log.warning("feature cache: unusable %s (%s: %s); recomputing", path, type(error).__name__, error)
             self.rewrites += 1
             return None
 
@@ -146,6 +146,25 @@ class FeatureCache:
         self._memo.move_to_end(h)
         while len(self._memo) > self.memory_items:
             self._memo.popitem(last=False)
+
+
+def _canonical(key: Mapping[str, Any]) -> bytes:
+    """The canonical JSON of ``key`` with the format version: what names an entry and what its file holds."""
+    try:
+        text = json.dumps(
+            {"format": FORMAT_VERSION, "key": key},
+            sort_keys=True,
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+    except (TypeError, ValueError) as error:
+        raise TypeError(f"cache key must be plain JSON data (str/int/float/bool/list/dict), got {key!r}") from error
+    return text.encode("utf-8")
+
+
+def _key_tensor(key: Mapping[str, Any]) -> torch.Tensor:
+    return torch.tensor(list(_canonical(key)), dtype=torch.uint8)
 
 
 def _check_features(features: object, origin: object) -> Features:

@@ -10,7 +10,9 @@ produces exactly the trial sequence of a search that never stopped.
 from __future__ import annotations
 
 import json
+import logging
 import time
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +29,9 @@ from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Proposal, Strategy
 from mnms.tracking import Tracker, TrackingConfig
 from mnms.utils.config import check, is_int
+from mnms.utils.faults import kill_point
+
+logger = logging.getLogger(__name__)
 
 SCHEDULES = ("round_robin", "uniform")
 REWARDS = ("val_accuracy", "val_macro_f1")
@@ -157,19 +162,44 @@ class Search:
         # Where the time goes: "loop" is the wall time of whole steps, the rest its parts.
         self.seconds = {"loop": 0.0, "evaluate": 0.0, "policy": 0.0, "records": 0.0, "tracking": 0.0}
         self.trials_done = 0  # trials covered by the last checkpoint
+        self._warn_if_tasks_go_unsearched()
         self._restore()
         self.memo: dict[str, TrialRecord] = {}  # first ok trial of each (task, arch, seed) before this batch
         for row in self.log.rows[: self.trials_done]:
             self._remember(row)
+        kill_point("search.start")
+
+    def _warn_if_tasks_go_unsearched(self) -> None:
+        steps = -(-self.cfg.trials // self.cfg.batch_size)
+        if self.cfg.task_schedule == "round_robin" and steps < len(self.tasks):
+            logger.warning(
+                "search.trials=%d in steps of search.batch_size=%d reaches %d of the %d tasks: %s get no trial; "
+                "give search.trials >= %d",
+                self.cfg.trials,
+                self.cfg.batch_size,
+                steps,
+                len(self.tasks),
+                ", ".join(self.tasks[steps:]),
+                self.cfg.batch_size * len(self.tasks),
+            )
 
     # --- resume -------------------------------------------------------------------
     def _restore(self) -> None:
+        """Go on from the checkpoint; a new search writes its first one before any trial.
+
+        So a checkpoint always exists once a trial is logged, and the log can only be ahead
+        of it (a kill mid-step: those trials are replayed) or, if something truncated the
+        log afterwards, behind it by part of the last step, which the checkpoint holds.
+        """
         state = load_checkpoint(self.run_dir)
         if state is None:
             if len(self.log):
                 raise ValueError(
-                    f"{self.log.path} has trials but no checkpoint: resume is impossible; use a new run dir"
+                    f"{self.log.path} has {len(self.log)} trials but there is no checkpoint.pt (a run dir of mnms "
+                    "0.1.0 killed before its first checkpoint, or a deleted checkpoint): it cannot be resumed; "
+                    "start a new run dir"
                 )
+            self._checkpoint(0, [])
             return
         if difference := _first_difference(upgraded_signature(state["signature"]), self.signature):
             key, theirs, ours = difference
@@ -184,8 +214,24 @@ class Search:
             task: TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for task, row in state["best"].items()
         }
         self.trials_done = state["trials"]
+        self._recover_lost_rows(state.get("batch", []))
 
-    def _checkpoint(self, trials: int) -> None:
+    def _recover_lost_rows(self, batch: list[dict[str, Any]]) -> None:
+        """Re-append the checkpointed step's rows that the log lost (a truncated trials.jsonl), or refuse."""
+        missing = self.trials_done - len(self.log)
+        if missing <= 0:
+            return
+        lost = [TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for row in batch[len(batch) - missing :]]
+        if len(lost) != missing or lost[0].trial != len(self.log):
+            raise ValueError(
+                f"{self.log.path} holds {len(self.log)} trials but checkpoint.pt counted {self.trials_done}: the log "
+                "lost trials the checkpoint cannot restore; put back a complete trials.jsonl, or start a new run dir"
+            )
+        for row in lost:
+            self.log.append(row)
+
+    def _checkpoint(self, trials: int, batch: list[TrialRecord]) -> None:
+        """Save everything an exact resume needs, with the rows of the step just recorded (``batch``)."""
         save_checkpoint(
             self.run_dir,
             {
@@ -196,6 +242,7 @@ class Search:
                 "trials": trials,
                 "best": {task: row.to_json() for task, row in self.best.items()},
                 "seconds": self.seconds,
+                "batch": [row.to_json() for row in batch],
             },
         )
 
@@ -316,16 +363,20 @@ class Search:
         task = self._next_task()
         with self._timed("policy"):
             proposals = self.strategy.propose(task, min(self.cfg.batch_size, self.cfg.trials - trials))
+        kill_point("search.proposed")
         rows = self._rows_for(task, trials, proposals)
+        kill_point("search.evaluated")
         with self._timed("records"):
             self._record(rows)
         with self._timed("policy"):
             stats = self.strategy.observe(task, proposals, [row.reward for row in rows])
+        kill_point("search.observed")
         with self._timed("tracking"):
             self._track(task, rows, stats)
         self.step += 1
         with self._timed("records"):
-            self._checkpoint(trials + len(rows))
+            self._checkpoint(trials + len(rows), rows)
+        kill_point("checkpoint.written")
         return trials + len(rows)
 
     def run(self) -> dict[str, Any]:
@@ -339,6 +390,17 @@ class Search:
         self.log.close()
         return self.summary()
 
+    def unsuccessful(self) -> dict[str, dict[str, Any]]:
+        """Each task no child finished for: its trial count and its most common error (what to fix first)."""
+        errors: dict[str, Counter[str]] = {task: Counter() for task in self.tasks if task not in self.best}
+        for row in self.log:
+            if row.task in errors:
+                errors[row.task][f"{row.status}: {row.error}"] += 1
+        return {
+            task: {"trials": counts.total(), "error": counts.most_common(1)[0][0] if counts else None}
+            for task, counts in errors.items()
+        }
+
     def summary(self) -> dict[str, Any]:
         """Best architecture per task and where the time went."""
         overhead = self.seconds["policy"] + self.seconds["records"] + self.seconds["tracking"]
@@ -349,6 +411,7 @@ class Search:
                 task: {key: getattr(row, key) for key in ("trial", "reward", "decisions", "arch", "metrics")}
                 for task, row in self.best.items()
             },
+            "unsuccessful": self.unsuccessful(),
             "choice_probabilities": {task: self.strategy.choice_probabilities(task) for task in self.tasks},
             "seconds": dict(self.seconds),
             "overhead_fraction": overhead / self.seconds["loop"] if self.seconds["loop"] else 0.0,

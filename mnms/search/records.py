@@ -16,10 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from mnms.utils.config import unknown_keys
-from mnms.utils.io import RunDir, torch_save_atomic
+from mnms.utils.config import ConfigError, unknown_keys
+from mnms.utils.faults import kill_point
+from mnms.utils.io import RunDir, UnreadableFile, torch_load_safe, torch_save_atomic
 
 METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")  # the scores every record shows
 
@@ -97,6 +96,7 @@ class TrialLog:
         self._file.flush()
         os.fsync(self._file.fileno())
         self.rows.append(record)
+        kill_point("log.appended")
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -139,8 +139,28 @@ def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint of ``run_dir``, or None when it has none; it loads without running code from the file."""
     path = RunDir(run_dir).checkpoint
     if not path.exists():
         return None
-    # weights_only=False: the state holds RNG states and plain Python records we wrote ourselves.
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        return torch_load_safe(path)
+    except UnreadableFile as error:
+        raise UnreadableFile(
+            f"{error}. Restore checkpoint.pt from a copy, or start a new run dir; trials.jsonl "
+            "keeps every trial either way"
+        ) from None
+
+
+def resumable_run_dir(path: str | Path) -> Path:
+    """``path``, when it is the run dir of a search that can go on; otherwise an error saying why and what to do."""
+    path = Path(path).expanduser()
+    fix = "resume= takes the run dir of an earlier search; check the path, or drop resume= to start a new search"
+    if not path.exists():
+        raise ConfigError(f"resume={str(path)!r} does not exist: {fix}")
+    if not path.is_dir():
+        raise ConfigError(f"resume={str(path)!r} is a file, not a run dir: {fix}")
+    files = RunDir(path)
+    if not files.trials.exists() and not files.checkpoint.exists():
+        raise ConfigError(f"resume={str(path)!r} holds no search (no {files.TRIALS} or {files.CHECKPOINT}): {fix}")
+    return path

@@ -28,7 +28,6 @@ controller.  Everything is tensors and plain containers, so the file loads with
 from __future__ import annotations
 
 import dataclasses
-import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ from mnms.search.controller import Controller, ControllerConfig
 from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Strategy
 from mnms.utils.config import from_config
-from mnms.utils.io import RunDir, torch_save_atomic
+from mnms.utils.io import RunDir, UnreadableFile, torch_load_safe, torch_save_atomic
 
 FORMAT = "mnms.controller"
 FORMAT_VERSION = 1
@@ -126,12 +125,9 @@ def load_controller_artifact(path_or_run_dir: str | Path) -> ControllerArtifact:
     """Read and check a ``controller.pt`` (or the one in a run dir) without running any pickled code."""
     path = resolve_artifact_path(path_or_run_dir)
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise ValueError(
-            f"{path} holds more than tensors and plain containers, so mnms did not write it; it is "
-            f"refused unread, since loading it could run code ({str(error).splitlines()[0]})"
-        ) from None
+        payload = torch_load_safe(path)
+    except UnreadableFile as error:
+        raise UnreadableFile(f"{error}; a controller.pt is written by a search with ppo or reinforce") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mnms controller file (no format={FORMAT!r} key)")
     if payload["version"] != FORMAT_VERSION:

@@ -1,0 +1,266 @@
+"""What a user can hand mnms, and what happens to a run dir under faults: no code runs from a file,
+nothing is lost or mixed silently, and every bad input gets one message naming it and the fix."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_search import comparable
+
+from helpers.configs import ROOT
+from helpers.crafted import save_crafted
+from helpers.tiny_search import tiny, tiny_run
+from mnms.app.search import NoChildSucceeded
+from mnms.data.feature_cache import FeatureCache
+from mnms.search.records import load_checkpoint, read_trials
+from mnms.transfer.artifact import load_controller_artifact
+from mnms.utils.io import RunDir, RunDirError, UnreadableFile
+
+SEARCH = ("tasks=[trec]", "search.trials=8")
+
+
+@pytest.fixture(scope="module")
+def finished(data_dir: Path, session_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The run dir of a finished tiny PPO search on trec (8 trials, 2 steps)."""
+    run_dir = tmp_path_factory.mktemp("finished")
+    tiny_run(run_dir, session_cache_dir, *SEARCH)
+    return run_dir
+
+
+def copy_of(run_dir: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(run_dir, tmp_path / "copy"))
+
+
+def train_py(cache_dir: Path, *overrides: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    """``python train.py`` with the tiny search settings, as a user runs it (``kill_at``: ``MNMS_KILL_AT``)."""
+    env = {key: value for key, value in os.environ.items() if key != "MNMS_KILL_AT"}
+    env.update({"MNMS_KILL_AT": kill_at} if kill_at else {})
+    return subprocess.run(
+        [sys.executable, "train.py", *tiny(), f"paths.cache_dir={cache_dir}", *overrides],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+# --- no code runs from a file -------------------------------------------------------------------
+
+
+def test_every_loader_refuses_a_crafted_pickle_and_runs_nothing(finished, session_cache_dir, tmp_path) -> None:
+    marker = tmp_path / "code-ran"
+    run_dir = copy_of(finished, tmp_path)
+    save_crafted(RunDir(run_dir).checkpoint, marker, signature={})
+    with pytest.raises(UnreadableFile, match="checkpoint.pt holds more than tensors.*refused unread"):
+        load_checkpoint(run_dir)
+    with pytest.raises(UnreadableFile, match="checkpoint.pt holds more than tensors"):
+        tiny_run(tmp_path / "ignored", session_cache_dir, *SEARCH, "search.trials=12", f"resume={run_dir}")
+    save_crafted(RunDir(run_dir).controller, marker, format="mnms.controller")
+    with pytest.raises(UnreadableFile, match="controller.pt holds more than tensors.*refused unread"):
+        load_controller_artifact(run_dir)
+    cache = FeatureCache(tmp_path / "cache")
+    key = {"kind": "test"}
+    cache.path_for(key).parent.mkdir(parents=True)
+    save_crafted(cache.path_for(key), marker)
+    assert torch.equal(cache.get_or_compute(key, lambda: {"x": torch.ones(2)})["x"], torch.ones(2))  # recomputed
+    assert cache.rewrites == 1
+    assert not marker.exists()
+
+
+# --- bad input, one clear message ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: tmp / "no-such-run", r"resume='.*no-such-run' does not exist: resume= takes the run dir"),
+        (
+            lambda tmp: (tmp / "a-file").write_text("x") and tmp / "a-file",
+            r"resume='.*a-file' is a file, not a run dir",
+        ),
+        (lambda tmp: (tmp / "empty").mkdir() or tmp / "empty", r"resume='.*empty' holds no search \(no trials.jsonl"),
+    ],
+)
+def test_resume_needs_the_run_dir_of_a_search(make, message, session_cache_dir, tmp_path) -> None:
+    target = make(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        tiny_run(tmp_path / "ignored", session_cache_dir, *SEARCH, f"resume={target}")
+    assert not (tmp_path / "no-such-run").exists()  # nothing was started there
+
+
+def test_bad_inputs_name_the_key_or_the_file_and_the_fix(finished, session_cache_dir, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"tasks=\[\] names no task: give at least one"):
+        tiny_run(tmp_path / "a", session_cache_dir, "tasks=[]")
+    text = tmp_path / "notes.txt"
+    text.write_text("not a controller\n")
+    with pytest.raises(UnreadableFile, match=r"notes.txt is damaged, truncated or not a file torch.save wrote"):
+        tiny_run(tmp_path / "b", session_cache_dir, *SEARCH, "experiment=transfer", f"transfer.from={text}")
+    run_dir = copy_of(finished, tmp_path)
+    checkpoint = RunDir(run_dir).checkpoint
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])  # truncated by a full disk, say
+    with pytest.raises(UnreadableFile, match=r"checkpoint.pt is damaged, truncated.*Restore checkpoint.pt"):
+        tiny_run(tmp_path / "c", session_cache_dir, *SEARCH, "search.trials=12", f"resume={run_dir}")
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda lines: [*lines[:2], b"{not json\n", *lines[3:]], r"trials.jsonl line 3 is not JSON \(.*\): the log"),
+        (lambda lines: [lines[0], lines[2], lines[1], *lines[3:]], r"trials.jsonl line 2 has trial=2, expected 1"),
+    ],
+)
+def test_a_log_edited_by_hand_is_named_by_file_and_line(edit, message, finished, session_cache_dir, tmp_path) -> None:
+    run_dir = copy_of(finished, tmp_path)
+    log = RunDir(run_dir).trials
+    log.write_bytes(b"".join(edit(log.read_bytes().splitlines(keepends=True))))
+    with pytest.raises(ValueError, match=message + ".*restore it or start a new run dir"):
+        tiny_run(tmp_path / "ignored", session_cache_dir, *SEARCH, "search.trials=12", f"resume={run_dir}")
+
+
+# --- one writer per run dir ----------------------------------------------------------------------
+
+
+def test_a_second_search_in_a_locked_run_dir_fails_at_once_naming_the_first(session_cache_dir, tmp_path) -> None:
+    run_dir = tmp_path / "shared"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time\nfrom mnms.utils.io import RunDir\n"
+            "with RunDir(sys.argv[1]).lock():\n    print('held', flush=True)\n    time.sleep(60)\n",
+            str(run_dir),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RunDirError, match=rf"shared is being written by the search of process {holder.pid} on "):
+            tiny_run(run_dir, session_cache_dir, *SEARCH)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert not RunDir(run_dir).trials.exists()  # the second search wrote nothing
+    tiny_run(run_dir, session_cache_dir, *SEARCH, "search.trials=4")  # the lock went with its process
+    assert len(read_trials(run_dir)) == 4
+
+
+def test_a_run_dir_that_cannot_be_written_is_named_with_the_fix(session_cache_dir, tmp_path) -> None:
+    folder = tmp_path / "frozen"
+    folder.mkdir()
+    # Root writes anywhere, so a read-only mode proves nothing here; an immutable folder (ext4) does.
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)]).returncode != 0:
+        pytest.skip("needs chattr +i to make a folder unwritable")
+    try:
+        with pytest.raises(RunDirError, match=r"cannot write the run dir .*frozen/run.*point hydra.run.dir"):
+            tiny_run(folder / "run", session_cache_dir, *SEARCH)
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+# --- a search that found nothing says so --------------------------------------------------------
+
+
+def test_a_search_where_no_child_finished_fails_naming_the_error(session_cache_dir, tmp_path) -> None:
+    missing = f"st:{tmp_path}/no-such-model"  # a sentence-transformers model that is not there: loading raises
+    with pytest.raises(NoChildSucceeded, match=r"no child finished in 8 trials.*trec: failed: .*no-such-model"):
+        tiny_run(tmp_path / "run", session_cache_dir, *SEARCH, f"search_space.decisions.0.choices=['{missing}']")
+    summary = json.loads(RunDir(tmp_path / "run").summary.read_text())
+    assert summary["status"] == "failed" and summary["unsuccessful"]["trec"]["trials"] == 8
+    assert len(read_trials(tmp_path / "run")) == 8  # every failed trial is kept, with its error
+
+
+# --- the log and the checkpoint agree at every kill point -----------------------------------------
+
+
+def test_a_log_that_lost_lines_the_checkpoint_counted_is_restored_from_it(
+    finished, session_cache_dir, tmp_path
+) -> None:
+    reference = tmp_path / "reference"
+    tiny_run(reference, session_cache_dir, *SEARCH, "search.trials=12")
+    run_dir = copy_of(finished, tmp_path)
+    log = RunDir(run_dir).trials
+    lines = log.read_bytes().splitlines(keepends=True)
+    log.write_bytes(b"".join(lines[:-2]) + lines[-2][:20])  # the last line torn, the one before lost
+    tiny_run(tmp_path / "ignored", session_cache_dir, *SEARCH, "search.trials=12", f"resume={run_dir}")
+    assert comparable(read_trials(run_dir)) == comparable(read_trials(reference))
+
+
+def test_a_search_killed_before_its_first_step_checkpoint_resumes_from_its_log(
+    finished, session_cache_dir, tmp_path
+) -> None:
+    run_dir = tmp_path / "run"
+    killed = train_py(session_cache_dir, *SEARCH, f"hydra.run.dir={run_dir}", kill_at="search.observed:1")
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    logged = RunDir(run_dir).trials.read_bytes()
+    assert len(read_trials(run_dir)) == 4  # the first step's trials, logged; its checkpoint never written
+    resumed = train_py(session_cache_dir, *SEARCH, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'ignored'}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert comparable(read_trials(run_dir)) == comparable(read_trials(finished))
+    assert RunDir(run_dir).trials.read_bytes().startswith(logged)  # those 4 trials were kept, not trained again
+
+
+def test_a_log_that_lost_more_than_the_last_step_is_refused(finished, session_cache_dir, tmp_path) -> None:
+    run_dir = copy_of(finished, tmp_path)
+    log = RunDir(run_dir).trials
+    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:3]))  # 5 of 8 trials gone
+    with pytest.raises(
+        ValueError, match=r"holds 3 trials but checkpoint.pt counted 8.*put back a complete trials.jsonl"
+    ):
+        tiny_run(tmp_path / "ignored", session_cache_dir, *SEARCH, "search.trials=12", f"resume={run_dir}")
+
+
+def _passes(trials: int, batch: int) -> list[tuple[str, int]]:
+    """Every (kill point, pass) a fresh search of ``trials`` in steps of ``batch`` goes through."""
+    steps = -(-trials // batch)
+    checkpoints = 1 + steps  # the first one, written before any trial, then one per step
+    return [("search.setup", 1), ("search.start", 1)] + [
+        (point, n)
+        for point, count in (
+            ("search.proposed", steps),
+            ("search.evaluated", steps),
+            ("log.appended", trials),
+            ("search.observed", steps),
+            ("atomic.before_replace", checkpoints),
+            ("checkpoint.written", steps),
+        )
+        for n in range(1, count + 1)
+    ]
+
+
+@pytest.mark.slow
+def test_a_search_killed_at_ten_random_moments_resumes_to_the_same_trials(data_dir, session_cache_dir, tmp_path):
+    """SIGKILL at 10 seeded kill points across setup, training, logging and checkpointing; resume each.
+
+    Every resumed search records the uninterrupted one's trials, and keeps every line it
+    had logged before the kill as it was: only the in-flight step is trained again.
+    """
+    search = ("tasks=[trec,langid-tatoeba]", "search.trials=12")
+
+    def train(run_dir: Path, *extra: str, kill_at: str | None = None) -> subprocess.CompletedProcess:
+        return train_py(session_cache_dir, *search, f"hydra.run.dir={run_dir}", *extra, kill_at=kill_at)
+
+    done = train(tmp_path / "reference")
+    assert done.returncode == 0, done.stderr[-3000:]
+    reference = comparable(read_trials(tmp_path / "reference"))
+    for point, n in random.Random(0).sample(_passes(12, 4), 10):
+        run_dir = tmp_path / f"{point}-{n}"
+        killed = train(run_dir, kill_at=f"{point}:{n}")
+        assert killed.returncode == -signal.SIGKILL, (point, n, killed.stderr[-2000:])
+        logged = RunDir(run_dir).trials.read_bytes() if RunDir(run_dir).trials.exists() else b""
+        resumed = train(tmp_path / "ignored", f"resume={run_dir}")
+        assert resumed.returncode == 0, (point, n, resumed.stderr[-3000:])
+        assert comparable(read_trials(run_dir)) == reference, (point, n)
+        assert RunDir(run_dir).trials.read_bytes().startswith(logged), (point, n)
+        assert json.loads(RunDir(run_dir).summary.read_text())["trials"] == 12, (point, n)
