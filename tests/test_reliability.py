@@ -169,6 +169,25 @@ def test_a_run_dir_that_cannot_be_written_is_named_with_the_fix(session_cache_di
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
+# --- a failure never costs a finished run its results ---------------------------------------------
+
+STATUS_CALLBACK = "+hydra.callbacks.job_status._target_=mnms.app.study.JobStatusCallback"  # as experiments set it
+
+
+def test_a_failed_rerun_of_a_finished_run_keeps_its_results(finished, session_cache_dir, tmp_path) -> None:
+    run_dir = copy_of(finished, tmp_path)
+    kept = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != RunDir.LOCK}
+    job = tmp_path / "job"
+    for where in (f"resume={run_dir} hydra.run.dir={job}", f"hydra.run.dir={run_dir}"):
+        failed = train_py(session_cache_dir, *SEARCH, "seed=1", STATUS_CALLBACK, *where.split())
+        assert failed.returncode != 0 and "seed" in failed.stderr, where
+        assert {name: (run_dir / name).read_bytes() for name in kept} == kept, where  # summary.json too
+    failure = json.loads(RunDir(run_dir).failure.read_text())  # the re-run in place left its error beside
+    assert failure["status"] == "failed" and "seed" in failure["error"] and "Traceback" in failure["traceback"]
+    job_summary = json.loads(RunDir(job).summary.read_text())  # the failed resume is reported as its own job
+    assert job_summary["status"] == "failed" and job_summary == json.loads(RunDir(job).failure.read_text())
+
+
 # --- a search that found nothing says so --------------------------------------------------------
 
 

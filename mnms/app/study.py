@@ -10,6 +10,7 @@ ended.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import traceback
@@ -20,7 +21,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from mnms.utils.config import ConfigError
-from mnms.utils.io import RunDir, write_json_atomic
+from mnms.utils.io import RunDir, RunDirError, write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -60,14 +61,18 @@ def check_study_job(cfg: DictConfig, source: str | None, trains_controller: bool
 
 
 class JobStatusCallback(Callback):
-    """Hydra callback: a failed job writes ``summary.json`` ``{"status": "failed", ...}`` in its run dir.
+    """Hydra callback: a failed job leaves its error and traceback in its own run dir.
 
     Hydra already catches the job's exception (the joblib and submitit launchers let the
     other jobs finish and fail the sweep at the end), and a failure during the search
     closes its W&B run with exit code 1 (``Tracker``'s ``with``). What is lost is the
-    traceback: the exception crosses a process boundary without it. So it is written
-    here, and ``python -m mnms.report`` lists the job as failed. An exception that cannot
-    be pickled would abort the whole joblib sweep, so it is replaced by a
+    traceback: the exception crosses a process boundary without it. So it is written to
+    ``failure.json``, and to ``summary.json`` as ``{"status": "failed", ...}`` so that
+    ``python -m mnms.report`` lists the job as failed -- unless the run dir already holds
+    a finished search, whose results a failed re-run (a mismatched seed, say) must not
+    replace. A failed ``resume=`` is recorded in the job's own run dir, not in the one it
+    tried to resume, and a run dir another search holds is not touched. An exception that
+    cannot be pickled would abort the whole joblib sweep, so it is replaced by a
     ``RuntimeError`` carrying its text.
     """
 
@@ -75,15 +80,34 @@ class JobStatusCallback(Callback):
         if job_return.status != JobStatus.FAILED:
             return
         error = job_return._return_value  # the public getter re-raises for a failed job
-        run_dir = RunDir(OmegaConf.select(config, "resume") or config.hydra.runtime.output_dir)
         payload = {
             "status": "failed",
             "error": f"{type(error).__name__}: {error}",
             "traceback": "".join(traceback.format_exception(error)),
         }
-        write_json_atomic(run_dir.summary, payload)
-        log.error("job failed: %s (traceback in %s)", payload["error"], run_dir.summary)
         try:
             pickle.dumps(error)
         except Exception:  # noqa: BLE001 - any pickling failure must not take the sweep down
             job_return.return_value = RuntimeError(payload["error"])
+        if isinstance(error, RunDirError):  # another search's run dir, or one this job cannot write
+            log.error("job failed: %s", payload["error"])
+            return
+        run_dir = RunDir(config.hydra.runtime.output_dir)
+        write_json_atomic(run_dir.failure, payload)
+        kept = _finished(run_dir)
+        if not kept:
+            write_json_atomic(run_dir.summary, payload)
+        log.error(
+            "job failed: %s (traceback in %s%s)",
+            payload["error"],
+            run_dir.failure,
+            "; the finished search's summary.json is kept" if kept else "",
+        )
+
+
+def _finished(run_dir: RunDir) -> bool:
+    """Whether ``summary.json`` holds the results of a finished search (not an earlier failure)."""
+    try:
+        return json.loads(run_dir.summary.read_text()).get("status", "ok") != "failed"
+    except (OSError, ValueError):
+        return False
