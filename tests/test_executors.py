@@ -146,6 +146,17 @@ def test_joining_an_unreachable_cluster_fails_in_its_timeout_naming_the_address(
     assert not RunDir(tmp_path / "run").trials.exists()
 
 
+def test_cluster_addresses_are_read_as_ray_writes_them() -> None:
+    with pytest.raises(ConfigError, match=r"executor.address='ray://head:abc' is not <head>:<port>"):
+        reach("ray://head:abc", 1.0)
+    if not socket.has_ipv6:
+        return
+    with socket.socket(socket.AF_INET6) as server:  # an IPv6 head is written in brackets
+        server.bind(("::1", 0))
+        server.listen(4)
+        reach(f"ray://[::1]:{server.getsockname()[1]}", 1.0)
+
+
 def test_a_cluster_address_that_never_answers_times_out() -> None:
     with socket.socket() as server:  # a listener whose queue is full: the kernel drops further connects
         server.bind(("127.0.0.1", 0))

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
 from mnms.executors.local import available_cores
@@ -83,14 +84,19 @@ def reach(address: str, timeout_s: float) -> None:
     """Fail in ``timeout_s`` if nothing listens at a cluster ``address`` (``ray.init`` would retry forever).
 
     ``address`` is ``ray://<head>[:10001]`` (Ray Client) or ``<head>[:6379]`` (the GCS, from a
-    cluster node). Only the TCP port is probed: a cluster that answers is Ray's to judge.
+    cluster node); an IPv6 head is written ``[::1]``. Only the TCP port is probed: a cluster
+    that answers is Ray's to judge, and a host name is resolved before the clock starts.
     """
     client = address.startswith("ray://")
-    host, _, port = address.removeprefix("ray://").partition("/")[0].rpartition(":")
-    if not host or not port.isdigit():
-        host, port = address.removeprefix("ray://").partition("/")[0], "10001" if client else "6379"
+    parts = urlsplit(address if client else f"//{address}")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+        host, port = parts.hostname or "", parts.port or (10001 if client else 6379)
+    except ValueError:  # a port that is not a number
+        raise ConfigError(
+            f"executor.address={address!r} is not <head>:<port> or ray://<head>:<port>, e.g. ray://10.0.0.5:10001"
+        ) from None
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
     except OSError as error:
         reason = "no answer" if isinstance(error, TimeoutError) else error.strerror or type(error).__name__
         raise ConfigError(
@@ -122,7 +128,7 @@ class RayExecutor(Executor):
         self.temp_dir: str | None = None  # the private Ray's session folder (logs); None on a cluster
         self._started_ray = False
         self._owns_temp_dir = False  # created here, so removed on close
-        if cfg.address not in (None, "auto"):
+        if cfg.address not in (None, "auto", "local"):  # "auto"/"local": Ray finds a cluster on this node
             reach(cfg.address, cfg.connect_timeout_s)
         ray = _ray()
         if not ray.is_initialized():  # inside a Hydra Ray launcher job, Ray is already up (and kept)
