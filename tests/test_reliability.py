@@ -21,8 +21,10 @@ from helpers.crafted import save_crafted
 from helpers.tiny_search import tiny, tiny_run
 from mnms.app.search import NoChildSucceeded
 from mnms.data.feature_cache import FeatureCache
+from mnms.report.load import load_jobs
 from mnms.search.records import load_checkpoint, read_trials
 from mnms.transfer.artifact import load_controller_artifact
+from mnms.utils.faults import POINTS
 from mnms.utils.io import RunDir, RunDirError, UnreadableFile
 
 SEARCH = ("tasks=[trec]", "search.trials=8")
@@ -186,6 +188,8 @@ def test_a_failed_rerun_of_a_finished_run_keeps_its_results(finished, session_ca
     assert failure["status"] == "failed" and "seed" in failure["error"] and "Traceback" in failure["traceback"]
     job_summary = json.loads(RunDir(job).summary.read_text())  # the failed resume is reported as its own job
     assert job_summary["status"] == "failed" and job_summary == json.loads(RunDir(job).failure.read_text())
+    (row,) = load_jobs([run_dir], tmp_path).itertuples()  # Hydra's .hydra/config.yaml now says seed=1
+    assert (row.status, row.seed) == ("ok", 0)
 
 
 # --- a search that found nothing says so --------------------------------------------------------
@@ -216,28 +220,48 @@ def test_a_log_that_lost_lines_the_checkpoint_counted_is_restored_from_it(
     assert comparable(read_trials(run_dir)) == comparable(read_trials(reference))
 
 
-def test_a_search_killed_before_its_first_step_checkpoint_resumes_from_its_log(
-    finished, session_cache_dir, tmp_path
+@pytest.mark.parametrize("kill_at", ["search.setup:1", "atomic.before_replace:1", "search.observed:1"])
+def test_a_search_killed_before_its_first_step_is_checkpointed_resumes(
+    kill_at, finished, session_cache_dir, tmp_path
 ) -> None:
+    """Killed while it set up, while it wrote its first checkpoint, or after it logged its first step."""
     run_dir = tmp_path / "run"
-    killed = train_py(session_cache_dir, *SEARCH, f"hydra.run.dir={run_dir}", kill_at="search.observed:1")
+    killed = train_py(session_cache_dir, *SEARCH, f"hydra.run.dir={run_dir}", kill_at=kill_at)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    logged = RunDir(run_dir).trials.read_bytes()
-    assert len(read_trials(run_dir)) == 4  # the first step's trials, logged; its checkpoint never written
+    logged = RunDir(run_dir).trials.read_bytes() if RunDir(run_dir).trials.exists() else b""
     resumed = train_py(session_cache_dir, *SEARCH, f"resume={run_dir}", f"hydra.run.dir={tmp_path / 'ignored'}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert comparable(read_trials(run_dir)) == comparable(read_trials(finished))
-    assert RunDir(run_dir).trials.read_bytes().startswith(logged)  # those 4 trials were kept, not trained again
+    assert RunDir(run_dir).trials.read_bytes().startswith(logged)  # what was logged was kept, not trained again
 
 
-def test_a_log_that_lost_more_than_the_last_step_is_refused(finished, session_cache_dir, tmp_path) -> None:
+def _other_run(lines: list[bytes]) -> list[bytes]:
+    """The log with its last trial lost and the one before it from another run (another reward)."""
+    row = json.loads(lines[-2])
+    return [*lines[:-2], (json.dumps({**row, "reward": row["reward"] / 2}, sort_keys=True) + "\n").encode()]
+
+
+@pytest.mark.parametrize(
+    "edit, held",
+    [(lambda lines: lines[:3], 3), (_other_run, 7)],
+    ids=["more than the last step lost", "the rest of the step is another run's"],
+)
+def test_a_log_the_checkpoint_cannot_restore_is_refused(edit, held, finished, session_cache_dir, tmp_path) -> None:
     run_dir = copy_of(finished, tmp_path)
     log = RunDir(run_dir).trials
-    log.write_bytes(b"".join(log.read_bytes().splitlines(keepends=True)[:3]))  # 5 of 8 trials gone
+    log.write_bytes(b"".join(edit(log.read_bytes().splitlines(keepends=True))))
     with pytest.raises(
-        ValueError, match=r"holds 3 trials but checkpoint.pt counted 8.*put back a complete trials.jsonl"
+        ValueError, match=rf"holds {held} trials but checkpoint.pt counted 8.*put back a complete trials.jsonl"
     ):
         tiny_run(tmp_path / "ignored", session_cache_dir, *SEARCH, "search.trials=12", f"resume={run_dir}")
+    assert len(read_trials(run_dir)) == held  # nothing was appended
+
+
+def test_a_resume_cannot_shrink_a_search(finished, session_cache_dir, tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"search.trials=4 is below the 8 trials .*give search.trials >= 8"):
+        tiny_run(
+            tmp_path / "ignored", session_cache_dir, *SEARCH, "search.trials=4", f"resume={copy_of(finished, tmp_path)}"
+        )
 
 
 def _passes(trials: int, batch: int) -> list[tuple[str, int]]:
@@ -258,9 +282,25 @@ def _passes(trials: int, batch: int) -> list[tuple[str, int]]:
     ]
 
 
+PHASES = {
+    "setup": ("search.setup", "search.start"),
+    "training": ("search.proposed", "search.evaluated"),
+    "logging": ("log.appended", "search.observed"),
+    "checkpointing": ("atomic.before_replace", "checkpoint.written"),
+}
+
+
+def _moments(seed: int, n: int, trials: int, batch: int) -> list[tuple[str, int]]:
+    """``n`` seeded kill moments of a search: one in each phase, the rest anywhere."""
+    passes, rng = _passes(trials, batch), random.Random(seed)
+    assert {point for points in PHASES.values() for point in points} == set(POINTS)
+    picks = [rng.choice([(point, k) for point, k in passes if point in points]) for points in PHASES.values()]
+    return picks + rng.sample([moment for moment in passes if moment not in picks], n - len(picks))
+
+
 @pytest.mark.slow
 def test_a_search_killed_at_ten_random_moments_resumes_to_the_same_trials(data_dir, session_cache_dir, tmp_path):
-    """SIGKILL at 10 seeded kill points across setup, training, logging and checkpointing; resume each.
+    """SIGKILL at 10 seeded kill points, at least one in each of setup, training, logging and checkpointing.
 
     Every resumed search records the uninterrupted one's trials, and keeps every line it
     had logged before the kill as it was: only the in-flight step is trained again.
@@ -273,7 +313,7 @@ def test_a_search_killed_at_ten_random_moments_resumes_to_the_same_trials(data_d
     done = train(tmp_path / "reference")
     assert done.returncode == 0, done.stderr[-3000:]
     reference = comparable(read_trials(tmp_path / "reference"))
-    for point, n in random.Random(0).sample(_passes(12, 4), 10):
+    for point, n in _moments(seed=0, n=10, trials=12, batch=4):
         run_dir = tmp_path / f"{point}-{n}"
         killed = train(run_dir, kill_at=f"{point}:{n}")
         assert killed.returncode == -signal.SIGKILL, (point, n, killed.stderr[-2000:])

@@ -24,7 +24,7 @@ from mnms.report import build_report  # noqa: E402
 from mnms.search.records import read_trials  # noqa: E402
 from mnms.search.strategies import STRATEGIES  # noqa: E402
 from mnms.transfer.artifact import load_controller_artifact  # noqa: E402
-from mnms.utils.io import RunDirError, write_json_atomic  # noqa: E402
+from mnms.utils.io import RunDir, write_json_atomic  # noqa: E402
 
 
 def study_config(*overrides: str, hydra: bool = False):
@@ -125,17 +125,18 @@ def test_a_failed_job_leaves_a_failed_summary_and_a_picklable_error(tmp_path: Pa
         _ = restored.return_value  # the getter re-raises a failed job's error
 
 
-def test_a_failed_job_keeps_a_finished_summary_and_touches_no_locked_run_dir(tmp_path: Path) -> None:
+def test_a_failed_job_keeps_a_searchs_summary_and_touches_no_locked_run_dir(tmp_path: Path) -> None:
     config = OmegaConf.create({"resume": None, "hydra": {"runtime": {"output_dir": str(tmp_path / "job")}}})
-    finished = write_json_atomic(tmp_path / "job" / "summary.json", {"trials": 16, "best": {}})
     failed = JobReturn(status=JobStatus.FAILED, _return_value=ValueError("bad seed"))
-    JobStatusCallback().on_job_end(config=config, job_return=failed)
-    assert json.loads(finished.read_text()) == {"trials": 16, "best": {}}
-    assert json.loads((tmp_path / "job" / "failure.json").read_text())["error"] == "ValueError: bad seed"
-    held = RunDirError("the run dir is being written by another search")
+    for search_summary in ({"trials": 16, "best": {}}, {"trials": 8, "best": {}, "status": "failed"}):
+        summary = write_json_atomic(tmp_path / "job" / "summary.json", search_summary)
+        JobStatusCallback().on_job_end(config=config, job_return=failed)
+        assert json.loads(summary.read_text()) == search_summary  # results, or why a search found none
+        assert json.loads((tmp_path / "job" / "failure.json").read_text())["error"] == "ValueError: bad seed"
     config.hydra.runtime.output_dir = str(tmp_path / "held")
-    JobStatusCallback().on_job_end(config=config, job_return=JobReturn(status=JobStatus.FAILED, _return_value=held))
-    assert not (tmp_path / "held").exists()
+    with RunDir(tmp_path / "held").lock():  # a search is writing it
+        JobStatusCallback().on_job_end(config=config, job_return=failed)
+    assert sorted(path.name for path in (tmp_path / "held").iterdir()) == [RunDir.LOCK]
 
 
 def test_a_completed_job_is_left_alone(tmp_path: Path) -> None:

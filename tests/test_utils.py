@@ -109,4 +109,4 @@ def test_run_dir_names_its_files(tmp_path: Path) -> None:
         "summary.json",
         "controller.pt",
     )
-    assert run.hydra_config == tmp_path / ".hydra" / "config.yaml"
+    assert (run.config, run.hydra_config) == (tmp_path / "config.yaml", tmp_path / ".hydra" / "config.yaml")

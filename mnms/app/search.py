@@ -6,7 +6,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -26,7 +26,7 @@ from mnms.transfer.artifact import save_controller_artifact
 from mnms.transfer.warm_start import TransferConfig, warm_start
 from mnms.utils.config import ConfigError, from_config, plain
 from mnms.utils.faults import kill_point
-from mnms.utils.io import RunDir, write_json_atomic
+from mnms.utils.io import RunDir, write_json_atomic, write_text_atomic
 
 
 def run_search(cfg: DictConfig, run_dir: Path) -> float:
@@ -80,6 +80,7 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
                 signature=signature,
                 tracker=tracker,
             )
+            write_text_atomic(RunDir(run_dir).config, OmegaConf.to_yaml(cfg))  # this search's settings, checked
             summary = search.run()
             tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
             wandb_path = tracker.run_path
@@ -131,7 +132,10 @@ class NoChildSucceeded(RuntimeError):
 
 def _nothing_succeeded(unsuccessful: dict[str, dict[str, Any]], files: RunDir) -> str:
     trials = sum(entry["trials"] for entry in unsuccessful.values())
-    causes = "; ".join(f"{task}: {entry['error']}" for task, entry in unsuccessful.items())
+    causes = "; ".join(
+        f"{task}: {entry['error'] if entry['trials'] else 'no trial reached it'}"
+        for task, entry in unsuccessful.items()
+    )
     return (
         f"no child finished in {trials} trials; the most common error per task -- {causes}. Every trial and "
         f"its error is in {files.trials}; fix the cause (an encoder that is not installed, a trainer limit too "

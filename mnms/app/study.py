@@ -68,12 +68,12 @@ class JobStatusCallback(Callback):
     closes its W&B run with exit code 1 (``Tracker``'s ``with``). What is lost is the
     traceback: the exception crosses a process boundary without it. So it is written to
     ``failure.json``, and to ``summary.json`` as ``{"status": "failed", ...}`` so that
-    ``python -m mnms.report`` lists the job as failed -- unless the run dir already holds
-    a finished search, whose results a failed re-run (a mismatched seed, say) must not
-    replace. A failed ``resume=`` is recorded in the job's own run dir, not in the one it
-    tried to resume, and a run dir another search holds is not touched. An exception that
-    cannot be pickled would abort the whole joblib sweep, so it is replaced by a
-    ``RuntimeError`` carrying its text.
+    ``python -m mnms.report`` lists the job as failed -- unless ``summary.json`` is a
+    search's own (its results, or why no child finished), which a failed re-run (a
+    mismatched seed, say) must not replace. A failed ``resume=`` is recorded in the job's
+    own run dir, not in the one it tried to resume, and a run dir another search holds
+    is not touched. An exception that cannot be pickled would abort the whole joblib
+    sweep, so it is replaced by a ``RuntimeError`` carrying its text.
     """
 
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
@@ -89,25 +89,36 @@ class JobStatusCallback(Callback):
             pickle.dumps(error)
         except Exception:  # noqa: BLE001 - any pickling failure must not take the sweep down
             job_return.return_value = RuntimeError(payload["error"])
-        if isinstance(error, RunDirError):  # another search's run dir, or one this job cannot write
-            log.error("job failed: %s", payload["error"])
-            return
         run_dir = RunDir(config.hydra.runtime.output_dir)
-        write_json_atomic(run_dir.failure, payload)
-        kept = _finished(run_dir)
-        if not kept:
-            write_json_atomic(run_dir.summary, payload)
+        try:
+            with run_dir.lock("the failure report"):
+                kept = _record(run_dir, payload)
+        except (RunDirError, OSError) as busy:  # another search's run dir, or one nobody may write
+            log.error("job failed: %s (not recorded in its run dir: %s)", payload["error"], busy)
+            return
         log.error(
             "job failed: %s (traceback in %s%s)",
             payload["error"],
             run_dir.failure,
-            "; the finished search's summary.json is kept" if kept else "",
+            "; the search's summary.json there is kept" if kept else "",
         )
 
 
-def _finished(run_dir: RunDir) -> bool:
-    """Whether ``summary.json`` holds the results of a finished search (not an earlier failure)."""
+def _record(run_dir: RunDir, payload: dict[str, str]) -> bool:
+    """Write the failure; True if ``summary.json`` was a search's summary, so it was kept."""
+    write_json_atomic(run_dir.failure, payload)
+    kept = _holds_a_search_summary(run_dir)
+    if not kept:
+        write_json_atomic(run_dir.summary, payload)
+    return kept
+
+
+def _holds_a_search_summary(run_dir: RunDir) -> bool:
+    """Whether ``summary.json`` is what a search wrote at its end (its results, or why it found none).
+
+    Only a failure report (this callback's) may be replaced.
+    """
     try:
-        return json.loads(run_dir.summary.read_text()).get("status", "ok") != "failed"
+        return "trials" in json.loads(run_dir.summary.read_text())
     except (OSError, ValueError):
         return False

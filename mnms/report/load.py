@@ -48,7 +48,7 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
     """
     rows = []
     for run_dir in run_dirs:
-        cfg = _hydra_config(run_dir)
+        cfg = _run_config(run_dir)
         files = RunDir(run_dir)
         summary_path = files.summary
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
@@ -74,11 +74,18 @@ def _strategy_kind(cfg: DictConfig) -> str | None:
     return OmegaConf.select(cfg, "strategy.kind") or OmegaConf.select(cfg, "controller.kind")
 
 
-def _hydra_config(run_dir: Path) -> DictConfig:
-    path = RunDir(run_dir).hydra_config
+def _run_config(run_dir: Path) -> DictConfig:
+    """The config of the search that wrote ``run_dir``.
+
+    Hydra rewrites ``.hydra/config.yaml`` for every job started in a run dir, even one that
+    then fails (a re-run with another seed), so the search's own ``config.yaml`` comes first;
+    run dirs of mnms 0.1.0 and failed jobs have only Hydra's.
+    """
+    files = RunDir(run_dir)
+    path = files.config if files.config.exists() else files.hydra_config
     if not path.exists():
         raise FileNotFoundError(
-            f"{path} is missing: the report labels runs by their Hydra config (mode, seed, tasks); "
+            f"{files.hydra_config} is missing: the report labels runs by their config (mode, seed, tasks); "
             "run searches through train.py, or leave this run dir out"
         )
     return OmegaConf.load(path)

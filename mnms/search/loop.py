@@ -31,7 +31,7 @@ from mnms.tracking import Tracker, TrackingConfig
 from mnms.utils.config import check, is_int
 from mnms.utils.faults import kill_point
 
-logger = logging.getLogger(__name__)
+log = logging.getLogger(__name__)
 
 SCHEDULES = ("round_robin", "uniform")
 REWARDS = ("val_accuracy", "val_macro_f1")
@@ -172,7 +172,7 @@ class Search:
     def _warn_if_tasks_go_unsearched(self) -> None:
         steps = -(-self.cfg.trials // self.cfg.batch_size)
         if self.cfg.task_schedule == "round_robin" and steps < len(self.tasks):
-            logger.warning(
+            log.warning(
                 "search.trials=%d in steps of search.batch_size=%d reaches %d of the %d tasks: %s get no trial; "
                 "give search.trials >= %d",
                 self.cfg.trials,
@@ -187,9 +187,11 @@ class Search:
     def _restore(self) -> None:
         """Go on from the checkpoint; a new search writes its first one before any trial.
 
-        So a checkpoint always exists once a trial is logged, and the log can only be ahead
-        of it (a kill mid-step: those trials are replayed) or, if something truncated the
-        log afterwards, behind it by part of the last step, which the checkpoint holds.
+        So a checkpoint always exists once a trial is logged. The log may be ahead of it (a
+        kill mid-step, or a checkpoint restored from an older copy): the restored strategy
+        proposes those trials again and they are replayed from the log, each checked against
+        its proposal. Or the log may be behind it (truncated afterwards) by part of the last
+        step, whose rows the checkpoint holds.
         """
         state = load_checkpoint(self.run_dir)
         if state is None:
@@ -215,14 +217,28 @@ class Search:
         }
         self.trials_done = state["trials"]
         self._recover_lost_rows(state.get("batch", []))
+        if self.cfg.trials < len(self.log):
+            raise ValueError(
+                f"search.trials={self.cfg.trials} is below the {len(self.log)} trials {self.log.path} holds: a "
+                f"resume goes on or extends a search; give search.trials >= {len(self.log)}"
+            )
 
     def _recover_lost_rows(self, batch: list[dict[str, Any]]) -> None:
-        """Re-append the checkpointed step's rows that the log lost (a truncated trials.jsonl), or refuse."""
+        """Re-append the checkpointed step's rows that the log lost (a truncated trials.jsonl), or refuse.
+
+        The step's rows the log still holds must be the checkpoint's: otherwise the log is
+        another run's, and nothing is appended to it.
+        """
         missing = self.trials_done - len(self.log)
         if missing <= 0:
             return
-        lost = [TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for row in batch[len(batch) - missing :]]
-        if len(lost) != missing or lost[0].trial != len(self.log):
+        rows = [TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for row in batch]
+        kept, lost = rows[: len(rows) - missing], rows[len(rows) - missing :]
+        if (
+            len(lost) != missing
+            or lost[0].trial != len(self.log)
+            or [row.to_json() for row in kept] != [row.to_json() for row in self.log.rows[len(self.log) - len(kept) :]]
+        ):
             raise ValueError(
                 f"{self.log.path} holds {len(self.log)} trials but checkpoint.pt counted {self.trials_done}: the log "
                 "lost trials the checkpoint cannot restore; put back a complete trials.jsonl, or start a new run dir"

@@ -18,7 +18,7 @@ from typing import Any
 
 from mnms.utils.config import ConfigError, unknown_keys
 from mnms.utils.faults import kill_point
-from mnms.utils.io import RunDir, UnreadableFile, torch_load_safe, torch_save_atomic
+from mnms.utils.io import RunDir, torch_load_safe, torch_save_atomic
 
 METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")  # the scores every record shows
 
@@ -143,17 +143,16 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any] | None:
     path = RunDir(run_dir).checkpoint
     if not path.exists():
         return None
-    try:
-        return torch_load_safe(path)
-    except UnreadableFile as error:
-        raise UnreadableFile(
-            f"{error}. Restore checkpoint.pt from a copy, or start a new run dir; trials.jsonl "
-            "keeps every trial either way"
-        ) from None
+    fix = "Restore checkpoint.pt from a copy, or start a new run dir; trials.jsonl keeps every trial either way"
+    return torch_load_safe(path, fix)
 
 
 def resumable_run_dir(path: str | Path) -> Path:
-    """``path``, when it is the run dir of a search that can go on; otherwise an error saying why and what to do."""
+    """``path``, when it is the run dir of a search that can go on; otherwise an error saying why and what to do.
+
+    A search locks its run dir before anything else, so a ``.lock`` alone is a search
+    killed while it set up (loading tasks, starting Ray): it starts again from nothing.
+    """
     path = Path(path).expanduser()
     fix = "resume= takes the run dir of an earlier search; check the path, or drop resume= to start a new search"
     if not path.exists():
@@ -161,6 +160,8 @@ def resumable_run_dir(path: str | Path) -> Path:
     if not path.is_dir():
         raise ConfigError(f"resume={str(path)!r} is a file, not a run dir: {fix}")
     files = RunDir(path)
-    if not files.trials.exists() and not files.checkpoint.exists():
-        raise ConfigError(f"resume={str(path)!r} holds no search (no {files.TRIALS} or {files.CHECKPOINT}): {fix}")
+    if not any(file.exists() for file in (files.trials, files.checkpoint, files.path / files.LOCK)):
+        raise ConfigError(
+            f"resume={str(path)!r} holds no search (no {files.TRIALS}, {files.CHECKPOINT} or {files.LOCK}): {fix}"
+        )
     return path

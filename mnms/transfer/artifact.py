@@ -39,7 +39,7 @@ from mnms.search.controller import Controller, ControllerConfig
 from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Strategy
 from mnms.utils.config import from_config
-from mnms.utils.io import RunDir, UnreadableFile, torch_load_safe, torch_save_atomic
+from mnms.utils.io import RunDir, torch_load_safe, torch_save_atomic
 
 FORMAT = "mnms.controller"
 FORMAT_VERSION = 1
@@ -124,10 +124,7 @@ def resolve_artifact_path(path_or_run_dir: str | Path) -> Path:
 def load_controller_artifact(path_or_run_dir: str | Path) -> ControllerArtifact:
     """Read and check a ``controller.pt`` (or the one in a run dir) without running any pickled code."""
     path = resolve_artifact_path(path_or_run_dir)
-    try:
-        payload = torch_load_safe(path)
-    except UnreadableFile as error:
-        raise UnreadableFile(f"{error}; a controller.pt is written by a search with ppo or reinforce") from None
+    payload = torch_load_safe(path, "A controller.pt is written by a search with strategy=ppo or reinforce")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ValueError(f"{path} is not an mnms controller file (no format={FORMAT!r} key)")
     if payload["version"] != FORMAT_VERSION:

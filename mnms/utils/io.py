@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
+import re
 import socket
 import tempfile
 import time
-import zipfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -67,28 +67,38 @@ class UnreadableFile(ValueError):
     """A file mnms will not load: damaged, of another kind, or holding objects that could run code."""
 
 
-def torch_load_safe(path: str | Path) -> Any:
+def torch_load_safe(path: str | Path, fix: str = "") -> Any:
     """``torch.load`` that runs no code from the file: it may hold tensors and plain containers only.
 
     Every file mnms writes with ``torch_save_atomic`` loads this way; anything else is an
-    ``UnreadableFile`` saying which of the three it is (a missing file stays FileNotFoundError).
+    ``UnreadableFile`` that says whether the file holds objects (which could run code) or
+    is not a torch file at all, and ends with ``fix``, what the caller's user can do. A
+    missing file stays FileNotFoundError.
     """
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about the pickle protocol of a foreign file
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as error:  # torch's readers on an unsafe, truncated, damaged or foreign file
-        problem = error
-    if isinstance(problem, pickle.UnpicklingError) and zipfile.is_zipfile(path):
+        problem = ANSI.sub("", str(error))
+        kind = type(error).__name__
+    fix = f". {fix}" if fix else ""
+    if unsafe := re.search(r"Unsupported global: GLOBAL (\S+)", problem):
         raise UnreadableFile(
-            f"{path} holds more than tensors and plain containers, so mnms did not write it; it is refused "
-            f"unread, since loading it could run code ({_first_line(problem)})"
+            f"{path} holds more than tensors and plain containers (it names {unsafe.group(1)}), so mnms did not "
+            f"write it; it is refused unread, since loading it could run code{fix}"
         )
-    raise UnreadableFile(f"{path} is damaged, truncated or not a file torch.save wrote ({_first_line(problem)})")
+    detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", problem)
+    reason = detail.group(1) if detail else (problem.strip().splitlines() or [""])[0]
+    raise UnreadableFile(
+        f"{path} is damaged, truncated or not a file torch.save wrote; it was not loaded "
+        f"({kind}{': ' + reason[:100] if reason else ''}){fix}"
+    )
 
 
-def _first_line(error: Exception) -> str:
-    return f"{type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:100]}"
+ANSI = re.compile(r"\x1b\[[0-9;]*m")  # terminal colour codes in torch's messages
 
 
 @dataclass(frozen=True)
@@ -101,7 +111,8 @@ class RunDir:
     CONTROLLER: ClassVar[str] = "controller.pt"  # the trained controller, for transfer and proposals
     RESULT: ClassVar[str] = "result.json"  # what mode=child measured
     PROPOSALS: ClassVar[str] = "proposals.json"  # what mode=propose decoded
-    HYDRA_CONFIG: ClassVar[str] = ".hydra/config.yaml"  # the composed config Hydra saved for the run
+    CONFIG: ClassVar[str] = "config.yaml"  # the composed config of the search that last wrote the run dir
+    HYDRA_CONFIG: ClassVar[str] = ".hydra/config.yaml"  # Hydra's copy: the last job started here, even a failed one
     LOCK: ClassVar[str] = ".lock"  # held by the search writing the run dir; names its process
     FAILURE: ClassVar[str] = "failure.json"  # the error of the last job that failed in the run dir
 
@@ -135,6 +146,10 @@ class RunDir:
         return self.path / self.PROPOSALS
 
     @property
+    def config(self) -> Path:
+        return self.path / self.CONFIG
+
+    @property
     def hydra_config(self) -> Path:
         return self.path / self.HYDRA_CONFIG
 
@@ -143,8 +158,8 @@ class RunDir:
         return self.path / self.FAILURE
 
     @contextmanager
-    def lock(self) -> Iterator[None]:
-        """Hold the run dir while a search writes it: a second writer fails at once, naming the first.
+    def lock(self, holder: str = "the search") -> Iterator[None]:
+        """Hold the run dir while ``holder`` writes it: a second writer fails at once, naming the first.
 
         The lock is the OS's (``flock``), so it goes with its process, however that ends.
         A folder that cannot be written fails here too, before anything else happens.
@@ -171,7 +186,7 @@ class RunDir:
             handle.seek(0)
             handle.truncate()
             handle.write(
-                f"the search of process {os.getpid()} on {socket.gethostname()}, "
+                f"{holder} of process {os.getpid()} on {socket.gethostname()}, "
                 f"started {time.strftime('%Y-%m-%d %H:%M:%S')}\n"
             )
             handle.flush()
