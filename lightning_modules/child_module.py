@@ -1,14 +1,22 @@
-"""The child classifier: an encoder's input layer, an MLP built from an Architecture, a softmax."""
+"""The child classifier: the wide & deep model of Wong et al. (NeurIPS 2018), built from an Architecture.
+
+Deep tower: the encoder's input layer, then (for token-level inputs) an optional
+Kim-style convolution and a pooling over positions, then the MLP. Wide tower: a sparse
+linear model over hashed n-grams. The logits of the two are added; each tower has its
+own learning rate and weight decay (``configure_optimizers``).
+"""
 
 from __future__ import annotations
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
+from torch.nn.functional import pad
 from torchmetrics import MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from mnms.child.arch import Architecture
+from mnms.data.encoders.bags import bag_weights, pool
 
 Batch = dict[str, torch.Tensor]
 
@@ -55,6 +63,60 @@ def build_mlp(arch: Architecture, input_dim: int, num_classes: int) -> nn.Sequen
     return nn.Sequential(*layers)
 
 
+def masked_pool(h: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Pool [B, L, D] over the positions ``mask`` [B, L] marks real: mean, sqrt-n or max.
+    A text without a single known token pools to zeros."""
+    if pooling == "max":
+        pooled = h.masked_fill(~mask.unsqueeze(-1), float("-inf")).amax(dim=1)
+        return torch.where(mask.any(dim=1, keepdim=True), pooled, torch.zeros_like(pooled))
+    weights = mask.unsqueeze(-1).to(h.dtype)
+    count = weights.sum(dim=1).clamp(min=1.0)
+    return (h * weights).sum(dim=1) / (count if pooling == "mean" else count.sqrt())
+
+
+class TokenPooling(nn.Module):
+    """(token vectors [B, L, D], mask) -> optional convolution -> pooling -> [B, out_dim].
+
+    The convolution is Kim (2014)'s: parallel filters of every width 1..``conv_max_width``,
+    ``conv_filters`` of each, over the token sequence, padded so that each output position
+    is a token and the mask still applies.
+    """
+
+    def __init__(self, arch: Architecture, dim: int) -> None:
+        super().__init__()
+        self.pooling = arch.pooling
+        self.convs = nn.ModuleList()
+        self.out_dim = dim
+        if arch.conv_filters:
+            widths = range(1, arch.conv_max_width + 1)
+            self.convs.extend(nn.Conv1d(dim, arch.conv_filters, w) for w in widths)
+            self.out_dim = arch.conv_filters * len(widths)
+            norm = [nn.BatchNorm1d(self.out_dim)] if arch.conv_batch_norm else []
+            self.after_conv = nn.Sequential(*norm, _ACTIVATIONS[arch.conv_activation](), nn.Dropout(arch.conv_dropout))
+
+    def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        h, mask = inputs
+        if self.convs:
+            channels = h.transpose(1, 2)  # [B, D, L]
+            # Width w sees (w-1)//2 tokens before and w//2 after: the output keeps length L.
+            outputs = [c(pad(channels, ((c.kernel_size[0] - 1) // 2, c.kernel_size[0] // 2))) for c in self.convs]
+            h = self.after_conv(torch.cat(outputs, dim=1)).transpose(1, 2)
+        return masked_pool(h, mask, self.pooling)
+
+
+class WideTower(nn.Module):
+    """A linear model over hashed n-gram ids ``batch["wide_ids"]`` (sqrt-n weighted, so long
+    texts do not get large logits). Starts at zero: at first the deep tower decides alone."""
+
+    def __init__(self, rows: int, num_classes: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(rows, num_classes))
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        ids = batch["wide_ids"]
+        return pool(ids, bag_weights(ids, "sqrtn"), self.weight)
+
+
 def _metrics(num_classes: int, prefix: str) -> MetricCollection:
     return MetricCollection(
         {
@@ -66,13 +128,30 @@ def _metrics(num_classes: int, prefix: str) -> MetricCollection:
 
 
 class ChildClassifier(pl.LightningModule):
-    """A text classifier over encoded inputs; logs ``val/*`` and ``test/*`` accuracy and macro-F1."""
+    """A text classifier over encoded inputs; logs ``val/*`` and ``test/*`` accuracy and macro-F1.
 
-    def __init__(self, arch: Architecture, input_layer: nn.Module, input_dim: int, num_classes: int) -> None:
+    ``token_level``: the input layer returns (token vectors, mask), pooled by a
+    :class:`TokenPooling`. ``wide_rows``: rows of the wide tower's table (0 = no wide tower).
+    """
+
+    def __init__(
+        self,
+        arch: Architecture,
+        input_layer: nn.Module,
+        input_dim: int,
+        num_classes: int,
+        *,
+        token_level: bool = False,
+        wide_rows: int = 0,
+    ) -> None:
         super().__init__()
         self.arch = arch
         self.input_layer = input_layer
+        self.token_pooling = TokenPooling(arch, input_dim) if token_level else None
+        if self.token_pooling is not None:
+            input_dim = self.token_pooling.out_dim
         self.mlp = build_mlp(arch, input_dim, num_classes)
+        self.wide = WideTower(wide_rows, num_classes) if wide_rows else None
         self.val_metrics = _metrics(num_classes, "val/")
         self.test_metrics = _metrics(num_classes, "test/")
         # The update is three lines; on children this small, Lightning's automatic
@@ -80,7 +159,11 @@ class ChildClassifier(pl.LightningModule):
         self.automatic_optimization = False
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return self.mlp(self.input_layer(batch))
+        deep = self.input_layer(batch)
+        if self.token_pooling is not None:
+            deep = self.token_pooling(deep)
+        logits = self.mlp(deep)
+        return logits if self.wide is None else logits + self.wide(batch)
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
         optimizer = self.optimizers()
@@ -101,8 +184,15 @@ class ChildClassifier(pl.LightningModule):
         self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=len(batch["label"]))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        make = _OPTIMIZERS[self.arch.optimizer]
-        return make(self.parameters(), self.arch.learning_rate, self.arch.weight_decay)
+        """One optimiser, one parameter group per tower: the paper gives each tower its own
+        learning rate and regularisation. Frozen parameters are left out."""
+        arch = self.arch
+        wide = set() if self.wide is None else {id(p) for p in self.wide.parameters()}
+        deep = [p for p in self.parameters() if p.requires_grad and id(p) not in wide]
+        groups = [{"params": deep, "lr": arch.learning_rate, "weight_decay": arch.weight_decay}]
+        if self.wide is not None:
+            groups.append({"params": [self.wide.weight], "lr": arch.wide_learning_rate, "weight_decay": arch.wide_l2})
+        return _OPTIMIZERS[arch.optimizer](groups, arch.learning_rate, arch.weight_decay)
 
     @property
     def num_parameters(self) -> int:

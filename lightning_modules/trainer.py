@@ -15,13 +15,15 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import EarlyStopping
+from pytorch_lightning.trainer.states import TrainerFn
 
 from lightning_modules.child_module import ChildClassifier
 from lightning_modules.datamodule import TaskDataModule
 from mnms.child.arch import Architecture
-from mnms.child.config import ChildTrainerConfig
+from mnms.child.config import ChildTrainerConfig, resolve_device, validates_every_epoch
+from mnms.child.inputs import child_inputs
 from mnms.child.result import ChildDiverged, ChildResult, ChildTimeout
-from mnms.data.encoders import get_encoder
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import SPLITS, Task
 from mnms.utils.threads import torch_threads
@@ -43,6 +45,34 @@ class Watchdog(pl.Callback):
             raise ChildTimeout(f"still training after {elapsed:.1f}s > trainer.time_limit_s={self.time_limit_s}")
 
 
+class BestEpoch(pl.Callback):
+    """Keeps the weights and validation scores of the epoch with the best validation accuracy
+    (or, with ``keep="last"``, of the latest validation).
+
+    A copy in memory rather than a checkpoint file: children are small and trained by the
+    hundred, and the weights are needed only until the child is tested.
+    """
+
+    monitor = "val/accuracy"
+
+    def __init__(self, keep: str = "best") -> None:
+        self.keep = keep
+        self.score = float("-inf")
+        self.epoch = 0
+        self.metrics: dict[str, float] = {}
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        score = float(trainer.callback_metrics[self.monitor])
+        if score > self.score or self.keep == "last":
+            # During fit the epoch being validated has not been counted yet; afterwards it has.
+            self.score, self.epoch = score, trainer.current_epoch + (1 if trainer.state.fn == TrainerFn.FITTING else 0)
+            self.metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+            self.state = {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
 def quiet_lightning() -> None:
     """Silence Lightning's per-fit banners: children are trained hundreds of times and would drown the search."""
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
@@ -50,25 +80,27 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", module="pytorch_lightning")
 
 
-def build_trainer(trainer_cfg: ChildTrainerConfig) -> pl.Trainer:
-    """A CPU Trainer that fits without per-epoch validation, loggers or checkpoints.
+def build_trainer(trainer_cfg: ChildTrainerConfig, *callbacks: pl.Callback) -> pl.Trainer:
+    """A Trainer that validates every epoch, stops early, and has no loggers or checkpoint files.
 
-    The reward is the final model's validation score, measured once after ``fit``;
-    everything else Lightning would do per step is overhead for a seconds-long child.
+    Everything else Lightning would do per step is overhead for a seconds-long child.
     """
+    stopping = []
+    if trainer_cfg.patience is not None:
+        stopping = [EarlyStopping(BestEpoch.monitor, mode="max", patience=trainer_cfg.patience, verbose=False)]
     return pl.Trainer(
-        accelerator="cpu",
+        accelerator=trainer_cfg.accelerator,
         devices=1,
         max_epochs=trainer_cfg.max_epochs,
         max_steps=trainer_cfg.max_steps,
-        limit_val_batches=0,
+        limit_val_batches=1.0 if validates_every_epoch(trainer_cfg) else 0,
         num_sanity_val_steps=0,
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,
         enable_progress_bar=trainer_cfg.progress_bar,
         deterministic=trainer_cfg.deterministic,
-        callbacks=[Watchdog(trainer_cfg.time_limit_s)],
+        callbacks=[Watchdog(trainer_cfg.time_limit_s), *stopping, *callbacks],
     )
 
 
@@ -100,28 +132,41 @@ def _evaluate_child(
 ) -> ChildResult:
     started = time.perf_counter()
     quiet_lightning()
-    encoded = get_encoder(arch.encoder, encoder_options).encode(
-        task, fine_tune=arch.fine_tune, pooling=arch.pooling, cache=cache
-    )
+    inputs = child_inputs(task, arch, cache, encoder_options, resolve_device(trainer_cfg.accelerator))
+    deep = inputs.deep
     pl.seed_everything(seed, workers=False, verbose=False)
-    model = ChildClassifier(arch, encoded.make_input_layer(), encoded.dim, task.num_classes)
+    model = ChildClassifier(
+        arch,
+        deep.make_input_layer(),
+        deep.dim,
+        task.num_classes,
+        token_level=deep.token_level,
+        wide_rows=inputs.wide_rows,
+    )
     labels = {split: torch.tensor(task.splits[split].labels, dtype=torch.long) for split in SPLITS}
-    data = TaskDataModule(encoded.splits, labels, arch.batch_size, seed)
-    trainer = build_trainer(trainer_cfg)
+    data = TaskDataModule(inputs.splits, labels, arch.batch_size, seed)
+    best = BestEpoch(trainer_cfg.epoch_selection)
+    trainer = build_trainer(trainer_cfg, best)
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     train_seconds = time.perf_counter() - fit_started
-    trainer.limit_val_batches = 1.0
-    (val,) = trainer.validate(model, datamodule=data, verbose=False)
+    if best.state is None or trainer_cfg.epoch_selection == "last":
+        # No validation yet (none per epoch, or max_steps ended the first epoch early), or
+        # the last one was not after the final step: score the final weights.
+        trainer.limit_val_batches = 1.0
+        trainer.validate(model, datamodule=data, verbose=False)
+    model.load_state_dict(best.state)
     (test,) = trainer.test(model, datamodule=data, verbose=False)
     return ChildResult(
-        val_accuracy=float(val["val/accuracy"]),
-        val_macro_f1=float(val["val/macro_f1"]),
+        val_accuracy=best.metrics["val/accuracy"],
+        val_macro_f1=best.metrics["val/macro_f1"],
         test_accuracy=float(test["test/accuracy"]),
         test_macro_f1=float(test["test/macro_f1"]),
         num_parameters=model.num_parameters,
         train_seconds=train_seconds,
         total_seconds=time.perf_counter() - started,
         steps=trainer.global_step,
-        features_from_cache=encoded.from_cache,
+        features_from_cache=inputs.from_cache,
+        epochs=trainer.current_epoch,
+        best_epoch=best.epoch,
     )

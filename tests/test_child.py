@@ -61,9 +61,9 @@ def test_child_trains_with_the_configured_threads_and_restores_the_callers(data_
     seen: list[int] = []
     real_build_trainer = lightning_modules.trainer.build_trainer
 
-    def spying_build_trainer(cfg):
+    def spying_build_trainer(cfg, *callbacks):
         seen.append(torch.get_num_threads())
-        return real_build_trainer(cfg)
+        return real_build_trainer(cfg, *callbacks)
 
     monkeypatch.setattr(lightning_modules.trainer, "build_trainer", spying_build_trainer)
     task = load_task("trec", data_dir, max_examples=300, seed=0)

@@ -104,8 +104,9 @@ def test_shipped_spaces_load_and_round_trip():
         assert again.signature() == space.signature()
     default = load("default")
     assert default.names[0] == "encoder"
-    assert default["learning_rate"].choices == (0.001, 0.003, 0.01, 0.03)
+    assert default["learning_rate"].choices == (0.0003, 0.001, 0.003, 0.01)
     assert default["fine_tune"].choices == (False, True)
+    assert default["wide"].choices == ("none", "words", "chars", "both")
 
 
 def test_active_follows_conditions_on_earlier_choices():
@@ -154,10 +155,16 @@ def test_size_counts_distinct_architectures():
     nested = SearchSpace.from_config(NESTED)
     assert nested.size() == len(enumerate_space(nested))
     assert all(nested.is_valid(arch) for arch in enumerate_space(nested))
-    # default: encoder branch (minilm 1, two fine-tunable bag encoders 2*2, two other bags 2)
-    # x hidden layers (none: 1; else widths x activation 4 x normalisation 3) x the unconditional rest.
+    # default: encoder branch x hidden layers x the unconditional rest x the wide tower.
+    # Encoder branch: minilm with 3 fine-tuned-layer choices; minilm-tokens and fr-vectors
+    # with fine_tune 2 x convolution x pooling 3; char-ngrams pooling 3; words convolution
+    # x pooling 3. Convolution: none, or 3 filter counts x widths 3 x activation 3 x
+    # batch norm 2 x dropout 3. Hidden: none, or widths x activation 4 x normalisation 3.
+    conv = 1 + 3 * (3 * 3 * 2 * 3)
+    encoders = 3 + 2 * (2 * conv * 3) + 3 + conv * 3
     hidden = 1 + (4 + 16 + 64) * 4 * 3
-    assert load("default").size() == (1 + 2 * 4 + 2 * 2) * hidden * (4 * 4 * 4 * 3 * 3)
+    wide = 1 + 3 * (4 * 3)
+    assert load("default").size() == encoders * hidden * (4 * 4 * 4 * 3 * 3) * wide
 
 
 def test_bool_and_int_choices_are_not_confused():

@@ -44,6 +44,7 @@ def _print_child_summary(task: Task, arch: Architecture, metrics: dict, run_dir:
     for key in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1"):
         table.add_row(key, f"{metrics[key]:.4f}")
     table.add_row("parameters", f"{metrics['num_parameters']:,}")
+    table.add_row("epochs", f"{metrics['epochs']} (scored at epoch {metrics['best_epoch']})")
     table.add_row("wall time", f"{metrics['total_seconds']:.1f} s (training {metrics['train_seconds']:.1f} s)")
     table.add_row("features", "from cache" if metrics["features_from_cache"] else "computed, now cached")
     console = Console()

@@ -45,6 +45,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
 
 def _search(cfg: DictConfig, run_dir: Path) -> float:
     space = SearchSpace.from_config(plain(cfg.search_space))
+    child = child_arch(cfg).to_dict()
+    space.check_buildable(child)
     search_cfg = from_config(SearchConfig, cfg.search)
     transfer = TransferConfig.from_mapping(cfg.transfer)
     strategy_cfg = strategy_config(cfg.strategy)
@@ -52,7 +54,6 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
     strategy = _strategy(strategy_cfg, space, list(tasks), transfer, cfg.seed)
     trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)
-    child = child_arch(cfg).to_dict()
     signature = resume_signature(
         tasks=list(tasks),
         seed=cfg.seed,

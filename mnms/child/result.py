@@ -19,6 +19,8 @@ class ChildResult:
     total_seconds: float
     steps: int
     features_from_cache: bool
+    epochs: int = 0  # epochs trained (early stopping may end a child before trainer.max_epochs)
+    best_epoch: int = 0  # the epoch (1-based) whose weights gave the reward and the test scores
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

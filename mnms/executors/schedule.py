@@ -22,7 +22,15 @@ _DEFAULTS = Architecture().to_dict()  # for the fields a search space leaves out
 def cost_key(request: TrialRequest) -> Hashable:
     """The fields that decide most of a child's wall time: its data, input layer and step count."""
     arch = {**_DEFAULTS, **request.arch}  # not Architecture(...): validating every request would slow dispatch
-    return request.task, arch["encoder"], arch["fine_tune"], arch["batch_size"]
+    return (
+        request.task,
+        arch["encoder"],
+        arch["fine_tune"],
+        arch["fine_tune_layers"],
+        arch["conv_filters"] > 0,
+        arch["wide"],
+        arch["batch_size"],
+    )
 
 
 class CostModel:

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from mnms.child.arch import complete_arch
+from mnms.child.arch import Architecture, complete_arch
 from mnms.executors.base import Executor, TrialOutcome, TrialRequest
 from mnms.search.progress import SearchProgress
 from mnms.search.records import TrialLog, TrialRecord, load_checkpoint, save_checkpoint
@@ -44,7 +44,10 @@ class SearchConfig:
     section: ClassVar[str] = "search"
 
     trials: int = 400  # total children over all tasks
-    max_examples: int | None = 2000  # examples per split the children see; None = all (applied when loading tasks)
+    # Examples per split the children see (stratified, seeded); None = the whole task.
+    # A cap makes a cheap proxy search (e.g. 2000), at the cost of rewards that rank
+    # architectures as they do on small data.
+    max_examples: int | None = None
     batch_size: int = 8  # children per controller step
     task_schedule: str = "round_robin"
     reward: str = "val_accuracy"
@@ -91,10 +94,18 @@ def resume_signature(
         "task_schedule": search.task_schedule,
         "reward": search.reward,
         "child": dict(child),
-        "trainer": dict(trainer),
+        # Where children train is not a setting the records depend on by design (a GPU
+        # changes the numerics, not the method), so a search may resume on another machine.
+        "trainer": {key: value for key, value in trainer.items() if key != "accelerator"},
         "examples": {t: dict(sizes) for t, sizes in examples.items()},
         **({"transfer": dict(transfer)} if transfer else {}),
     }
+
+
+# What a child's settings meant before they existed (mnms < 0.3): no convolution, no wide
+# tower, nothing fine-tuned but tables; every epoch trained, the last one scored, on the CPU.
+_CHILD_BEFORE_0_3 = Architecture().to_dict()
+_TRAINER_BEFORE_0_3 = {"patience": None, "epoch_selection": "last"}
 
 
 def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,10 +113,15 @@ def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
 
     mnms 0.1.0 named the strategy's settings ``controller``, with the controller's sizes
     under ``network`` and Optuna's TPE settings under ``policy``; those run dirs resume.
+    Settings added later get the value that reproduces how the older run trained, so an
+    old run resumes exactly once the new settings are given those values.
     """
+    upgraded = dict(saved)
+    upgraded["child"] = {**_CHILD_BEFORE_0_3, **saved.get("child", {})}
+    upgraded["trainer"] = {**_TRAINER_BEFORE_0_3, **saved.get("trainer", {})}
     if "controller" not in saved:
-        return dict(saved)
-    upgraded = {key: value for key, value in saved.items() if key != "controller"}
+        return upgraded
+    del upgraded["controller"]
     strategy = saved["controller"]
     if strategy.get("network"):  # a controller strategy: ppo or reinforce
         upgraded["strategy"] = {
@@ -130,7 +146,8 @@ def _first_difference(saved: Mapping[str, Any], ours: Mapping[str, Any], prefix:
 
 
 def _arch_key(task: str, arch: Mapping[str, Any], seed: int) -> str:
-    return json.dumps([task, dict(arch), seed], sort_keys=True)
+    """Identity of a trial for reuse: fields a record lacks (it predates them) hold their defaults."""
+    return json.dumps([task, {**_CHILD_BEFORE_0_3, **arch}, seed], sort_keys=True)
 
 
 class Search:

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mnms.child.arch import ArchitectureError, check_value
+from mnms.child.arch import ENCODER_DEPENDENT, ArchitectureError, check_value, incompatibility
 from mnms.utils.config import ConfigError, reject_unknown
 
 
@@ -116,6 +116,36 @@ class SearchSpace:
             seen[decision.name] = decision
         self.decisions: tuple[Decision, ...] = tuple(decisions)
         self._by_name = seen
+        self.check_buildable()
+
+    def check_buildable(self, defaults: Mapping[str, Any] | None = None) -> None:
+        """Refuse a choice that an encoder able to reach it cannot build (a convolution over
+        one vector per text, fine-tuning what has no pretrained parameters), and, given the
+        child's ``defaults`` for the fields the space leaves out, a default no encoder choice
+        can build. Without the check such a child would fail, or silently ignore the choice,
+        at training time.
+        """
+        defaults = defaults or {}
+        if "encoder" in self._by_name:
+            encoders = self._by_name["encoder"].choices
+        else:
+            encoders = (defaults["encoder"],) if "encoder" in defaults else ()
+        for decision in self.decisions:
+            for encoder in decision.when.get("encoder", encoders):
+                for choice in decision.choices:
+                    if problem := incompatibility(encoder, decision.name, choice):
+                        able = [e for e in encoders if not incompatibility(e, decision.name, choice)]
+                        raise SearchSpaceError(
+                            f"decision {decision.name!r} offers {choice!r} to encoder {encoder!r}, but {problem}; "
+                            f"add `when: {{encoder: {able}}}` to it, or remove that choice"
+                        )
+        for name in sorted(set(ENCODER_DEPENDENT) & set(defaults) - set(self._by_name)):
+            for encoder in encoders:
+                if problem := incompatibility(encoder, name, defaults[name]):
+                    raise SearchSpaceError(
+                        f"child.arch.{name}={defaults[name]!r} applies to every child, but {problem}; "
+                        f"set child.arch.{name}={ENCODER_DEPENDENT[name]!r} or make {name} a decision"
+                    )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SearchSpace:

@@ -20,7 +20,16 @@ from mnms.data.encoders.sentence import MiniLMEncoder, SentenceEncoder
 from mnms.data.encoders.wordpiece import MiniLMWordpieceEncoder
 from mnms.utils.config import ConfigError, plain
 
-__all__ = ["ENCODERS", "POOLINGS", "Batch", "EncodedTask", "Encoder", "encoder_defaults", "get_encoder"]
+__all__ = [
+    "ENCODERS",
+    "POOLINGS",
+    "Batch",
+    "EncodedTask",
+    "Encoder",
+    "encoder_class",
+    "encoder_defaults",
+    "get_encoder",
+]
 
 # name -> class; every class is built as cls(name, options).
 ENCODERS: dict[str, type[Encoder]] = {
@@ -32,14 +41,20 @@ ENCODERS: dict[str, type[Encoder]] = {
 }
 SENTENCE_TRANSFORMERS_PREFIX = "st:"  # "st:<model name or local path>": any sentence-transformers model
 
-_INSTANCES: dict[tuple[str, str], Encoder] = {}
+_INSTANCES: dict[tuple[str, str, str], Encoder] = {}
 
 
-def get_encoder(name: str, options: Mapping[str, Mapping] | None = None) -> Encoder:
+def encoder_class(name: str) -> type[Encoder]:
+    """The class that builds encoder ``name`` (any ``st:<model>`` is a SentenceEncoder): what it supports."""
+    return ENCODERS.get(name, SentenceEncoder)
+
+
+def get_encoder(name: str, options: Mapping[str, Mapping] | None = None, device: str = "cpu") -> Encoder:
     """The encoder called ``name``, configured by ``options[name]`` (e.g. ``cfg.encoders``).
 
     ``st:<model>`` names take ``options[name]`` or else ``options["st"]``. Instances are shared
-    per (name, options) within a process.
+    per (name, options, device) within a process; ``device`` is where a heavy model runs
+    while encoding (features are returned on the CPU either way).
     """
     options = plain(options or {})
     if name.startswith(SENTENCE_TRANSFORMERS_PREFIX) and len(name) > len(SENTENCE_TRANSFORMERS_PREFIX):
@@ -51,10 +66,11 @@ def get_encoder(name: str, options: Mapping[str, Mapping] | None = None) -> Enco
             f"unknown encoder {name!r}; valid: {list(ENCODERS)} or "
             f"'{SENTENCE_TRANSFORMERS_PREFIX}<sentence-transformers model>'"
         )
-    memo_key = (name, json.dumps(own, sort_keys=True))
+    memo_key = (name, json.dumps(own, sort_keys=True), device)
     if memo_key not in _INSTANCES:
-        factory = ENCODERS.get(name, SentenceEncoder)
-        _INSTANCES[memo_key] = factory(name, own)
+        encoder = encoder_class(name)(name, own)
+        encoder.device = device
+        _INSTANCES[memo_key] = encoder
     return _INSTANCES[memo_key]
 
 

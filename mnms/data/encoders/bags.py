@@ -8,7 +8,7 @@ compacted to that vocabulary so a child's table stays small and fine-tuning is c
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -94,18 +94,39 @@ def pool(ids: torch.Tensor, weights: torch.Tensor, table: torch.Tensor) -> torch
     return torch.sparse.mm(bags, table)
 
 
-class BagInput(nn.Module):
-    """Trainable input layer: the weighted bag of ``batch["ids"]`` over an embedding table.
+def trimmed(ids: torch.Tensor) -> torch.Tensor:
+    """``ids`` [B, L] cut to the batch's longest text: ids are left-aligned, and cached
+    splits are padded to their longest text, so most batches carry mostly padding."""
+    longest = int((ids != 0).sum(dim=1).max()) if ids.numel() else 0
+    return ids[:, : max(longest, 1)]
 
-    The table lives in an ``nn.EmbeddingBag`` (row 0 = padding, never in a bag, so never trained).
-    """
 
-    def __init__(self, bag: nn.EmbeddingBag) -> None:
+class TokenInput(nn.Module):
+    """Token-level input layer: the table rows of ``batch["ids"]`` and their mask, for a
+    convolution or a pooling that needs every token (max). Row 0 (padding) is all zeros."""
+
+    def __init__(self, table: nn.Embedding) -> None:
         super().__init__()
-        self.bag = bag
+        self.table = table
+
+    def forward(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = trimmed(batch["ids"])
+        return self.table(ids), ids != 0
+
+
+class BagInput(nn.Module):
+    """Trainable input layer: the weighted bag of ``batch["ids"]`` over an embedding table
+    (row 0 = padding, never in a bag, so never trained)."""
+
+    def __init__(self, table: nn.Embedding) -> None:
+        super().__init__()
+        self.table = table
 
     def forward(self, batch: Batch) -> torch.Tensor:
-        return pool(batch["ids"], batch["weights"], self.bag.weight)
+        return pool(batch["ids"], batch["weights"], self.table.weight)
+
+
+TableFactory = Callable[[], nn.Embedding]
 
 
 class BagEncoder(Encoder):
@@ -121,6 +142,7 @@ class BagEncoder(Encoder):
 
     defaults = {"max_tokens": 256}  # tokens (or ids) kept per text; the rest of the text is dropped
     runtime_options = frozenset({"dim"})
+    token_level = True
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)
@@ -166,21 +188,31 @@ class BagEncoder(Encoder):
             split: {"ids": entry[f"{split}.ids"], "weights": bag_weights(entry[f"{split}.ids"], pooling)}
             for split in task.splits
         }
+        make_table, dim = self._table(entry, trainable=True)
+        return EncodedTask(splits, dim, lambda: BagInput(make_table()), from_cache)
+
+    def encode_tokens(self, task: Task, *, fine_tune: bool, cache: FeatureCache) -> EncodedTask:
+        """The cached bag's ids, looked up per token by the input layer (a pretrained
+        table trains only with ``fine_tune``; a from-scratch one always does)."""
+        entry, from_cache = self.bag(task, cache)
+        splits = {split: {"ids": entry[f"{split}.ids"]} for split in task.splits}
+        make_table, dim = self._table(entry, trainable=fine_tune or not self.has_pretrained_table)
+        return EncodedTask(splits, dim, lambda: TokenInput(make_table()), from_cache, token_level=True)
+
+    def _table(self, entry: Batch, *, trainable: bool) -> tuple[TableFactory, int]:
+        """A factory of fresh embedding tables for the cached bag ``entry``, and their width.
+
+        A pretrained table is a clone of the cached rows (training must not touch them); a
+        from-scratch one has ``dim`` columns drawn from torch's global RNG when the factory
+        is called, so child seeding controls it.
+        """
         if self.has_pretrained_table:
             table = entry["table"]
-
-            def make_input_layer() -> nn.Module:  # clone: training must not touch the cached rows
-                bag = nn.EmbeddingBag.from_pretrained(table.clone(), freeze=False, mode="sum", padding_idx=0)
-                return BagInput(bag)
-
-            dim = table.shape[1]
-        else:
-            rows, dim = len(entry["vocab"]) + 1, self.options["dim"]
-
-            def make_input_layer() -> nn.Module:
-                return BagInput(nn.EmbeddingBag(rows, dim, mode="sum", padding_idx=0))
-
-        return EncodedTask(splits=splits, dim=dim, make_input_layer=make_input_layer, from_cache=from_cache)
+            return lambda: nn.Embedding.from_pretrained(
+                table.clone(), freeze=not trainable, padding_idx=0
+            ), table.shape[1]
+        rows, dim = len(entry["vocab"]) + 1, self.options["dim"]
+        return lambda: nn.Embedding(rows, dim, padding_idx=0), dim
 
     def _encode_pooled(self, task: Task, pooling: str, cache: FeatureCache) -> EncodedTask:
         def compute() -> Batch:

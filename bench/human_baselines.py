@@ -1,0 +1,215 @@
+"""Do searched children beat human-designed models? One multitask search against published numbers.
+
+    MNMS_DATA_DIR=../shared/datasets .venv/bin/python -m bench.human_baselines [--trials-per-task 16]
+
+Runs ``train.py`` twice over the tasks whose ``meta.json`` carries published baselines,
+on full data with the default (wide & deep) search space and two local workers:
+
+1. the main job's PPO multitask search (``experiment=multitask``), whose best-validation
+   child per task is compared on test with the best published number for the task;
+2. a random search (``experiment=random``, ``--random-per-task`` trials per task): the
+   spread of random children and how soon random search gets near the best found.
+
+Writes ``bench/results/human_baselines.json`` and markdown tables for docs/benchmarks.md.
+A search that was interrupted is resumed and a finished one reused, so a rerun only
+does what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from mnms.data.tasks import load_task, resolve_data_dir
+from mnms.search.records import TrialRecord, read_trials
+from mnms.utils.io import RunDir
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(__file__).parent / "results"
+TASKS = (
+    "mr",
+    "subj",
+    "trec",
+    "mpqa",
+    "sst2",
+    "sst5",
+    "airline-sentiment",
+    "disasters",
+    "global-warming",
+    "political-bias",
+    "twenty-newsgroups",
+)
+
+
+def run_search(run_dir: Path, experiment: str, trials: int, args: argparse.Namespace) -> None:
+    """One search; resumed if it has records but no summary, skipped if it finished."""
+    if RunDir(run_dir).summary.is_file():
+        return
+    resume = [f"resume={run_dir}"] if RunDir(run_dir).trials.is_file() else []
+    command = [
+        sys.executable,
+        "train.py",
+        f"experiment={experiment}",
+        f"tasks=[{','.join(args.tasks)}]",
+        f"search.trials={trials}",
+        f"seed={args.seed}",
+        "executor=local",
+        "search.progress=false",
+        f"hydra.run.dir={run_dir}",
+        *resume,
+        *args.overrides,
+    ]
+    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+
+
+def published(task: str) -> dict:
+    """The best published accuracy for ``task`` in its meta.json, with the model and source."""
+    meta = json.loads((resolve_data_dir(None) / task / "meta.json").read_text())
+    best = max(meta["published_baselines"], key=lambda b: b["value"])
+    return {"model": best["model"], "accuracy": best["value"] / 100, "source": best["source"]}
+
+
+def best_child(rows: list[TrialRecord], task: str) -> TrialRecord:
+    """The task's child with the best validation reward (the first one on a tie)."""
+    return max((r for r in rows if r.task == task and r.status == "ok"), key=lambda r: r.reward)
+
+
+def trials_to_reach(rewards: list[float], target: float) -> int | None:
+    """1-based trial at which the running best first reaches ``target`` (None: never)."""
+    return next((i for i, r in enumerate(rewards, start=1) if r >= target), None)
+
+
+def quantile(values: list[float], q: float) -> float:
+    return statistics.quantiles(values, n=10, method="inclusive")[round(q * 10) - 1] if len(values) > 1 else values[0]
+
+
+def cost_kind(arch: dict) -> str:
+    """The parts of a child that drive its cost: encoder, convolution, fine-tuned layers, wide tower."""
+    parts = [arch["encoder"]]
+    if arch.get("fine_tune_layers"):
+        parts.append(f"top {arch['fine_tune_layers']} layer(s) fine-tuned")
+    elif arch.get("fine_tune"):
+        parts.append("table fine-tuned")
+    if arch.get("conv_filters"):
+        parts.append("conv")
+    parts.append("no wide" if arch.get("wide", "none") == "none" else "wide")
+    return ", ".join(parts)
+
+
+def task_result(task: str, ppo: list[TrialRecord], random: list[TrialRecord]) -> dict:
+    child = best_child(ppo, task)
+    random_rewards = [r.reward for r in random if r.task == task]
+    best_found = max([child.reward, *random_rewards])
+    baseline = published(task)
+    return {
+        "train_examples": len(load_task(task, resolve_data_dir(None)).splits["train"]),
+        "published": baseline,
+        "best_val": child.reward,
+        "best_test": child.metrics["test_accuracy"],
+        "beats_published": child.metrics["test_accuracy"] > baseline["accuracy"],
+        "best_trial": child.trial,
+        "best_arch": child.decisions,
+        "ppo_trials": sum(r.task == task for r in ppo),
+        "ppo_child_seconds": sum(r.wall_seconds for r in ppo if r.task == task),
+        "random": {
+            "trials": len(random_rewards),
+            "median": statistics.median(random_rewards),
+            "p10": quantile(random_rewards, 0.1),
+            "p90": quantile(random_rewards, 0.9),
+            "best_after_10": max(random_rewards[:10]),
+            "trials_to_95": trials_to_reach(random_rewards, 0.95 * best_found),
+            "trials_to_99": trials_to_reach(random_rewards, 0.99 * best_found),
+        }
+        if random_rewards
+        else None,
+        "best_found": best_found,
+    }
+
+
+def child_costs(rows: list[TrialRecord]) -> dict[str, dict]:
+    """Median wall seconds of the children of each cost kind, over all tasks."""
+    seconds = defaultdict(list)
+    for row in rows:
+        if row.status == "ok" and row.reused_from is None:
+            seconds[cost_kind(row.arch)].append(row.wall_seconds)
+    return {kind: {"children": len(s), "median_seconds": statistics.median(s)} for kind, s in sorted(seconds.items())}
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        "| task | train examples | searched child: val | test | published (best) | beats it | "
+        "random children: median [p10, p90] | random best of 10 | best found | random trials to 95% / 99% |",
+        "| --- | ---: | ---: | ---: | --- | :---: | --- | ---: | ---: | ---: |",
+    ]
+    for task, r in result["tasks"].items():
+        rnd = r["random"]
+        random_cells = ["-", "-", "-"]
+        if rnd:
+            never = f">{rnd['trials']}"
+            random_cells = [
+                f"{rnd['median']:.3f} [{rnd['p10']:.3f}, {rnd['p90']:.3f}]",
+                f"{rnd['best_after_10']:.3f}",
+                f"{rnd['trials_to_95'] or never} / {rnd['trials_to_99'] or never}",
+            ]
+        beats = "yes" if r["beats_published"] else "no"
+        cells = [
+            task,
+            str(r["train_examples"]),
+            f"{r['best_val']:.3f}",
+            f"**{r['best_test']:.3f}**",
+            f"{r['published']['accuracy']:.3f} ({r['published']['model']})",
+            beats,
+            *random_cells[:2],
+            f"{r['best_found']:.3f}",
+            random_cells[2],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", "| child kind | children | median wall s |", "| --- | ---: | ---: |"]
+    lines += [f"| {k} | {v['children']} | {v['median_seconds']:.1f} |" for k, v in result["child_costs"].items()]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--trials-per-task", type=int, default=16)
+    parser.add_argument("--random-per-task", type=int, default=10)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "human_baselines")
+    parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for both searches")
+    args = parser.parse_args()
+
+    ppo_dir, random_dir = args.out / "ppo", args.out / "random"
+    run_search(ppo_dir, "multitask", args.trials_per_task * len(args.tasks), args)
+    if args.random_per_task:
+        run_search(random_dir, "random", args.random_per_task * len(args.tasks), args)
+    ppo = read_trials(ppo_dir)
+    random = read_trials(random_dir) if args.random_per_task else []
+    summary = json.loads(RunDir(ppo_dir).summary.read_text())
+    tasks = {task: task_result(task, ppo, random) for task in args.tasks}
+    result = {
+        "command": " ".join(sys.argv),
+        "tasks": tasks,
+        "beats_published": sum(r["beats_published"] for r in tasks.values()),
+        "ppo_search_seconds": summary["seconds"]["loop"],
+        "ppo_child_seconds": sum(r.wall_seconds for r in ppo),
+        "random_child_seconds": sum(r.wall_seconds for r in random),
+        "child_costs": child_costs(ppo + random),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "human_baselines.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result))
+    print(
+        f"\nbeats the published number on {result['beats_published']} of {len(tasks)} tasks; "
+        f"PPO search {result['ppo_search_seconds'] / 60:.1f} min wall, "
+        f"{result['ppo_child_seconds'] / 3600:.2f} child-hours (+{result['random_child_seconds'] / 3600:.2f} random)"
+    )
+
+
+if __name__ == "__main__":
+    main()
