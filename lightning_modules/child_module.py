@@ -79,7 +79,9 @@ class TokenPooling(nn.Module):
 
     The convolution is Kim (2014)'s: parallel filters of every width 1..``conv_max_width``,
     ``conv_filters`` of each, over the token sequence, padded so that each output position
-    is a token and the mask still applies.
+    is a token and the mask still applies. Its batch norm acts on the pooled features,
+    whose statistics padding cannot reach (positions past a text's end would enter a
+    per-position norm's), then dropout.
     """
 
     def __init__(self, arch: Architecture, dim: int) -> None:
@@ -91,8 +93,9 @@ class TokenPooling(nn.Module):
             widths = range(1, arch.conv_max_width + 1)
             self.convs.extend(nn.Conv1d(dim, arch.conv_filters, w) for w in widths)
             self.out_dim = arch.conv_filters * len(widths)
+            self.activation = _ACTIVATIONS[arch.conv_activation]()
             norm = [nn.BatchNorm1d(self.out_dim)] if arch.conv_batch_norm else []
-            self.after_conv = nn.Sequential(*norm, _ACTIVATIONS[arch.conv_activation](), nn.Dropout(arch.conv_dropout))
+            self.after_pooling = nn.Sequential(*norm, nn.Dropout(arch.conv_dropout))
 
     def forward(self, inputs: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         h, mask = inputs
@@ -100,7 +103,8 @@ class TokenPooling(nn.Module):
             channels = h.transpose(1, 2)  # [B, D, L]
             # Width w sees (w-1)//2 tokens before and w//2 after: the output keeps length L.
             outputs = [c(pad(channels, ((c.kernel_size[0] - 1) // 2, c.kernel_size[0] // 2))) for c in self.convs]
-            h = self.after_conv(torch.cat(outputs, dim=1)).transpose(1, 2)
+            h = self.activation(torch.cat(outputs, dim=1)).transpose(1, 2)
+            return self.after_pooling(masked_pool(h, mask, self.pooling))
         return masked_pool(h, mask, self.pooling)
 
 

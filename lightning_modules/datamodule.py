@@ -12,7 +12,9 @@ import pytorch_lightning as pl
 import torch
 
 Batch = dict[str, torch.Tensor]
-EVAL_BATCH_SIZE = 1024
+# Evaluation needs no gradients, so it takes larger batches than training, but not so large
+# that a wide convolution over long texts holds gigabytes of activations at once.
+EVAL_BATCH_SIZE = 256
 
 
 class InMemoryBatches:

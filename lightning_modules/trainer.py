@@ -61,10 +61,12 @@ class BestEpoch(pl.Callback):
         self.epoch = 0
         self.metrics: dict[str, float] = {}
         self.state: dict[str, torch.Tensor] | None = None
+        self.step = -1  # the optimiser step of the latest validation
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
+        self.step = trainer.global_step
         score = float(trainer.callback_metrics[self.monitor])
         if score > self.score or self.keep == "last":
             # During fit the epoch being validated has not been counted yet; afterwards it has.
@@ -150,9 +152,9 @@ def _evaluate_child(
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     train_seconds = time.perf_counter() - fit_started
-    if best.state is None or trainer_cfg.epoch_selection == "last":
-        # No validation yet (none per epoch, or max_steps ended the first epoch early), or
-        # the last one was not after the final step: score the final weights.
+    if best.step != trainer.global_step:
+        # The final weights were never validated (no validation per epoch, or max_steps
+        # ended an epoch early): score them too.
         trainer.limit_val_batches = 1.0
         trainer.validate(model, datamodule=data, verbose=False)
     model.load_state_dict(best.state)

@@ -28,6 +28,15 @@ def test_a_search_composes_every_group_and_caps_its_children() -> None:
     assert "propose" not in cfg
 
 
+def test_the_main_job_searches_whole_tasks_in_the_wide_and_deep_space_on_two_workers() -> None:
+    cfg = compose_config()
+    assert cfg.search.max_examples is None and cfg.max_examples is None
+    assert (cfg.search.trials, cfg.search.batch_size, cfg.executor.kind) == (48, 4, "local")
+    decisions = {d["name"] for d in cfg.search_space.decisions}
+    assert {"conv_filters", "fine_tune_layers", "wide", "wide_learning_rate", "pooling"} <= decisions
+    assert (cfg.trainer.patience, cfg.trainer.epoch_selection, cfg.trainer.accelerator) == (2, "best", "auto")
+
+
 def test_mode_child_has_no_search_settings_and_no_time_limit() -> None:
     cfg = compose_config("mode=child")
     assert cfg.mode == "child" and cfg.trainer.time_limit_s is None and cfg.trainer.progress_bar is True

@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 import mnms
 from helpers.configs import compose_config
-from mnms.data.encoders import ENCODERS, POOLINGS, get_encoder
+from mnms.data.encoders import BAG_POOLINGS, ENCODERS, get_encoder
 from mnms.data.encoders.bags import BagEncoder, bag_weights, first_words
 from mnms.data.encoders.fr_vectors import load_vectors_pipeline
 from mnms.data.encoders.sentence import load_sentence_transformer
@@ -131,7 +131,7 @@ def test_fine_tuned_table_starts_from_pretrained_rows(name, task_name, tasks, ca
     assert torch.equal(fresh[1:].detach(), full[entry["vocab"]])
 
 
-@pytest.mark.parametrize("pooling", POOLINGS)
+@pytest.mark.parametrize("pooling", BAG_POOLINGS)
 @pytest.mark.parametrize(("name", "task_name"), [("minilm-tokens", "sst2"), ("fr-vectors", "french-allocine-tv")])
 def test_frozen_pretrained_features_pool_the_bag(name, task_name, pooling, tasks, cache) -> None:
     encoder, task = get_encoder(name), tasks[task_name]

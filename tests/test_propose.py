@@ -54,7 +54,6 @@ def test_beam_on_the_conditional_default_space_gives_valid_ranked_architectures(
     assert [r.log_prob for r in ranked] == pytest.approx(exact.tolist(), abs=1e-4)
     (greedy,) = beam_search(controller, "a", width=1)
     assert greedy.arch == controller.greedy("a")
-    assert ranked[0].log_prob >= greedy.log_prob  # a wider beam finds greedy's path or a likelier one
 
 
 def test_an_unseen_task_gets_an_embedding_per_init(pretrained) -> None:

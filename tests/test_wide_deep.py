@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import lightning_modules.trainer
+import mnms.child.inputs
 from lightning_modules.child_module import ChildClassifier, TokenPooling, masked_pool
 from lightning_modules.trainer import evaluate_child
 from mnms.child.arch import Architecture
@@ -83,6 +84,20 @@ def test_a_child_default_that_a_searched_encoder_cannot_build_is_refused() -> No
     space.check_buildable(Architecture().to_dict())
 
 
+def test_a_gated_decision_whose_default_an_ungated_encoder_cannot_build_is_refused() -> None:
+    space = SearchSpace.from_config(
+        {
+            "decisions": [
+                SPACE["decisions"][0],
+                {"name": "pooling", "choices": ["mean", "max"], "when": {"encoder": ["words"]}},
+            ]
+        }
+    )
+    with pytest.raises(SearchSpaceError, match=r"child.arch.pooling='max' applies to every child.*'minilm'"):
+        space.check_buildable({**Architecture().to_dict(), "encoder": "words", "pooling": "max"})
+    space.check_buildable({**Architecture().to_dict(), "encoder": "words"})
+
+
 def test_train_py_refuses_such_a_search_before_anything_trains(data_dir, tmp_path) -> None:
     from helpers.tiny_search import tiny_run
 
@@ -108,11 +123,19 @@ def test_masked_pooling_ignores_padding_and_pools_an_empty_text_to_zeros() -> No
     assert torch.allclose(masked_pool(h, mask, "sqrtn")[0], torch.tensor([4.0, -2.0]) / 2**0.5)
 
 
-@pytest.mark.parametrize("width", [1, 2, 3, 5])
-def test_the_convolution_keeps_one_position_per_token_and_padding_changes_nothing(width: int) -> None:
+@pytest.mark.parametrize(("width", "training"), [(1, False), (2, False), (3, True), (5, True)])
+def test_the_convolution_keeps_one_position_per_token_and_padding_changes_nothing(width: int, training: bool) -> None:
+    """In training mode too: batch norm statistics must not see the padded positions."""
     torch.manual_seed(0)
-    arch = Architecture(encoder="words", conv_filters=4, conv_max_width=width, pooling="max", conv_activation="tanh")
-    pooling = TokenPooling(arch, dim=6).eval()
+    arch = Architecture(
+        encoder="words",
+        conv_filters=4,
+        conv_max_width=width,
+        pooling="mean",
+        conv_activation="tanh",
+        conv_batch_norm=True,
+    )
+    pooling = TokenPooling(arch, dim=6).train(training)
     assert pooling.out_dim == 4 * width
     tokens = torch.randn(2, 5, 6)
     mask = torch.ones(2, 5, dtype=torch.bool)
@@ -122,10 +145,10 @@ def test_the_convolution_keeps_one_position_per_token_and_padding_changes_nothin
 
 
 def test_each_tower_trains_with_its_own_learning_rate_and_weight_decay() -> None:
-    class Tokens(nn.Module):
+    class Tokens(nn.Module):  # a frozen pretrained table, as minilm-tokens without fine_tune
         def __init__(self) -> None:
             super().__init__()
-            self.table = nn.Embedding(10, 4, padding_idx=0)
+            self.table = nn.Embedding.from_pretrained(torch.randn(10, 4), freeze=True, padding_idx=0)
 
         def forward(self, batch):
             return self.table(batch["ids"]), batch["ids"] != 0
@@ -143,7 +166,8 @@ def test_each_tower_trains_with_its_own_learning_rate_and_weight_decay() -> None
     deep, wide = model.configure_optimizers().param_groups
     assert (deep["lr"], deep["weight_decay"], wide["lr"], wide["weight_decay"]) == (0.002, 0.0001, 0.05, 0.00001)
     assert wide["params"] == [model.wide.weight]
-    assert len(deep["params"]) + 1 == len(list(model.parameters()))
+    assert len(deep["params"]) + 2 == len(list(model.parameters()))  # neither the wide table nor the frozen one
+    assert all(p is not model.input_layer.table.weight for p in deep["params"])
     batch = {"ids": torch.tensor([[1, 2, 0], [3, 0, 0]]), "wide_ids": torch.tensor([[4, 0], [19, 7]])}
     assert torch.equal(model.wide(batch), torch.zeros(2, 3))  # the wide tower starts at zero
     assert model(batch).shape == (2, 3)
@@ -235,7 +259,15 @@ def test_every_kind_of_child_trains_on_a_real_task_with_a_real_trainer(arch, tre
     assert result.val_accuracy > 1 / trec.num_classes and 1 <= result.best_epoch <= result.epochs <= 2
 
 
-def test_the_accelerator_setting_is_checked_and_reaches_the_device() -> None:
+def test_training_cut_short_mid_epoch_is_scored_on_its_final_weights(trec, tmp_path, monkeypatch) -> None:
+    arch = Architecture(encoder="words", hidden_layers=0, batch_size=32)  # 9 steps per epoch on 300 examples
+    cfg = ChildTrainerConfig(max_epochs=5, max_steps=12, patience=None)
+    result, scores = train_recording(monkeypatch, trec, arch, cfg, FeatureCache(tmp_path))
+    assert result.steps == 12 and len(scores) == 2  # after epoch 1, and after the 12th step
+    assert result.val_accuracy == max(scores)
+
+
+def test_the_accelerator_setting_is_checked_and_reaches_trainer_and_encoders(trec, tmp_path, monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"trainer.accelerator='tpu'.*\['auto', 'cpu', 'gpu'\]"):
         from_config(ChildTrainerConfig, {"accelerator": "tpu"})
     assert resolve_device("cpu") == "cpu"
@@ -243,6 +275,37 @@ def test_the_accelerator_setting_is_checked_and_reaches_the_device() -> None:
         assert resolve_device("auto") == "cpu"
         with pytest.raises(ConfigError, match="trainer.accelerator=gpu but torch sees no CUDA device"):
             resolve_device("gpu")
+    seen = {}
+    real_build, real_encoder = lightning_modules.trainer.build_trainer, mnms.child.inputs.get_encoder
+
+    def build(cfg, *callbacks):
+        seen["trainer"] = real_build(cfg, *callbacks)
+        return seen["trainer"]
+
+    def encoder(name, options=None, device="cpu"):
+        seen["device"] = device
+        return real_encoder(name, options, device)
+
+    monkeypatch.setattr(lightning_modules.trainer, "build_trainer", build)
+    monkeypatch.setattr(mnms.child.inputs, "get_encoder", encoder)
+    evaluate_child(
+        trec,
+        Architecture(encoder="words"),
+        ChildTrainerConfig(max_epochs=1, accelerator="cpu"),
+        FeatureCache(tmp_path),
+        seed=0,
+    )
+    assert seen["device"] == "cpu" and type(seen["trainer"].accelerator).__name__ == "CPUAccelerator"
+
+
+def test_gpu_without_cuda_fails_a_search_before_anything_trains(tmp_path) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a CUDA device")
+    from helpers.tiny_search import tiny_run
+
+    with pytest.raises(ConfigError, match="trainer.accelerator=gpu but torch sees no CUDA device"):
+        tiny_run(tmp_path / "run", tmp_path / "cache", "trainer.accelerator=gpu")
+    assert not (tmp_path / "run" / "trials.jsonl").exists()
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

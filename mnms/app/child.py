@@ -9,20 +9,18 @@ from rich.console import Console
 from rich.table import Table
 
 from lightning_modules.trainer import evaluate_child
-from mnms.app.common import child_arch, encoder_options, load_configured_task
+from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
 from mnms.child.arch import Architecture
-from mnms.child.config import ChildTrainerConfig
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
-from mnms.utils.config import from_config
 from mnms.utils.io import RunDir, write_json_atomic
 
 
 def run_child(cfg: DictConfig, run_dir: Path) -> float:
     """Train the child once; writes ``result.json`` and returns its validation accuracy."""
-    task = load_configured_task(cfg, cfg.task)
+    trainer_cfg = child_trainer(cfg)  # conf/mode/child.yaml turns its progress bar on
     arch = child_arch(cfg)
-    trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)  # conf/mode/child.yaml turns its progress bar on
+    task = load_configured_task(cfg, cfg.task)
     cache = FeatureCache(cfg.paths.cache_dir)
     result = evaluate_child(task, arch, trainer_cfg, cache, seed=cfg.seed, encoder_options=encoder_options(cfg))
     payload = {

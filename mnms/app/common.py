@@ -8,6 +8,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mnms.child.arch import Architecture
+from mnms.child.config import ChildTrainerConfig, resolve_device
 from mnms.data.tasks import Task, load_task
 from mnms.utils.config import from_config, plain
 
@@ -27,6 +28,14 @@ def load_configured_task(cfg: DictConfig, name: str, max_examples: int | None = 
 def child_arch(cfg: DictConfig) -> Architecture:
     """``child.arch``: the child of ``mode=child``, and every field a search leaves out."""
     return from_config(Architecture, cfg.child.arch)
+
+
+def child_trainer(cfg: DictConfig) -> ChildTrainerConfig:
+    """``trainer``: every child's budget, its accelerator checked against this machine up
+    front (``gpu`` without CUDA fails here, not as one failed child after another)."""
+    trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)
+    resolve_device(trainer_cfg.accelerator)
+    return trainer_cfg
 
 
 def encoder_options(cfg: DictConfig) -> dict[str, Any]:

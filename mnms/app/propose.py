@@ -13,9 +13,8 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from mnms.app.common import child_arch, encoder_options, load_configured_task
+from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
 from mnms.child.arch import complete_arch
-from mnms.child.config import ChildTrainerConfig
 from mnms.executors.base import TrialRequest
 from mnms.executors.runner import ChildRunner
 from mnms.transfer.artifact import load_controller_artifact
@@ -65,7 +64,7 @@ def _train(cfg: DictConfig, rows: list[dict[str, Any]]) -> None:
     its unsearched fields from ``child.arch`` as a search fills them; add what it scored to its row."""
     task = load_configured_task(cfg, cfg.task)
     runner = ChildRunner(
-        {task.name: task}, from_config(ChildTrainerConfig, cfg.trainer), cfg.paths.cache_dir, encoder_options(cfg)
+        {task.name: task}, child_trainer(cfg), cfg.paths.cache_dir, encoder_options(cfg)
     )
     defaults = child_arch(cfg).to_dict()
     for row in rows:

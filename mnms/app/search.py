@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mnms.app.common import child_arch, encoder_options, load_configured_task
+from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
 from mnms.app.study import check_study_job
-from mnms.child.config import ChildTrainerConfig
 from mnms.data.tasks import Task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.runner import ChildRunner
@@ -45,6 +44,7 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
 
 def _search(cfg: DictConfig, run_dir: Path) -> float:
     space = SearchSpace.from_config(plain(cfg.search_space))
+    trainer_cfg = child_trainer(cfg)
     child = child_arch(cfg).to_dict()
     space.check_buildable(child)
     search_cfg = from_config(SearchConfig, cfg.search)
@@ -53,7 +53,6 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     check_study_job(cfg, transfer.source, STRATEGIES[strategy_cfg.kind].trains_controller)
     tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
     strategy = _strategy(strategy_cfg, space, list(tasks), transfer, cfg.seed)
-    trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)
     signature = resume_signature(
         tasks=list(tasks),
         seed=cfg.seed,

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from mnms.child.arch import Architecture, complete_arch
+from mnms.child.arch import complete_arch
 from mnms.executors.base import Executor, TrialOutcome, TrialRequest
 from mnms.search.progress import SearchProgress
 from mnms.search.records import TrialLog, TrialRecord, load_checkpoint, save_checkpoint
@@ -103,8 +103,19 @@ def resume_signature(
 
 
 # What a child's settings meant before they existed (mnms < 0.3): no convolution, no wide
-# tower, nothing fine-tuned but tables; every epoch trained, the last one scored, on the CPU.
-_CHILD_BEFORE_0_3 = Architecture().to_dict()
+# tower, nothing fine-tuned but tables; every epoch trained, the last one scored. Literals,
+# not today's defaults: what an old record meant must not move when a default does.
+_CHILD_BEFORE_0_3 = {
+    "fine_tune_layers": 0,
+    "conv_filters": 0,
+    "conv_max_width": 3,
+    "conv_activation": "relu",
+    "conv_batch_norm": False,
+    "conv_dropout": 0.0,
+    "wide": "none",
+    "wide_learning_rate": 0.01,
+    "wide_l2": 0.0,
+}
 _TRAINER_BEFORE_0_3 = {"patience": None, "epoch_selection": "last"}
 
 
@@ -325,7 +336,7 @@ class Search:
 
     def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> TrialRecord:
         logged = self.log.rows[trial]
-        if (logged.task, logged.arch) != (task, arch):
+        if (logged.task, {**_CHILD_BEFORE_0_3, **logged.arch}) != (task, {**_CHILD_BEFORE_0_3, **arch}):
             raise ValueError(
                 f"resume diverged at trial {trial}: the log has {logged.task} {logged.arch}, "
                 f"the restored search proposes {task} {arch}"

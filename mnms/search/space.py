@@ -123,7 +123,8 @@ class SearchSpace:
         one vector per text, fine-tuning what has no pretrained parameters), and, given the
         child's ``defaults`` for the fields the space leaves out, a default no encoder choice
         can build. Without the check such a child would fail, or silently ignore the choice,
-        at training time.
+        at training time. The check reads only conditions on ``encoder`` itself, so a
+        choice gated through another decision must also be gated on ``encoder``.
         """
         defaults = defaults or {}
         if "encoder" in self._by_name:
@@ -139,13 +140,24 @@ class SearchSpace:
                             f"decision {decision.name!r} offers {choice!r} to encoder {encoder!r}, but {problem}; "
                             f"add `when: {{encoder: {able}}}` to it, or remove that choice"
                         )
-        for name in sorted(set(ENCODER_DEPENDENT) & set(defaults) - set(self._by_name)):
-            for encoder in encoders:
+        for name in sorted(set(ENCODER_DEPENDENT) & set(defaults)):
+            for encoder in self._default_takers(name, encoders):
                 if problem := incompatibility(encoder, name, defaults[name]):
                     raise SearchSpaceError(
                         f"child.arch.{name}={defaults[name]!r} applies to every child, but {problem}; "
                         f"set child.arch.{name}={ENCODER_DEPENDENT[name]!r} or make {name} a decision"
                     )
+
+    def _default_takers(self, name: str, encoders: Sequence[Any]) -> list[Any]:
+        """The encoders whose children may take field ``name`` from the defaults: all of them
+        unless ``name`` is a decision, else those its conditions can leave it undecided for
+        (conservatively, all of them when a condition names another decision)."""
+        if name not in self._by_name:
+            return list(encoders)
+        when = self._by_name[name].when
+        if set(when) - {"encoder"}:
+            return list(encoders)
+        return [e for e in encoders if e not in when.get("encoder", encoders)]
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SearchSpace:

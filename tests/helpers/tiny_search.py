@@ -24,6 +24,7 @@ TINY_SEARCH = [
     "logger=none",
     "search.progress=false",
     "search.batch_size=4",
+    "executor=sequential",  # the main job trains on the local pool; the executor tests choose their own
 ]
 
 

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from mnms.data.encoders.base import POOLINGS, Batch, EncodedTask, Encoder
+from mnms.data.encoders.base import BAG_POOLINGS, Batch, EncodedTask, Encoder
 from mnms.data.encoders.fr_vectors import FrVectorsEncoder
 from mnms.data.encoders.hashed import CharNgramEncoder, WordEncoder
 from mnms.data.encoders.sentence import MiniLMEncoder, SentenceEncoder
@@ -22,7 +22,7 @@ from mnms.utils.config import ConfigError, plain
 
 __all__ = [
     "ENCODERS",
-    "POOLINGS",
+    "BAG_POOLINGS",
     "Batch",
     "EncodedTask",
     "Encoder",

@@ -19,7 +19,7 @@ from mnms.data.feature_cache import FeatureCache
 from mnms.utils.config import is_int, plain, reject_unknown
 
 Batch = dict[str, torch.Tensor]  # tensors whose first dim is the example index
-POOLINGS = ("mean", "sqrtn")  # what a bag pools up front; max pooling needs the token vectors (encode_tokens)
+BAG_POOLINGS = ("mean", "sqrtn")  # what a bag pools up front; max pooling needs the token vectors (encode_tokens)
 
 
 class Split(Protocol):
@@ -131,8 +131,8 @@ def fingerprints(task: Task) -> dict[str, str]:
 
 
 def check_pooling(pooling: str) -> None:
-    if pooling not in POOLINGS:
-        raise ValueError(f"unknown pooling {pooling!r}; valid: {list(POOLINGS)}")
+    if pooling not in BAG_POOLINGS:
+        raise ValueError(f"unknown pooling {pooling!r}; valid: {list(BAG_POOLINGS)}")
 
 
 def cached(cache: FeatureCache, key: Mapping[str, Any], compute: Callable[[], Batch]) -> tuple[Batch, bool]:

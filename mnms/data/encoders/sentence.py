@@ -145,7 +145,7 @@ class MiniLMEncoder(SentenceEncoder):
             from_cache = from_cache and hit
 
         def make_input_layer() -> nn.Module:
-            model = load_sentence_transformer(self.model, self.device)
+            model = self._use(load_sentence_transformer, self.model, self.device)
             top = model[0].auto_model.encoder.layer[self.transformer_layers - layers :]
             return TransformerTop(copy.deepcopy(top).to("cpu").train())
 
@@ -153,29 +153,24 @@ class MiniLMEncoder(SentenceEncoder):
         return EncodedTask(splits=splits, dim=dim, make_input_layer=make_input_layer, from_cache=from_cache)
 
     def _states(self, texts: Sequence[str], layers: int) -> dict[str, torch.Tensor]:
-        """float16 states entering layer ``6 - layers`` [N, L, 384] (L = longest text, capped) and the mask."""
+        """float16 states entering layer ``6 - layers`` [N, L, 384] (L = longest text, capped) and the mask.
+
+        The texts are tokenised once up front, so the output is allocated at its final size
+        and filled batch by batch: the peak is the output, not the output twice.
+        """
         model = self._use(load_sentence_transformer, self.model, self.device)
         transformer = model[0]
         size, limit = self.options["batch_size"], min(self.options["state_max_tokens"], transformer.max_seq_length)
-        chunks = []
+        tokens = transformer.tokenizer(list(texts), truncation=True, max_length=limit)["input_ids"]
+        width = max([1, *map(len, tokens)])
+        states = torch.zeros(len(texts), width, transformer.auto_model.config.hidden_size, dtype=torch.float16)
+        mask = torch.zeros(len(texts), width, dtype=torch.bool)
         with torch.no_grad():
             for start in range(0, len(texts), size):
-                inputs = transformer.tokenizer(
-                    list(texts[start : start + size]),
-                    padding=True,
-                    truncation=True,
-                    max_length=limit,
-                    return_tensors="pt",
-                ).to(self.device)
-                out = transformer.auto_model(**inputs, output_hidden_states=True)
-                hidden = out.hidden_states[self.transformer_layers - layers]
-                chunks.append((hidden.half().cpu(), inputs["attention_mask"].bool().cpu()))
-        width = max([1, *(mask.shape[1] for _, mask in chunks)])
-        states = torch.zeros(len(texts), width, chunks[0][0].shape[2] if chunks else 384, dtype=torch.float16)
-        mask = torch.zeros(len(texts), width, dtype=torch.bool)
-        row = 0
-        for hidden, chunk_mask in chunks:
-            states[row : row + len(hidden), : hidden.shape[1]] = hidden
-            mask[row : row + len(hidden), : hidden.shape[1]] = chunk_mask
-            row += len(hidden)
+                inputs = transformer.tokenizer.pad({"input_ids": tokens[start : start + size]}, return_tensors="pt")
+                inputs = {k: v.to(self.device) for k, v in inputs.items()}
+                hidden = transformer.auto_model(**inputs, output_hidden_states=True).hidden_states
+                rows = slice(start, start + len(inputs["input_ids"]))
+                states[rows, : hidden[0].shape[1]] = hidden[self.transformer_layers - layers].half().cpu()
+                mask[rows, : hidden[0].shape[1]] = inputs["attention_mask"].bool().cpu()
         return {"states": states, "mask": mask}
