@@ -69,15 +69,24 @@ def run_search(run_dir: Path, experiment: str, tasks: list[str], trials: int, ar
 
 
 def published(task: str) -> dict:
-    """The best published accuracy for ``task`` in its meta.json, with the model and source."""
+    """The best published accuracy for ``task`` in its meta.json, its model and source, and
+    whether it was measured on the test split we use."""
     meta = json.loads((resolve_data_dir(None) / task / "meta.json").read_text())
     best = max(meta["published_baselines"], key=lambda b: b["value"])
-    return {"model": best["model"], "accuracy": best["value"] / 100, "source": best["source"]}
+    official = meta["original_split_note"].startswith("Official")
+    if "their own splits" in best["source"]:
+        split = "theirs (unpublished)"
+    elif official:
+        split = "same test set"
+    else:
+        split = "10-fold CV, not ours"
+    return {"model": best["model"], "accuracy": best["value"] / 100, "source": best["source"], "split": split}
 
 
-def best_child(rows: list[TrialRecord], task: str) -> TrialRecord:
-    """The task's child with the best validation reward (the first one on a tie)."""
-    return max((r for r in rows if r.task == task and r.status == "ok"), key=lambda r: r.reward)
+def best_child(rows: list[TrialRecord], task: str) -> TrialRecord | None:
+    """The task's finished child with the best validation reward (the first one on a tie)."""
+    finished = [r for r in rows if r.task == task and r.status == "ok"]
+    return max(finished, key=lambda r: r.reward) if finished else None
 
 
 def trials_to_reach(rewards: list[float], target: float) -> int | None:
@@ -105,16 +114,17 @@ def cost_kind(arch: dict) -> str:
 def task_result(task: str, ppo: list[TrialRecord], random: list[TrialRecord]) -> dict:
     child = best_child(ppo, task)
     random_rewards = [r.reward for r in random if r.task == task]
-    best_found = max([child.reward, *random_rewards])
+    best_found = max([child.reward if child else 0.0, *random_rewards])
     baseline = published(task)
+    test = child.metrics["test_accuracy"] if child else float("nan")
     return {
         "train_examples": len(load_task(task, resolve_data_dir(None)).splits["train"]),
         "published": baseline,
-        "best_val": child.reward,
-        "best_test": child.metrics["test_accuracy"],
-        "beats_published": child.metrics["test_accuracy"] > baseline["accuracy"],
-        "best_trial": child.trial,
-        "best_arch": child.decisions,
+        "best_val": child.reward if child else float("nan"),
+        "best_test": test,
+        "beats_published": bool(child) and test > baseline["accuracy"],
+        "best_trial": child.trial if child else None,
+        "best_arch": child.decisions if child else None,
         "ppo_trials": sum(r.task == task for r in ppo),
         "ppo_child_seconds": sum(r.wall_seconds for r in ppo if r.task == task),
         "ppo_median_child_seconds": statistics.median(r.wall_seconds for r in ppo if r.task == task),
@@ -134,21 +144,34 @@ def task_result(task: str, ppo: list[TrialRecord], random: list[TrialRecord]) ->
     }
 
 
-def child_costs(rows: list[TrialRecord]) -> dict[str, dict]:
-    """Median wall seconds of the children of each cost kind, over all tasks."""
+SIZE_BUCKETS = ((0, 5000), (5000, 9000), (9000, 20001))  # training examples
+
+
+def child_costs(rows: list[TrialRecord], train_sizes: dict[str, int]) -> dict[str, dict]:
+    """Median seconds of the finished children of each cost kind, over all tasks and by the
+    training-set size of their task (how the cost grows with the data). Only children whose
+    features came from the cache count: encoding a task is paid once, not per child."""
     seconds = defaultdict(list)
     for row in rows:
-        if row.status == "ok" and row.reused_from is None:
-            seconds[cost_kind(row.arch)].append(row.wall_seconds)
-    return {kind: {"children": len(s), "median_seconds": statistics.median(s)} for kind, s in sorted(seconds.items())}
+        if row.status == "ok" and row.reused_from is None and row.metrics["features_from_cache"]:
+            seconds[cost_kind(row.arch)].append((train_sizes[row.task], row.metrics["total_seconds"]))
+    costs = {}
+    for kind, pairs in sorted(seconds.items()):
+        by_size = {
+            f"{lo}-{hi - 1}": statistics.median(s for n, s in pairs if lo <= n < hi)
+            for lo, hi in SIZE_BUCKETS
+            if any(lo <= n < hi for n, _ in pairs)
+        }
+        costs[kind] = {"children": len(pairs), "median_seconds": statistics.median(s for _, s in pairs), **by_size}
+    return costs
 
 
 def markdown(result: dict) -> str:
     lines = [
         "| task | train examples | searched child: val | test | published (best) | beats it | "
-        "random children: median [p10, p90] | random best of 10 | best found | random trials to 95% / 99% | "
-        "PPO median child s | PPO failed |",
-        "| --- | ---: | ---: | ---: | --- | :---: | --- | ---: | ---: | ---: | ---: | ---: |",
+        "published on | random children: median [p10, p90] | random best of 10 | best found | "
+        "random trials to 95% / 99% | PPO median child s | PPO failed |",
+        "| --- | ---: | ---: | ---: | --- | :---: | --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
     for task, r in result["tasks"].items():
         rnd = r["random"]
@@ -168,6 +191,7 @@ def markdown(result: dict) -> str:
             f"**{r['best_test']:.3f}**",
             f"{r['published']['accuracy']:.3f} ({r['published']['model']})",
             beats,
+            r["published"]["split"],
             *random_cells[:2],
             f"{r['best_found']:.3f}",
             random_cells[2],
@@ -175,8 +199,17 @@ def markdown(result: dict) -> str:
             f"{r['ppo_failed']} of {r['ppo_trials']}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "| child kind | children | median wall s |", "| --- | ---: | ---: |"]
-    lines += [f"| {k} | {v['children']} | {v['median_seconds']:.1f} |" for k, v in result["child_costs"].items()]
+    buckets = [f"{lo}-{hi - 1}" for lo, hi in SIZE_BUCKETS]
+    lines += [
+        "",
+        "| child kind (features cached) | children | median s | "
+        + " | ".join(f"on {b} examples" for b in buckets)
+        + " |",
+        "| --- | ---: | ---: |" + " ---: |" * len(buckets),
+    ]
+    for kind, cost in result["child_costs"].items():
+        sizes = " | ".join(f"{cost[b]:.1f}" if b in cost else "-" for b in buckets)
+        lines.append(f"| {kind} | {cost['children']} | {cost['median_seconds']:.1f} | {sizes} |")
     return "\n".join(lines)
 
 
@@ -207,7 +240,7 @@ def main() -> None:
         "ppo_search_seconds": summary["seconds"]["loop"],
         "ppo_child_seconds": sum(r.wall_seconds for r in ppo),
         "random_child_seconds": sum(r.wall_seconds for r in random),
-        "child_costs": child_costs(ppo + random),
+        "child_costs": child_costs(ppo + random, {task: r["train_examples"] for task, r in tasks.items()}),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "human_baselines.json").write_text(json.dumps(result, indent=2) + "\n")
