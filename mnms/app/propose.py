@@ -63,9 +63,7 @@ def _train(cfg: DictConfig, rows: list[dict[str, Any]]) -> None:
     """Train each proposal once as ``mode=child`` would (no time limit unless ``trainer.time_limit_s`` sets one),
     its unsearched fields from ``child.arch`` as a search fills them; add what it scored to its row."""
     task = load_configured_task(cfg, cfg.task)
-    runner = ChildRunner(
-        {task.name: task}, child_trainer(cfg), cfg.paths.cache_dir, encoder_options(cfg)
-    )
+    runner = ChildRunner({task.name: task}, child_trainer(cfg), cfg.paths.cache_dir, encoder_options(cfg))
     defaults = child_arch(cfg).to_dict()
     for row in rows:
         arch = complete_arch(row["decisions"], defaults)
