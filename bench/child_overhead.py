@@ -22,7 +22,7 @@ import torch
 
 from lightning_modules.child_module import ChildClassifier
 from lightning_modules.datamodule import TaskDataModule
-from lightning_modules.trainer import BestEpoch, build_trainer, quiet_lightning
+from lightning_modules.trainer import BestEpoch, build_classifier, build_trainer, quiet_lightning
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.child.inputs import child_inputs
@@ -64,14 +64,7 @@ def measure(task, cache: FeatureCache, name: str, fields: dict, epochs: int, rep
     inputs = child_inputs(task, arch, cache)
     labels = {s: torch.tensor(task.splits[s].labels, dtype=torch.long) for s in SPLITS}
     torch.manual_seed(0)
-    template = ChildClassifier(
-        arch,
-        inputs.deep.make_input_layer(),
-        inputs.deep.dim,
-        task.num_classes,
-        token_level=inputs.deep.token_level,
-        wide_rows=inputs.wide_rows,
-    )
+    template = build_classifier(arch, inputs, task.num_classes)
     trainer_cfg = ChildTrainerConfig(max_epochs=epochs, patience=None)  # the same epochs in both
 
     def timed(fit) -> float:

@@ -22,7 +22,7 @@ from lightning_modules.child_module import ChildClassifier
 from lightning_modules.datamodule import TaskDataModule
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig, resolve_device, validates_every_epoch
-from mnms.child.inputs import child_inputs
+from mnms.child.inputs import ChildInputs, child_inputs
 from mnms.child.result import ChildDiverged, ChildResult, ChildTimeout
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import SPLITS, Task
@@ -106,6 +106,14 @@ def build_trainer(trainer_cfg: ChildTrainerConfig, *callbacks: pl.Callback) -> p
     )
 
 
+def build_classifier(arch: Architecture, inputs: ChildInputs, num_classes: int) -> ChildClassifier:
+    """A fresh classifier for ``inputs``: its input layer drawn now, from torch's global RNG."""
+    deep = inputs.deep
+    return ChildClassifier(
+        arch, deep.make_input_layer(), deep.dim, num_classes, token_level=deep.token_level, wide_rows=inputs.wide_rows
+    )
+
+
 def evaluate_child(
     task: Task,
     arch: Architecture,
@@ -135,16 +143,8 @@ def _evaluate_child(
     started = time.perf_counter()
     quiet_lightning()
     inputs = child_inputs(task, arch, cache, encoder_options, resolve_device(trainer_cfg.accelerator))
-    deep = inputs.deep
     pl.seed_everything(seed, workers=False, verbose=False)
-    model = ChildClassifier(
-        arch,
-        deep.make_input_layer(),
-        deep.dim,
-        task.num_classes,
-        token_level=deep.token_level,
-        wide_rows=inputs.wide_rows,
-    )
+    model = build_classifier(arch, inputs, task.num_classes)
     labels = {split: torch.tensor(task.splits[split].labels, dtype=torch.long) for split in SPLITS}
     data = TaskDataModule(inputs.splits, labels, arch.batch_size, seed)
     best = BestEpoch(trainer_cfg.epoch_selection)

@@ -119,6 +119,11 @@ _CHILD_BEFORE_0_3 = {
 _TRAINER_BEFORE_0_3 = {"patience": None, "epoch_selection": "last"}
 
 
+def _with_pre_0_3_fields(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """``arch`` with the fields an older record lacks, at what their absence meant."""
+    return {**_CHILD_BEFORE_0_3, **arch}
+
+
 def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
     """A checkpoint's signature in today's names.
 
@@ -128,7 +133,7 @@ def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
     old run resumes exactly once the new settings are given those values.
     """
     upgraded = dict(saved)
-    upgraded["child"] = {**_CHILD_BEFORE_0_3, **saved.get("child", {})}
+    upgraded["child"] = _with_pre_0_3_fields(saved.get("child", {}))
     upgraded["trainer"] = {**_TRAINER_BEFORE_0_3, **saved.get("trainer", {})}
     if "controller" not in saved:
         return upgraded
@@ -158,7 +163,7 @@ def _first_difference(saved: Mapping[str, Any], ours: Mapping[str, Any], prefix:
 
 def _arch_key(task: str, arch: Mapping[str, Any], seed: int) -> str:
     """Identity of a trial for reuse: fields a record lacks (it predates them) hold their defaults."""
-    return json.dumps([task, {**_CHILD_BEFORE_0_3, **arch}, seed], sort_keys=True)
+    return json.dumps([task, _with_pre_0_3_fields(arch), seed], sort_keys=True)
 
 
 class Search:
@@ -336,7 +341,7 @@ class Search:
 
     def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> TrialRecord:
         logged = self.log.rows[trial]
-        if (logged.task, {**_CHILD_BEFORE_0_3, **logged.arch}) != (task, {**_CHILD_BEFORE_0_3, **arch}):
+        if (logged.task, _with_pre_0_3_fields(logged.arch)) != (task, _with_pre_0_3_fields(arch)):
             raise ValueError(
                 f"resume diverged at trial {trial}: the log has {logged.task} {logged.arch}, "
                 f"the restored search proposes {task} {arch}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -47,15 +47,21 @@ class SentenceEncoder(Encoder):
         """What ``SentenceTransformer`` loads: a folder or a model name."""
         return self.name.removeprefix("st:")
 
-    def encode(self, task: Task, *, fine_tune: bool, pooling: str, cache: FeatureCache) -> EncodedTask:
-        check_pooling(pooling)
+    def per_split(
+        self, task: Task, cache: FeatureCache, kind: str, compute: Callable[[Sequence[str]], Batch], **extra: Any
+    ) -> tuple[dict[str, Batch], bool]:
+        """``compute(texts)`` of every split, cached per split content, and whether all were cache hits."""
         splits: dict[str, Batch] = {}
         from_cache = True
         for split, data in task.splits.items():
-            key = self.cache_key("sentence", {"texts": task.fingerprint(split)})
-            entry, hit = cached(cache, key, functools.partial(self._embed, data.texts))
-            splits[split] = {"x": entry["x"]}
+            key = self.cache_key(kind, {"texts": task.fingerprint(split)}, **extra)
+            splits[split], hit = cached(cache, key, functools.partial(compute, data.texts))
             from_cache = from_cache and hit
+        return splits, from_cache
+
+    def encode(self, task: Task, *, fine_tune: bool, pooling: str, cache: FeatureCache) -> EncodedTask:
+        check_pooling(pooling)
+        splits, from_cache = self.per_split(task, cache, "sentence", self._embed)
         dim = next(iter(splits.values()))["x"].shape[1]
         return EncodedTask(splits=splits, dim=dim, make_input_layer=DenseInput, from_cache=from_cache)
 
@@ -134,15 +140,9 @@ class MiniLMEncoder(SentenceEncoder):
             raise ValueError(
                 f"encoder {self.name!r}: can fine-tune 1 to {self.transformer_layers} layers, not {layers}"
             )
-        splits: dict[str, Batch] = {}
-        from_cache = True
-        for split, data in task.splits.items():
-            key = self.cache_key(
-                "states", {"texts": task.fingerprint(split)}, below_layer=self.transformer_layers - layers
-            )
-            entry, hit = cached(cache, key, functools.partial(self._states, data.texts, layers))
-            splits[split] = {"states": entry["states"], "mask": entry["mask"]}
-            from_cache = from_cache and hit
+        below = self.transformer_layers - layers
+        compute = functools.partial(self._states, layers=layers)
+        splits, from_cache = self.per_split(task, cache, "states", compute, below_layer=below)
 
         def make_input_layer() -> nn.Module:
             model = self._use(load_sentence_transformer, self.model, self.device)
