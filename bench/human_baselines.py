@@ -20,17 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+from bench.runs import RESULTS, ROOT, train_search
 from mnms.data.tasks import load_task, resolve_data_dir
 from mnms.search.records import TrialRecord, read_trials
 from mnms.utils.io import RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 TASKS = (
     "mr",
     "subj",
@@ -47,25 +45,16 @@ TASKS = (
 
 
 def run_search(run_dir: Path, experiment: str, tasks: list[str], trials: int, args: argparse.Namespace) -> None:
-    """One search; resumed if it has records but no summary, skipped if it finished."""
-    if RunDir(run_dir).summary.is_file():
-        return
-    resume = [f"resume={run_dir}"] if RunDir(run_dir).trials.is_file() else []
-    command = [
-        sys.executable,
-        "train.py",
+    train_search(
+        run_dir,
         f"experiment={experiment}",
         f"tasks=[{','.join(tasks)}]",
         f"search.trials={trials}",
         "search.batch_size=8",  # not the main job's 4: a larger batch per controller step over 11 tasks
         f"seed={args.seed}",
         "executor=local",
-        "search.progress=false",
-        f"hydra.run.dir={run_dir}",
-        *resume,
         *args.overrides,
-    ]
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    )
 
 
 def published(task: str) -> dict:

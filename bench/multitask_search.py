@@ -14,37 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.runs import RESULTS, ROOT, train_search
 from mnms.search.records import TrialRecord, read_trials
 from mnms.utils.io import RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 TASKS = ("sst2", "trec", "french-allocine-tv", "langid-tatoeba")
 
 
 def run_search(run_dir: Path, experiment: str, seed: int, args: argparse.Namespace) -> None:
-    """One search, skipped if its summary.json exists (a rerun only does what is missing)."""
-    if RunDir(run_dir).summary.is_file():
-        return
-    command = [
-        sys.executable,
-        "train.py",
+    train_search(
+        run_dir,
         f"experiment={experiment}",
         f"tasks=[{','.join(args.tasks)}]",
         f"search.trials={args.trials}",
         f"seed={seed}",
         f"max_examples={args.max_examples}",
-        "search.progress=false",
-        f"hydra.run.dir={run_dir}",
         *args.overrides,
-    ]
-    subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    )
 
 
 def encoder_shares(rows: list[TrialRecord], task: str, last: int) -> dict[str, float]:

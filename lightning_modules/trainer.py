@@ -30,19 +30,53 @@ from mnms.utils.threads import torch_threads
 
 
 class Watchdog(pl.Callback):
-    """Stops a child that overruns its time budget or diverges, so the search can move on."""
+    """Stops a child that overruns its time budget or diverges, so the search can move on.
 
-    def __init__(self, time_limit_s: float | None) -> None:
+    A child over its time budget that has a validated epoch stops there and is scored on
+    its best epoch so far, like one stopped early; one with none is a timeout.
+    """
+
+    def __init__(self, time_limit_s: float | None, best: BestEpoch) -> None:
         self.time_limit_s = time_limit_s
+        self.best = best
         self.started = time.perf_counter()
+        self.overran = False
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
         loss = outputs["loss"] if isinstance(outputs, Mapping) else outputs
         if not math.isfinite(float(loss)):
             raise ChildDiverged(f"training loss became {float(loss)} at step {trainer.global_step}")
         elapsed = time.perf_counter() - self.started
-        if self.time_limit_s is not None and elapsed > self.time_limit_s:
-            raise ChildTimeout(f"still training after {elapsed:.1f}s > trainer.time_limit_s={self.time_limit_s}")
+        if self.time_limit_s is None or elapsed <= self.time_limit_s:
+            return
+        if self.best.state is None:
+            raise ChildTimeout(
+                f"still training after {elapsed:.1f}s > trainer.time_limit_s={self.time_limit_s}, "
+                "before its first validation"
+            )
+        self.overran = trainer.should_stop = True
+
+
+class PruneBelow(pl.Callback):
+    """Stops a child whose best validation accuracy so far is below the search pruner's bar for the epoch.
+
+    ``bars`` maps an epoch (1-based) to that bar (``mnms.search.pruning``); the last
+    epoch is never checked, since stopping there would save nothing.
+    """
+
+    def __init__(self, bars: Mapping[int, float]) -> None:
+        self.bars = {int(epoch): bar for epoch, bar in bars.items()}
+        self.best = float("-inf")
+        self.pruned_at = 0  # the epoch the child was stopped after; 0 when it was not
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING:
+            return
+        epoch = trainer.current_epoch + 1
+        self.best = max(self.best, float(trainer.callback_metrics[BestEpoch.monitor]))
+        bar = self.bars.get(epoch)
+        if bar is not None and epoch < trainer.max_epochs and self.best < bar:
+            self.pruned_at, trainer.should_stop = epoch, True
 
 
 class BestEpoch(pl.Callback):
@@ -62,12 +96,14 @@ class BestEpoch(pl.Callback):
         self.metrics: dict[str, float] = {}
         self.state: dict[str, torch.Tensor] | None = None
         self.step = -1  # the optimiser step of the latest validation
+        self.curve: list[float] = []  # every validation's accuracy, in order
 
     def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         self.step = trainer.global_step
         score = float(trainer.callback_metrics[self.monitor])
+        self.curve.append(score)
         if score > self.score or self.keep == "last":
             # During fit the epoch being validated has not been counted yet; afterwards it has.
             self.score, self.epoch = score, trainer.current_epoch + (1 if trainer.state.fn == TrainerFn.FITTING else 0)
@@ -102,7 +138,7 @@ def build_trainer(trainer_cfg: ChildTrainerConfig, *callbacks: pl.Callback) -> p
         enable_model_summary=False,
         enable_progress_bar=trainer_cfg.progress_bar,
         deterministic=trainer_cfg.deterministic,
-        callbacks=[Watchdog(trainer_cfg.time_limit_s), *stopping, *callbacks],
+        callbacks=[*stopping, *callbacks],
     )
 
 
@@ -122,14 +158,27 @@ def evaluate_child(
     *,
     seed: int,
     encoder_options: Mapping[str, Mapping[str, Any]] | None = None,
+    prune_below: Mapping[int, float] | None = None,
 ) -> ChildResult:
     """Train ``arch`` on ``task``'s train split and score it on validation and test.
 
-    Everything, encoding included, runs with ``trainer_cfg.threads`` intra-op threads;
-    the caller's setting is restored afterwards.
+    ``prune_below`` holds a search pruner's bars (``PruneBelow``). Everything, encoding
+    included, runs with ``trainer_cfg.threads`` intra-op threads; the caller's setting is
+    restored afterwards.
     """
     with torch_threads(trainer_cfg.threads):
-        return _evaluate_child(task, arch, trainer_cfg, cache, seed, encoder_options)
+        return _evaluate_child(task, arch, trainer_cfg, cache, seed, encoder_options, prune_below or {})
+
+
+def _stopped_by(trainer: pl.Trainer, watchdog: Watchdog, pruner: PruneBelow) -> str:
+    """Why ``trainer`` stopped (``ChildResult.stopped_by``)."""
+    if pruner.pruned_at:
+        return "pruned"
+    if watchdog.overran:
+        return "time_limit"
+    if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
+        return "early_stopping"
+    return "max_steps" if trainer.global_step == trainer.max_steps else "max_epochs"
 
 
 def _evaluate_child(
@@ -139,6 +188,7 @@ def _evaluate_child(
     cache: FeatureCache,
     seed: int,
     encoder_options: Mapping[str, Mapping[str, Any]] | None,
+    prune_below: Mapping[int, float],
 ) -> ChildResult:
     started = time.perf_counter()
     quiet_lightning()
@@ -148,10 +198,12 @@ def _evaluate_child(
     labels = {split: torch.tensor(task.splits[split].labels, dtype=torch.long) for split in SPLITS}
     data = TaskDataModule(inputs.splits, labels, arch.batch_size, seed)
     best = BestEpoch(trainer_cfg.epoch_selection)
-    trainer = build_trainer(trainer_cfg, best)
+    watchdog, pruner = Watchdog(trainer_cfg.time_limit_s, best), PruneBelow(prune_below)
+    trainer = build_trainer(trainer_cfg, watchdog, pruner, best)
     fit_started = time.perf_counter()
     trainer.fit(model, datamodule=data)
     train_seconds = time.perf_counter() - fit_started
+    stopped_by = _stopped_by(trainer, watchdog, pruner)
     if best.step != trainer.global_step:
         # The final weights were never validated (no validation per epoch, or max_steps
         # ended an epoch early): score them too.
@@ -171,4 +223,6 @@ def _evaluate_child(
         features_from_cache=inputs.from_cache,
         epochs=trainer.current_epoch,
         best_epoch=best.epoch,
+        val_curve=best.curve,
+        stopped_by=stopped_by,
     )

@@ -82,9 +82,20 @@ def test_child_trains_with_the_configured_threads_and_restores_the_callers(data_
         torch.set_num_threads(before)
 
 
-def test_overrunning_child_is_stopped(data_dir, tmp_path) -> None:
+def test_overrunning_child_is_stopped_and_scored_on_its_best_epoch_so_far(data_dir, tmp_path) -> None:
     task = load_task("trec", data_dir, max_examples=600, seed=0)
-    budget = ChildTrainerConfig(max_epochs=1000, time_limit_s=0.5)
+    budget = ChildTrainerConfig(max_epochs=1000, patience=None, time_limit_s=1.0)
+    result = evaluate_child(task, Architecture(encoder="words", batch_size=8), budget, FeatureCache(tmp_path), seed=0)
+    assert result.stopped_by == "time_limit"
+    assert 1 <= result.epochs < 1000 and len(result.val_curve) >= result.epochs
+    assert result.val_accuracy == max(result.val_curve)
+    assert result.val_curve[result.best_epoch - 1] == result.val_accuracy
+
+
+def test_overrunning_child_with_no_validated_epoch_is_a_timeout(data_dir, tmp_path) -> None:
+    task = load_task("trec", data_dir, max_examples=600, seed=0)
+    # No validation before the end (every epoch trained, the last one scored): nothing to score it on.
+    budget = ChildTrainerConfig(max_epochs=1000, patience=None, epoch_selection="last", time_limit_s=0.5)
     with pytest.raises(ChildTimeout, match="time_limit_s=0.5"):
         evaluate_child(task, Architecture(encoder="words", batch_size=8), budget, FeatureCache(tmp_path), seed=0)
 

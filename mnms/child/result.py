@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -21,6 +21,12 @@ class ChildResult:
     features_from_cache: bool
     epochs: int = 0  # epochs trained (early stopping may end a child before trainer.max_epochs)
     best_epoch: int = 0  # the epoch (1-based) whose weights gave the reward and the test scores
+    # Validation accuracy after each epoch (and of the final weights when training ended mid-epoch).
+    val_curve: list[float] = field(default_factory=list)
+    # Why training ended: max_epochs, max_steps, early_stopping (trainer.patience), pruned
+    # (below the search pruner's bar) or time_limit (trainer.time_limit_s, after at least
+    # one validated epoch: the child is scored on its best epoch so far).
+    stopped_by: str = "max_epochs"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

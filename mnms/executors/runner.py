@@ -66,6 +66,7 @@ class ChildRunner:
                 self.cache,
                 seed=request.seed,
                 encoder_options=self.encoder_options,
+                prune_below=request.prune_below,
             )
         except ChildTimeout as error:
             return TrialOutcome("timeout", error=str(error), wall_seconds=time.perf_counter() - started)
@@ -78,4 +79,5 @@ class ChildRunner:
         metrics = result.to_dict()
         if any(value != value for value in metrics.values() if isinstance(value, float)):
             return TrialOutcome("diverged", metrics, "a metric is NaN", time.perf_counter() - started)
-        return TrialOutcome("ok", metrics, wall_seconds=time.perf_counter() - started)
+        status = "pruned" if result.stopped_by == "pruned" else "ok"
+        return TrialOutcome(status, metrics, wall_seconds=time.perf_counter() - started)

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -24,6 +24,7 @@ import torch
 from mnms.child.arch import complete_arch
 from mnms.executors.base import Executor, TrialOutcome, TrialRequest
 from mnms.search.progress import SearchProgress
+from mnms.search.pruning import PRUNERS, Pruner, curve_of
 from mnms.search.records import TrialLog, TrialRecord, load_checkpoint, save_checkpoint
 from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Proposal, Strategy
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 
 SCHEDULES = ("round_robin", "uniform")
 REWARDS = ("val_accuracy", "val_macro_f1")
+PRUNED_REWARDS = ("best_so_far", "failure")
+MODES = ("sync", "async")
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,15 @@ class SearchConfig:
     reuse_rewards: bool = True  # an identical (task, architecture, seed) reuses its recorded result
     failure_reward: float = 0.0  # reward of a child that raised, diverged or overran
     progress: bool = True
+    # Stopping bad children early (mnms/search/pruning.py): none | median | asha.
+    pruner: str = "none"
+    pruner_startup_trials: int = 5  # trials of a task that must give a value before pruning it
+    pruner_warmup_epochs: int = 1  # median: the first epoch a child can be stopped after
+    pruner_min_epochs: int = 1  # asha: the first rung
+    pruner_reduction_factor: int = 3  # asha: the top 1/factor of a rung goes on
+    # A pruned child's reward: its best validation score so far (best_so_far), or
+    # failure_reward (failure). See docs/pruning.md for why the default is best_so_far.
+    pruned_reward: str = "best_so_far"
 
     def __post_init__(self) -> None:
         check(self, "trials", is_int(self.trials) and self.trials >= 1, "an integer >= 1")
@@ -66,6 +78,32 @@ class SearchConfig:
         )
         check(self, "task_schedule", self.task_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
         check(self, "reward", self.reward in REWARDS, f"one of {list(REWARDS)}")
+        check(self, "pruner", self.pruner in PRUNERS, f"one of {list(PRUNERS)}")
+        check(self, "pruned_reward", self.pruned_reward in PRUNED_REWARDS, f"one of {list(PRUNED_REWARDS)}")
+        for name in ("pruner_startup_trials", "pruner_warmup_epochs", "pruner_min_epochs"):
+            check(self, name, is_int(getattr(self, name)) and getattr(self, name) >= 1, "an integer >= 1")
+        check(
+            self,
+            "pruner_reduction_factor",
+            is_int(self.pruner_reduction_factor) and self.pruner_reduction_factor >= 2,
+            "an integer >= 2 (asha keeps the top 1/factor at each rung)",
+        )
+
+    @property
+    def pruning(self) -> Pruner:
+        return Pruner(
+            self.pruner,
+            startup_trials=self.pruner_startup_trials,
+            warmup_epochs=self.pruner_warmup_epochs,
+            min_epochs=self.pruner_min_epochs,
+            reduction_factor=self.pruner_reduction_factor,
+        )
+
+    def pruning_settings(self) -> dict[str, Any]:
+        """What pruning a resumed search must share: nothing but ``none`` when it is off."""
+        if self.pruner == "none":
+            return {"pruner": "none"}
+        return {key: value for key, value in asdict(self).items() if key.startswith("prune")}
 
 
 def resume_signature(
@@ -93,6 +131,7 @@ def resume_signature(
         "batch_size": search.batch_size,
         "task_schedule": search.task_schedule,
         "reward": search.reward,
+        "pruning": search.pruning_settings(),
         "child": dict(child),
         # Where children train is not a setting the records depend on by design (a GPU
         # changes the numerics, not the method), so a search may resume on another machine.
@@ -135,6 +174,7 @@ def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
     upgraded = dict(saved)
     upgraded["child"] = _with_pre_0_3_fields(saved.get("child", {}))
     upgraded["trainer"] = {**_TRAINER_BEFORE_0_3, **saved.get("trainer", {})}
+    upgraded.setdefault("pruning", {"pruner": "none"})  # before mnms 0.4 no child was pruned
     if "controller" not in saved:
         return upgraded
     del upgraded["controller"]
@@ -188,6 +228,7 @@ class Search:
         self.run_dir, self.child_defaults, self.seed = Path(run_dir), dict(child_defaults), seed
         self.tracker = tracker or Tracker(TrackingConfig(mode="disabled"), {})  # a disabled tracker does nothing
         self.signature = dict(signature)  # what a resumed search must agree on
+        self.pruner = cfg.pruning
         self.log = TrialLog(self.run_dir)
         self.step = 0
         self.task_rng = torch.Generator().manual_seed(seed)
@@ -326,7 +367,8 @@ class Search:
             else:
                 to_train.append(slot)
             first_slot.setdefault(key, slot)
-        requests = [TrialRequest(first_trial + slot, task, archs[slot], self.seed) for slot in to_train]
+        bars = self._bars(task, first_trial)
+        requests = [TrialRequest(first_trial + slot, task, archs[slot], self.seed, bars) for slot in to_train]
         with self._timed("evaluate"):
             outcomes = self.executor.evaluate(requests) if requests else []
         for slot, outcome in zip(to_train, outcomes, strict=True):
@@ -338,6 +380,13 @@ class Search:
                 first_trial + slot, task, archs[slot], proposals[slot], outcome, reused_from=source.trial
             )
         return rows  # type: ignore[return-value]
+
+    def _bars(self, task: str, before: int) -> dict[int, float]:
+        """The pruner's bars for ``task`` from the trials before trial ``before`` (so a resume sets the same)."""
+        if self.cfg.pruner == "none":
+            return {}
+        rows = (row for row in self.log.rows[:before] if row.task == task and row.reused_from is None)
+        return self.pruner.bars(curve for row in rows if (curve := curve_of(row.status, row.metrics)))
 
     def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> TrialRecord:
         logged = self.log.rows[trial]
@@ -357,7 +406,8 @@ class Search:
         outcome: TrialOutcome,
         reused_from: int | None = None,
     ) -> TrialRecord:
-        reward = outcome.metrics[self.cfg.reward] if outcome.status == "ok" else self.cfg.failure_reward
+        scored = outcome.status == "ok" or (outcome.status == "pruned" and self.cfg.pruned_reward == "best_so_far")
+        reward = outcome.metrics[self.cfg.reward] if scored else self.cfg.failure_reward
         return TrialRecord(
             trial=trial,
             step=self.step,

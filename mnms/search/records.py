@@ -33,10 +33,11 @@ class TrialRecord:
     arch: dict[str, Any]  # the full architecture the child trained (unsearched fields from child.arch)
     decisions: dict[str, Any]  # the decisions the strategy made (the active ones)
     seed: int
-    reward: float  # metrics[search.reward], or search.failure_reward when the child did not finish
-    status: str  # ok | failed | timeout | diverged (mnms.executors.base.STATUSES)
+    reward: float  # metrics[search.reward]; for a child that did not finish, search.failure_reward
+    # (a pruned child's: see search.pruned_reward)
+    status: str  # ok | pruned | failed | timeout | diverged (mnms.executors.base.STATUSES)
     error: str | None  # why it did not finish
-    metrics: dict[str, Any]  # ChildResult fields when ok, else {}
+    metrics: dict[str, Any]  # ChildResult fields when ok or pruned, else {}
     reused_from: int | None  # the trial whose result this identical (task, arch, seed) reused
     wall_seconds: float  # the child's training time (0 when reused)
     log_prob: float  # under the policy that proposed it (0 for random search and Optuna)

@@ -1,0 +1,214 @@
+"""Does pruning buy the same best child for less compute? Unpruned against ``asha`` and ``median`` searches.
+
+    MNMS_DATA_DIR=../shared/datasets .venv/bin/python -m bench.pruning [--seeds 0 1 2] [--trials-per-task 24]
+
+For each seed, one multitask PPO search over ``--tasks`` per pruner (the main job's
+settings: default wide & deep space, whole tasks, batches of 4, two local workers), all
+with the same trial budget. Per task and seed it reports the compute (summed child
+training seconds, see ``cost``, and epochs trained) each search spent until its best validation accuracy
+reached the unpruned searches' best, within one standard deviation across seeds (the
+issue's "equal best"), and the ratio to what the unpruned search spent to reach it.
+
+It also measures the bias pruning brings: on the unpruned searches' full learning
+curves, how often the asha rule (bars from earlier trials only, as in a search) would
+have stopped a child that ended in its task's top decile, and how well accuracy after
+one epoch ranks children by their final accuracy.
+
+Writes ``bench/results/pruning.json`` and prints markdown for docs/benchmarks.md. Runs
+are resumed or reused (``bench.runs``), so a rerun only does what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from bench.runs import RESULTS, ROOT, train_search
+from mnms.search.pruning import Pruner, curve_of
+from mnms.search.records import TrialRecord, read_trials
+
+TASKS = ("trec", "global-warming", "corporate-messaging")
+
+
+def run_dir(out: Path, pruner: str, seed: int) -> Path:
+    return out / f"{pruner}-seed{seed}"
+
+
+def task_rows(rows: list[TrialRecord], task: str) -> list[TrialRecord]:
+    return [row for row in rows if row.task == task]
+
+
+def cost(row: TrialRecord) -> float:
+    """A child's training seconds; a child that failed before reporting them costs its wall time.
+
+    Training rather than wall time: a child's wall time includes encoding its task with a
+    new encoder, paid once per task and encoder and then shared through the feature cache
+    by every later search, so the first search to meet an encoder would be charged for all.
+    """
+    if row.reused_from is not None:
+        return 0.0
+    return row.metrics.get("train_seconds", row.wall_seconds)
+
+
+def compute_to_reach(rows: list[TrialRecord], target: float) -> dict | None:
+    """Trials, child training seconds and epochs spent until the best reward reached ``target``; None if never."""
+    seconds = epochs = 0.0
+    for count, row in enumerate(rows, start=1):
+        seconds += cost(row)
+        epochs += row.metrics.get("epochs", 0) if row.reused_from is None else 0
+        if row.status == "ok" and row.reward >= target:
+            return {"trials": count, "child_seconds": seconds, "epochs": epochs}
+    return None
+
+
+def best(rows: list[TrialRecord]) -> float:
+    return max((row.reward for row in rows if row.status == "ok"), default=0.0)
+
+
+def false_prunes(rows: list[TrialRecord], pruner: Pruner) -> dict:
+    """On an unpruned search's curves: the children the pruner would have stopped, and how many were top-decile."""
+    finals = [row.reward for row in rows if row.status == "ok" and row.reused_from is None]
+    if len(finals) < 10:
+        return {"children": len(finals)}
+    top = float(np.percentile(finals, 90))
+    stopped = stopped_top = tops = 0
+    for index, row in enumerate(rows):
+        curve = curve_of(row.status, row.metrics)
+        if curve is None or row.reused_from is not None:
+            continue
+        earlier = [c for r in rows[:index] if r.reused_from is None and (c := curve_of(r.status, r.metrics))]
+        bars = pruner.bars(earlier)
+        would_stop = any(
+            epoch < len(curve.accuracies) and curve.best_at(epoch) < bar for epoch, bar in sorted(bars.items())
+        )
+        stopped += would_stop
+        tops += row.reward >= top
+        stopped_top += would_stop and row.reward >= top
+    first = [row.metrics["val_curve"][0] for row in rows if row.status == "ok" and row.reused_from is None]
+    return {
+        "children": len(finals),
+        "would_stop": stopped,
+        "top_decile": tops,
+        "top_decile_stopped": stopped_top,
+        "spearman_epoch1_final": spearman(first, finals),
+    }
+
+
+def spearman(a: list[float], b: list[float]) -> float:
+    ranks = [np.argsort(np.argsort(values)) for values in (a, b)]
+    return float(np.corrcoef(*ranks)[0, 1])
+
+
+def analyse(out: Path, tasks: list[str], seeds: list[int], pruners: list[str]) -> dict:
+    rows = {(p, s): read_trials(run_dir(out, p, s)) for p in pruners for s in seeds}
+    result: dict = {"tasks": {}}
+    for task in tasks:
+        unpruned = [best(task_rows(rows["none", s], task)) for s in seeds]
+        spread = statistics.stdev(unpruned) if len(unpruned) > 1 else 0.0
+        target = statistics.median(unpruned) - spread
+        entry: dict = {"unpruned_best": unpruned, "target": target, "pruners": {}}
+        for pruner in pruners:
+            per_seed = []
+            for seed in seeds:
+                mine = task_rows(rows[pruner, seed], task)
+                per_seed.append(
+                    {
+                        "seed": seed,
+                        "best": best(mine),
+                        "reached": compute_to_reach(mine, target),
+                        "total_child_seconds": sum(cost(row) for row in mine),
+                        "total_wall_seconds": sum(row.wall_seconds for row in mine),
+                        "pruned": sum(row.status == "pruned" for row in mine),
+                        "trials": len(mine),
+                    }
+                )
+            entry["pruners"][pruner] = per_seed
+        base = [run["reached"] for run in entry["pruners"]["none"]]
+        for pruner in pruners:
+            for run, reference in zip(entry["pruners"][pruner], base, strict=True):
+                if run["reached"] and reference:
+                    run["speedup_seconds"] = reference["child_seconds"] / run["reached"]["child_seconds"]
+                    run["speedup_epochs"] = reference["epochs"] / max(run["reached"]["epochs"], 1)
+        entry["bias"] = {
+            kind: [false_prunes(task_rows(rows["none", s], task), Pruner(kind)) for s in seeds]
+            for kind in ("asha", "median")
+        }
+        result["tasks"][task] = entry
+    return result
+
+
+def median_of(runs: list[dict], key: str) -> float | None:
+    values = [run[key] for run in runs if key in run]
+    return statistics.median(values) if len(values) == len(runs) else None
+
+
+def markdown(result: dict, pruners: list[str]) -> str:
+    lines = [
+        "| task | unpruned best (seeds) | target | pruner | best (seeds) | trials pruned | child-s to target "
+        "(seeds) | speed-up in child-s (median) | in epochs (median) | child-s for the whole budget |",
+        "| --- | --- | ---: | --- | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for task, entry in result["tasks"].items():
+        for pruner in pruners:
+            runs = entry["pruners"][pruner]
+            reached = ", ".join(f"{r['reached']['child_seconds']:.0f}" if r["reached"] else "never" for r in runs)
+            seconds, epochs = median_of(runs, "speedup_seconds"), median_of(runs, "speedup_epochs")
+            lines.append(
+                "| "
+                + " | ".join(
+                    [
+                        task,
+                        ", ".join(f"{b:.3f}" for b in entry["unpruned_best"]),
+                        f"{entry['target']:.3f}",
+                        pruner,
+                        ", ".join(f"{r['best']:.3f}" for r in runs),
+                        f"{sum(r['pruned'] for r in runs)} of {sum(r['trials'] for r in runs)}",
+                        reached,
+                        f"{seconds:.2f}x" if seconds else "-",
+                        f"{epochs:.2f}x" if epochs else "-",
+                        f"{statistics.median(r['total_child_seconds'] for r in runs):.0f}",
+                    ]
+                )
+                + " |"
+            )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tasks", nargs="+", default=list(TASKS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--pruners", nargs="+", default=["none", "asha", "median"])
+    parser.add_argument("--trials-per-task", type=int, default=24)
+    parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "pruning")
+    parser.add_argument("--analyse-only", action="store_true", help="report on the runs already in --out")
+    parser.add_argument("overrides", nargs="*", help="extra train.py overrides for every search")
+    args = parser.parse_args()
+    if "none" not in args.pruners:
+        parser.error("--pruners must include none, the reference")
+    if not args.analyse_only:
+        for seed in args.seeds:  # seed-major: a noisy stretch of the machine hits every pruner alike
+            for pruner in args.pruners:
+                train_search(
+                    run_dir(args.out, pruner, seed),
+                    "experiment=multitask",
+                    f"tasks=[{','.join(args.tasks)}]",
+                    f"search.trials={args.trials_per_task * len(args.tasks)}",
+                    f"search.pruner={pruner}",
+                    f"seed={seed}",
+                    "logger=none",
+                    *args.overrides,
+                )
+    result = {"command": " ".join(sys.argv), **analyse(args.out, args.tasks, args.seeds, args.pruners)}
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "pruning.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(markdown(result, args.pruners))
+
+
+if __name__ == "__main__":
+    main()

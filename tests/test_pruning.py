@@ -1,0 +1,143 @@
+"""Pruning: the bars a pruner sets from earlier curves, a real child stopping at one, real pruned searches."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+from test_reliability import train_py
+from test_search import comparable
+
+from helpers.tiny_search import tiny_run
+from mnms.child.arch import Architecture
+from mnms.child.config import ChildTrainerConfig
+from mnms.data.feature_cache import FeatureCache
+from mnms.data.tasks import load_task
+from mnms.search.loop import SearchConfig
+from mnms.search.pruning import Curve, Pruner, curve_of, rungs
+from mnms.search.records import read_trials
+from mnms.utils.config import ConfigError, from_config
+from mnms.utils.io import RunDir
+
+# Every child trains (no reuse of an identical architecture) for up to 4 epochs; asha
+# keeps the top half at epochs 1 and 2 once two trials of the task reached them.
+PRUNED = (
+    "tasks=[trec]",
+    "search.trials=12",
+    "trainer.max_epochs=4",
+    "trainer.patience=null",
+    "search.reuse_rewards=false",
+    "search.pruner=asha",
+    "search.pruner_startup_trials=2",
+    "search.pruner_reduction_factor=2",
+)
+
+
+def test_median_bars_are_the_median_of_finished_trials_best_so_far() -> None:
+    curves = [
+        Curve([0.5, 0.6, 0.7], finished=True),
+        Curve([0.3, 0.2], finished=True),  # stopped early: holds its best, 0.3, at epoch 3
+        Curve([0.9, 0.95, 0.96], finished=True),
+        Curve([0.1], finished=False),  # pruned: the median counts finished trials only
+    ]
+    bars = Pruner("median", startup_trials=3, warmup_epochs=2).bars(curves)
+    assert bars == {2: 0.6, 3: 0.7}
+    assert Pruner("median", startup_trials=4).bars(curves) == {}  # three finished trials are too few
+
+
+def test_asha_bars_keep_the_top_fraction_of_each_rung_pruned_trials_included() -> None:
+    assert rungs(1, 3, 10) == [1, 3, 9] and rungs(2, 2, 9) == [2, 4, 8]
+    curves = [Curve([a], finished=False) for a in (0.1, 0.2, 0.3)] + [Curve([0.4, 0.5, 0.8], finished=True)]
+    bars = Pruner("asha", startup_trials=2, min_epochs=1, reduction_factor=2).bars(curves)
+    # rung 1: all four reached it, median 0.25; rung 2: only the finished one, too few.
+    assert bars == pytest.approx({1: 0.25})
+    assert Pruner("none").bars(curves) == {}
+
+
+def test_a_record_gives_a_curve_only_when_it_trained() -> None:
+    assert curve_of("failed", {}) is None
+    assert curve_of("ok", {"val_accuracy": 0.5}) is None  # a record older than pruning
+    assert curve_of("pruned", {"val_curve": [0.2]}) == Curve([0.2], finished=False)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"pruner": "hyperband"}, "search.pruner='hyperband' must be one of"),
+        ({"pruner_warmup_epochs": -1}, "search.pruner_warmup_epochs=-1 must be an integer >= 1"),
+        ({"pruner_startup_trials": 0}, "search.pruner_startup_trials=0"),
+        ({"pruner_reduction_factor": 1}, "search.pruner_reduction_factor=1 must be an integer >= 2"),
+        ({"pruned_reward": "zero"}, "search.pruned_reward='zero' must be one of"),
+    ],
+)
+def test_bad_pruner_settings_name_the_key(override, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        from_config(SearchConfig, override)
+
+
+def test_a_child_below_the_bar_stops_after_that_epoch(data_dir, tmp_path) -> None:
+    from lightning_modules.trainer import evaluate_child
+
+    task = load_task("trec", data_dir, max_examples=300, seed=0)
+    budget = ChildTrainerConfig(max_epochs=4, patience=None)
+    arch = Architecture(encoder="words")
+
+    def child(bars):
+        return evaluate_child(task, arch, budget, FeatureCache(tmp_path), seed=0, prune_below=bars)
+
+    free = child({})
+    assert free.stopped_by == "max_epochs" and free.epochs == 4
+    pruned = child({2: free.val_curve[0] + 2.0})  # unreachable at epoch 2
+    assert pruned.stopped_by == "pruned" and pruned.epochs == 2
+    assert pruned.val_curve == free.val_curve[:2]  # the same child, cut short
+    assert pruned.val_accuracy == max(free.val_curve[:2])
+    # A bar at the last epoch is never checked: stopping there would save nothing.
+    assert child({4: 2.0}).stopped_by == "max_epochs"
+
+
+def test_a_pruned_search_records_pruned_children_with_bars_from_earlier_trials_only(
+    session_cache_dir, tmp_path
+) -> None:
+    tiny_run(tmp_path, session_cache_dir, *PRUNED)
+    rows = read_trials(tmp_path)
+    pruned = [row for row in rows if row.status == "pruned"]
+    assert pruned, "asha pruned no child"
+    pruner = Pruner("asha", startup_trials=2, min_epochs=1, reduction_factor=2)
+    for row in rows:
+        # The bars this child met: asha's over the trials of the earlier steps (batches of 4).
+        earlier = [curve_of(r.status, r.metrics) for r in rows[: row.step * 4]]
+        bars = pruner.bars(curve for curve in earlier if curve)
+        curve = row.metrics["val_curve"]
+        stopped_at = next((e for e, bar in sorted(bars.items()) if e < 4 and max(curve[:e]) < bar), None)
+        assert (row.status == "pruned") == (stopped_at is not None), row.trial
+        if stopped_at:
+            assert row.metrics["epochs"] == len(curve) == stopped_at
+            assert row.reward == row.metrics["val_accuracy"] == max(curve)  # search.pruned_reward=best_so_far
+    summary = json.loads(RunDir(tmp_path).summary.read_text())
+    assert summary["best"]["trec"]["trial"] not in [row.trial for row in pruned]
+
+
+def test_pruned_reward_failure_scores_a_pruned_child_as_failed(session_cache_dir, tmp_path) -> None:
+    tiny_run(tmp_path, session_cache_dir, *PRUNED, "search.pruned_reward=failure", "search.failure_reward=0.01")
+    rows = read_trials(tmp_path)
+    assert any(row.status == "pruned" for row in rows)
+    assert all(row.reward == 0.01 for row in rows if row.status == "pruned")
+    assert all(row.reward == row.metrics["val_accuracy"] for row in rows if row.status == "ok")
+
+
+@pytest.mark.slow
+def test_a_pruned_search_killed_mid_search_resumes_to_the_same_trials(session_cache_dir, tmp_path) -> None:
+    def train(run_dir: Path, *extra: str, kill_at: str | None = None):
+        return train_py(session_cache_dir, *PRUNED, f"hydra.run.dir={run_dir}", *extra, kill_at=kill_at)
+
+    assert train(tmp_path / "reference").returncode == 0
+    reference = comparable(read_trials(tmp_path / "reference"))
+    assert any(row["status"] == "pruned" for row in reference)
+    for moment in ("log.appended:6", "search.evaluated:3"):  # mid-step, and after the step that set bars
+        run_dir = tmp_path / moment.replace(":", "-")
+        assert train(run_dir, kill_at=moment).returncode == -signal.SIGKILL
+        resumed = train(tmp_path / "ignored", f"resume={run_dir}")
+        assert resumed.returncode == 0, resumed.stderr[-3000:]
+        assert comparable(read_trials(run_dir)) == reference, moment
