@@ -31,6 +31,7 @@ import numpy as np
 from bench.runs import RESULTS, ROOT, train_search
 from mnms.search.pruning import Pruner, curve_of
 from mnms.search.records import TrialRecord, read_trials
+from mnms.utils.io import RunDir
 
 TASKS = ("trec", "global-warming", "corporate-messaging")
 
@@ -105,8 +106,13 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 
 def analyse(out: Path, tasks: list[str], seeds: list[int], pruners: list[str]) -> dict:
+    """Per task: each pruner's compute to the target, for the seeds whose searches of every pruner finished."""
+    done = [s for s in seeds if all(RunDir(run_dir(out, p, s)).summary.is_file() for p in pruners)]
+    if not done:
+        raise SystemExit(f"no seed of {seeds} has a finished search for every pruner of {pruners} in {out}")
+    seeds = done
     rows = {(p, s): read_trials(run_dir(out, p, s)) for p in pruners for s in seeds}
-    result: dict = {"tasks": {}}
+    result: dict = {"seeds": seeds, "tasks": {}}
     for task in tasks:
         unpruned = [best(task_rows(rows["none", s], task)) for s in seeds]
         spread = statistics.stdev(unpruned) if len(unpruned) > 1 else 0.0
@@ -206,7 +212,7 @@ def main() -> None:
                 )
     result = {"command": " ".join(sys.argv), **analyse(args.out, args.tasks, args.seeds, args.pruners)}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "pruning.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / f"pruning-{'-'.join(args.pruners)}.json").write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(result, args.pruners))
 
 

@@ -190,8 +190,14 @@ def test_options_are_validated_with_the_fix_in_the_message() -> None:
         executor_config({"kind": "ray", "cpus_per_child": 0})
     with pytest.raises(ValueError, match=r"executor.connect_timeout_s=0 must be a number of seconds > 0"):
         executor_config({"kind": "ray", "address": "auto", "connect_timeout_s": 0})
-    with pytest.raises(ValueError, match=r"leave executor.num_cpus and executor.temp_dir null"):
+    with pytest.raises(ValueError, match=r"leave executor.num_cpus, executor.num_gpus and executor.temp_dir null"):
         executor_config({"kind": "ray", "address": "auto", "num_cpus": 4})
+    with pytest.raises(ValueError, match=r"executor.gpus_per_child=-0.5 must be 0 \(CPUs only\), a fraction"):
+        executor_config({"kind": "ray", "gpus_per_child": -0.5})
+    with pytest.raises(ValueError, match=r"executor.gpus_per_child=1.5"):
+        executor_config({"kind": "ray", "gpus_per_child": 1.5})
+    with pytest.raises(ValueError, match=r"executor.gpus=\[\] must be null or a non-empty list"):
+        executor_config({"kind": "local", "gpus": []})
     with pytest.raises(
         ValueError, match=r"unknown key\(s\) \['executor.workers'\]; valid keys under executor are \['kind'\]"
     ):

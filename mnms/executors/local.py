@@ -22,14 +22,12 @@ import pickle
 import signal
 import traceback
 from collections import deque
-from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import ClassVar
 
 from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
-from mnms.executors.schedule import CostModel
 from mnms.utils.config import check, is_int
 
 START_METHODS = ("spawn", "forkserver")
@@ -47,12 +45,21 @@ class LocalConfig:
     pin_cores: bool = True  # os.sched_setaffinity per worker (Linux); false lets the OS place them
     start_method: str = "spawn"
     retries: int = 1  # re-sends of a trial whose worker died; then the trial is recorded as failed
+    # CUDA devices for the workers, one each, in turn (worker i sees gpus[i % len(gpus)] as
+    # its only GPU, and its children train there with trainer.accelerator=auto); null: none set.
+    gpus: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("workers", "cores_per_worker"):
             value = getattr(self, name)
             check(self, name, value is None or (is_int(value) and value >= 1), "an integer >= 1 or null (automatic)")
         check(self, "retries", is_int(self.retries) and self.retries >= 0, "an integer >= 0")
+        check(
+            self,
+            "gpus",
+            self.gpus is None or (len(self.gpus) > 0 and all(is_int(g) and g >= 0 for g in self.gpus)),
+            "null or a non-empty list of CUDA device indices, e.g. [0, 1]",
+        )
         check(
             self,
             "start_method",
@@ -73,9 +80,11 @@ def core_shares(cores: list[int], workers: int, per_worker: int) -> list[list[in
     return [sorted({cores[(slot * per_worker + i) % len(cores)] for i in range(per_worker)}) for slot in range(workers)]
 
 
-def _serve(conn: Connection, cores: list[int] | None) -> None:
+def _serve(conn: Connection, cores: list[int] | None, gpu: int | None) -> None:
     """A worker's life: receive the runner, pin, say ready, then train one child after another."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's; it closes the pool
+    if gpu is not None:  # before the runner arrives: unpickling it imports torch, which reads this once
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
     # Skip interpreter teardown (seconds of freeing torch and Lightning) when the worker exits:
     # multiprocessing's clean-up has run by then, and so have the exit handlers of whatever
     # the children imported (registered later, they run earlier).
@@ -85,6 +94,8 @@ def _serve(conn: Connection, cores: list[int] | None) -> None:
         if cores is not None:
             os.sched_setaffinity(0, cores)
         runner.prepare_process()
+        if gpu is not None:
+            _check_gpu(gpu)
     except Exception as error:  # noqa: BLE001 - reported to the driver, which raises it
         conn.send(("error", "".join(traceback.format_exception_only(error)).strip()))
         return
@@ -99,32 +110,50 @@ def _serve(conn: Connection, cores: list[int] | None) -> None:
         conn.send(runner(request))
 
 
+def _check_gpu(gpu: int) -> None:
+    import torch  # the runner has imported it already
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(
+            f"executor.gpus gave this worker CUDA device {gpu}, which does not exist here; "
+            "list the devices `nvidia-smi -L` shows, or leave executor.gpus null"
+        )
+
+
 @dataclass
 class _Worker:
     process: BaseProcess
     conn: Connection
     cores: list[int] | None
+    gpu: int | None
     ready: bool = False
 
 
 class LocalExecutor(Executor):
-    """Trains each batch on a pool of pinned worker processes, slowest-predicted child first;
-    outcomes in request order."""
+    """Trains children on a pool of pinned worker processes, one child per worker at a time."""
 
     Config = LocalConfig
 
     def __init__(self, runner: Runner, cfg: LocalConfig) -> None:
+        super().__init__()
         cores = available_cores()
         count = cfg.workers or max(1, len(cores) // runner.threads)
         per_worker = cfg.cores_per_worker or max(1, len(cores) // count)
         self.cfg = cfg
-        self._costs = CostModel()
+        self.capacity = count
         self._runner_bytes = pickle.dumps(runner)  # pickled once, sent once to each worker
         self._context = multiprocessing.get_context(cfg.start_method)
         shares = core_shares(cores, count, per_worker) if cfg.pin_cores and hasattr(os, "sched_setaffinity") else None
+        self._queue: deque[TrialRequest] = deque()  # submitted, waiting for a free worker
+        self._running: dict[int, TrialRequest] = {}  # worker slot -> its child
+        self._attempts: dict[int, int] = {}  # trial -> times sent to a worker
         # Start every process before feeding any: they boot and import torch in parallel,
         # while the driver goes on setting up the search.
-        self._workers = [self._start(shares[slot] if shares else None) for slot in range(count)]
+        gpus = cfg.gpus or ()
+        self._workers = [
+            self._start(shares[slot] if shares else None, gpus[slot % len(gpus)] if gpus else None)
+            for slot in range(count)
+        ]
         for worker in self._workers:
             self._send_runner(worker)
 
@@ -133,12 +162,16 @@ class LocalExecutor(Executor):
         """Process ids of the current workers (a replaced worker has a new one)."""
         return [worker.process.pid for worker in self._workers]
 
-    def _start(self, cores: list[int] | None) -> _Worker:
+    @property
+    def in_flight(self) -> int:
+        return len(self._queue) + len(self._running)
+
+    def _start(self, cores: list[int] | None, gpu: int | None) -> _Worker:
         mine, theirs = self._context.Pipe()
-        process = self._context.Process(target=_serve, args=(theirs, cores), daemon=True, name="mnms-child-worker")
+        process = self._context.Process(target=_serve, args=(theirs, cores, gpu), daemon=True, name="mnms-child-worker")
         process.start()
         theirs.close()  # so that the worker's death reads as EOF on our end
-        return _Worker(process, mine, cores)
+        return _Worker(process, mine, cores, gpu)
 
     def _send_runner(self, worker: _Worker) -> None:
         with contextlib.suppress(OSError):  # died while booting: _await_ready reports it
@@ -155,9 +188,10 @@ class LocalExecutor(Executor):
                 f"a local worker died while starting (exit code {worker.process.exitcode}); its error is printed above"
             ) from None
         if status == "error":
+            place = f"cores {worker.cores}" + (f", CUDA device {worker.gpu}" if worker.gpu is not None else "")
             raise RuntimeError(
-                f"a local worker could not start on cores {worker.cores}: {detail}; "
-                "check executor.cores_per_worker and executor.workers"
+                f"a local worker could not start ({place}): {detail}; "
+                "check executor.cores_per_worker, executor.workers and executor.gpus"
             )
         worker.ready = True
 
@@ -166,44 +200,57 @@ class LocalExecutor(Executor):
         dead = self._workers[slot]
         dead.conn.close()
         dead.process.join(timeout=5)
-        self._workers[slot] = self._start(dead.cores)
+        self._workers[slot] = self._start(dead.cores, dead.gpu)
         self._send_runner(self._workers[slot])
         self._await_ready(self._workers[slot])
         return dead.process.exitcode
 
-    def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
-        for worker in self._workers:
-            self._await_ready(worker)
-        outcomes: list[TrialOutcome | None] = [None] * len(requests)
-        attempts = [0] * len(requests)
-        queue = deque(self._costs.longest_first(requests))
-        running: dict[int, int] = {}  # worker slot -> request index
-        while queue or running:
-            for slot, worker in enumerate(self._workers):
-                if queue and slot not in running:
-                    index = running[slot] = queue.popleft()
-                    attempts[index] += 1
-                    with contextlib.suppress(OSError):  # already dead: its pipe reads as EOF below
-                        worker.conn.send(requests[index])
-            ready = wait([self._workers[slot].conn for slot in running])
-            for slot in [slot for slot in running if self._workers[slot].conn in ready]:
-                index = running.pop(slot)
+    def _dispatch(self) -> None:
+        """Hand queued children to free workers."""
+        for slot, worker in enumerate(self._workers):
+            if not self._queue:
+                return
+            if slot not in self._running:
+                self._await_ready(worker)
+                request = self._running[slot] = self._queue.popleft()
+                self._attempts[request.trial] = self._attempts.get(request.trial, 0) + 1
+                with contextlib.suppress(OSError):  # already dead: its pipe reads as EOF in _wait
+                    worker.conn.send(request)
+
+    def _submit(self, request: TrialRequest) -> None:
+        self._queue.append(request)
+        self._dispatch()
+
+    def _wait(self) -> list[tuple[TrialRequest, TrialOutcome]]:
+        finished: list[tuple[TrialRequest, TrialOutcome]] = []
+        while not finished:
+            ready = wait([self._workers[slot].conn for slot in self._running])
+            for slot in [slot for slot in self._running if self._workers[slot].conn in ready]:
+                request = self._running.pop(slot)
                 try:
-                    outcomes[index] = self._workers[slot].conn.recv()
-                    self._costs.record(requests[index], outcomes[index])
+                    finished.append((request, self._workers[slot].conn.recv()))
                 except (EOFError, OSError):
-                    pid, exit_code = self._workers[slot].process.pid, self._replace(slot)
-                    if attempts[index] <= self.cfg.retries:
-                        queue.appendleft(index)
-                    else:
-                        outcomes[index] = TrialOutcome(
-                            "failed",
-                            error=(
-                                f"worker process {pid} died (exit code {exit_code}) while training trial "
-                                f"{requests[index].trial}, {attempts[index]} attempt(s); killed or out of memory?"
-                            ),
-                        )
-        return outcomes  # type: ignore[return-value]
+                    if outcome := self._lost(slot, request):
+                        finished.append((request, outcome))
+            self._dispatch()  # keep every worker busy before the driver looks at the outcomes
+        for request, _ in finished:
+            del self._attempts[request.trial]
+        return finished
+
+    def _lost(self, slot: int, request: TrialRequest) -> TrialOutcome | None:
+        """A worker died training ``request``: replace it and send the child again, or fail it after the retries."""
+        pid, exit_code = self._workers[slot].process.pid, self._replace(slot)
+        attempts = self._attempts[request.trial]
+        if attempts <= self.cfg.retries:
+            self._queue.appendleft(request)
+            return None
+        return TrialOutcome(
+            "failed",
+            error=(
+                f"worker process {pid} died (exit code {exit_code}) while training trial "
+                f"{request.trial}, {attempts} attempt(s); killed or out of memory?"
+            ),
+        )
 
     def close(self) -> None:
         """Ask every worker to exit after its current child; kill those that do not."""

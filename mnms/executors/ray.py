@@ -20,7 +20,6 @@ import os
 import shutil
 import socket
 import tempfile
-from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
@@ -28,7 +27,6 @@ from urllib.parse import urlsplit
 
 from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
 from mnms.executors.local import available_cores
-from mnms.executors.schedule import CostModel
 from mnms.utils.config import ConfigError, check, is_int, is_number
 
 
@@ -42,6 +40,10 @@ class RayConfig:
     address: str | None = None  # null: a private local Ray for this run; "auto" / "ray://host:10001": a cluster
     num_cpus: int | None = None  # CPUs of the private Ray; null: this process's available cores
     cpus_per_child: float = 1.0  # Ray CPU request of each child; keep it >= the child's torch threads
+    # Ray GPU request of each child; a fraction packs children on one GPU (0.25: four per GPU).
+    # A child trains on the GPU Ray gives it (trainer.accelerator=auto); 0 trains on CPUs.
+    gpus_per_child: float = 0.0
+    num_gpus: int | None = None  # GPUs of the private Ray; null: the ones it detects
     temp_dir: str | None = None  # the private Ray's session folder; null: a fresh temp folder, removed on close
     retries: int = 1  # re-runs of a child whose worker or node died; then the trial is recorded as failed
     connect_timeout_s: float = 30.0  # how long a cluster's address may take to answer before the run fails
@@ -63,10 +65,25 @@ class RayConfig:
         check(
             self, "cpus_per_child", is_number(self.cpus_per_child) and self.cpus_per_child > 0, "a number > 0, e.g. 1"
         )
-        if self.address is not None and (self.num_cpus is not None or self.temp_dir is not None):
+        check(
+            self,
+            "gpus_per_child",
+            is_number(self.gpus_per_child)
+            and self.gpus_per_child >= 0
+            and (self.gpus_per_child <= 1 or self.gpus_per_child == int(self.gpus_per_child)),
+            "0 (CPUs only), a fraction of one GPU such as 0.25, or a whole number of GPUs",
+        )
+        check(
+            self,
+            "num_gpus",
+            self.num_gpus is None or (is_int(self.num_gpus) and self.num_gpus >= 0),
+            "an integer >= 0 or null (detected)",
+        )
+        owned = {"num_cpus": self.num_cpus, "num_gpus": self.num_gpus, "temp_dir": self.temp_dir}
+        if self.address is not None and any(value is not None for value in owned.values()):
             raise ConfigError(
-                f"executor.address={self.address!r} joins an existing cluster, which owns its CPUs and "
-                "folders: leave executor.num_cpus and executor.temp_dir null"
+                f"executor.address={self.address!r} joins an existing cluster, which owns its CPUs, GPUs and "
+                "folders: leave executor.num_cpus, executor.num_gpus and executor.temp_dir null"
             )
 
 
@@ -123,8 +140,9 @@ class RayExecutor(Executor):
     Config = RayConfig
 
     def __init__(self, runner: Runner, cfg: RayConfig) -> None:
+        super().__init__()
         self.cfg = cfg
-        self._costs = CostModel()
+        self._refs: dict[Any, TrialRequest] = {}  # submitted tasks and what they train
         self.temp_dir: str | None = None  # the private Ray's session folder (logs); None on a cluster
         self._started_ray = False
         self._owns_temp_dir = False  # created here, so removed on close
@@ -134,11 +152,27 @@ class RayExecutor(Executor):
         if not ray.is_initialized():  # inside a Hydra Ray launcher job, Ray is already up (and kept)
             self._init_ray(ray)
         try:
+            self.capacity = self._capacity(ray.cluster_resources())
             self._runner_ref = ray.put(runner)
         except BaseException:
             self.close()
             raise
-        self._task = ray.remote(_train).options(num_cpus=cfg.cpus_per_child, max_retries=cfg.retries)
+        self._task = ray.remote(_train).options(
+            num_cpus=cfg.cpus_per_child, num_gpus=cfg.gpus_per_child, max_retries=cfg.retries
+        )
+
+    def _capacity(self, resources: dict[str, float]) -> int:
+        """Children the cluster can train at once; a GPU request it cannot meet fails now, not queued forever."""
+        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
+        if self.cfg.gpus_per_child > gpus:
+            raise ConfigError(
+                f"executor.gpus_per_child={self.cfg.gpus_per_child:g} but the Ray cluster has {gpus:g} GPU(s) "
+                f"and {cpus:g} CPU(s); "
+                "its children would wait forever. Set executor.gpus_per_child=0 to train on CPUs, or join a "
+                "cluster with GPUs (executor.address)"
+            )
+        fits = [cpus / self.cfg.cpus_per_child] + ([gpus / self.cfg.gpus_per_child] if self.cfg.gpus_per_child else [])
+        return max(1, int(min(fits)))
 
     def _init_ray(self, ray: ModuleType) -> None:
         common = {"log_to_driver": False, "logging_level": logging.WARNING}  # progress stays the driver's
@@ -156,6 +190,7 @@ class RayExecutor(Executor):
             self.temp_dir = os.path.abspath(self.cfg.temp_dir or tempfile.mkdtemp(prefix="mnms-ray-"))
             ray.init(
                 num_cpus=self.cfg.num_cpus or len(available_cores()),
+                num_gpus=self.cfg.num_gpus,
                 include_dashboard=False,
                 _temp_dir=self.temp_dir,
                 _system_config={"worker_niceness": 0},
@@ -163,16 +198,23 @@ class RayExecutor(Executor):
             )
         self._started_ray = True
 
-    def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
-        # Submitted slowest-predicted first: Ray starts queued tasks of one shape in order.
-        refs = {
-            index: self._task.remote([self._runner_ref], requests[index])
-            for index in self._costs.longest_first(requests)
-        }
-        outcomes = [self._outcome(refs[index], request) for index, request in enumerate(requests)]
-        for request, outcome in zip(requests, outcomes, strict=True):
-            self._costs.record(request, outcome)
-        return outcomes
+    @property
+    def in_flight(self) -> int:
+        return len(self._refs)
+
+    def _submit(self, request: TrialRequest) -> None:
+        # evaluate() submits slowest-predicted first: Ray starts queued tasks of one shape in order.
+        self._refs[self._task.remote([self._runner_ref], request)] = request
+
+    def _wait(self) -> list[tuple[TrialRequest, TrialOutcome]]:
+        refs = list(self._refs)
+        _ray().wait(refs, num_returns=1)  # the first to finish, then every other one finished by now
+        ready, _ = _ray().wait(refs, num_returns=len(refs), timeout=0)
+        finished = []
+        for ref in ready:
+            request = self._refs.pop(ref)
+            finished.append((request, self._outcome(ref, request)))
+        return finished
 
     def _outcome(self, ref: Any, request: TrialRequest) -> TrialOutcome:
         ray = _ray()

@@ -12,9 +12,12 @@ back in request order, so the records do not depend on it.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
+from typing import TYPE_CHECKING
 
 from mnms.child.arch import Architecture
-from mnms.executors.base import TrialOutcome, TrialRequest
+
+if TYPE_CHECKING:  # base.py imports this module
+    from mnms.executors.base import TrialOutcome, TrialRequest
 
 _DEFAULTS = Architecture().to_dict()  # for the fields a search space leaves out
 

@@ -9,10 +9,11 @@ produces exactly the trial sequence of a search that never stopped.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -29,7 +30,7 @@ from mnms.search.records import TrialLog, TrialRecord, load_checkpoint, save_che
 from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Proposal, Strategy
 from mnms.tracking import Tracker, TrackingConfig
-from mnms.utils.config import check, is_int
+from mnms.utils.config import ConfigError, check, is_int
 from mnms.utils.faults import kill_point
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,10 @@ class SearchConfig:
     # A pruned child's reward: its best validation score so far (best_so_far), or
     # failure_reward (failure). See docs/pruning.md for why the default is best_so_far.
     pruned_reward: str = "best_so_far"
+    # sync: each controller step trains its whole batch, then learns (exactly reproducible).
+    # async: a free worker gets a new child at once; the strategy learns from each batch_size
+    # trials of a task as they finish (no trial lost or repeated after a crash; order may vary).
+    mode: str = "sync"
 
     def __post_init__(self) -> None:
         check(self, "trials", is_int(self.trials) and self.trials >= 1, "an integer >= 1")
@@ -78,6 +83,7 @@ class SearchConfig:
         )
         check(self, "task_schedule", self.task_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
         check(self, "reward", self.reward in REWARDS, f"one of {list(REWARDS)}")
+        check(self, "mode", self.mode in MODES, f"one of {list(MODES)}")
         check(self, "pruner", self.pruner in PRUNERS, f"one of {list(PRUNERS)}")
         check(self, "pruned_reward", self.pruned_reward in PRUNED_REWARDS, f"one of {list(PRUNED_REWARDS)}")
         for name in ("pruner_startup_trials", "pruner_warmup_epochs", "pruner_min_epochs"):
@@ -131,6 +137,7 @@ def resume_signature(
         "batch_size": search.batch_size,
         "task_schedule": search.task_schedule,
         "reward": search.reward,
+        "mode": search.mode,
         "pruning": search.pruning_settings(),
         "child": dict(child),
         # Where children train is not a setting the records depend on by design (a GPU
@@ -174,7 +181,8 @@ def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
     upgraded = dict(saved)
     upgraded["child"] = _with_pre_0_3_fields(saved.get("child", {}))
     upgraded["trainer"] = {**_TRAINER_BEFORE_0_3, **saved.get("trainer", {})}
-    upgraded.setdefault("pruning", {"pruner": "none"})  # before mnms 0.4 no child was pruned
+    upgraded.setdefault("pruning", {"pruner": "none"})  # before mnms 0.4 no child was pruned,
+    upgraded.setdefault("mode", "sync")  # and every search was synchronous
     if "controller" not in saved:
         return upgraded
     del upgraded["controller"]
@@ -234,13 +242,29 @@ class Search:
         self.task_rng = torch.Generator().manual_seed(seed)
         self.best: dict[str, TrialRecord] = {}  # each task's best ok trial
         # Where the time goes: "loop" is the wall time of whole steps, the rest its parts.
-        self.seconds = {"loop": 0.0, "evaluate": 0.0, "policy": 0.0, "records": 0.0, "tracking": 0.0}
+        self.seconds = dict.fromkeys(("loop", "evaluate", "policy", "records", "checkpoint", "tracking"), 0.0)
         self.trials_done = 0  # trials covered by the last checkpoint
+        self.updates = 0  # strategy updates made by this process (for logging cadences)
+        self.unobserved: defaultdict[str, list[int]] = defaultdict(list)  # async: trials not learned from yet
+        self._since_checkpoint: list[TrialRecord] = []  # async: rows logged after the last checkpoint
+        if cfg.mode == "async" and not strategy.asynchronous:
+            raise ConfigError(
+                f"search.mode=async needs a strategy that learns from trials in any order (ppo, reinforce, random); "
+                f"strategy={strategy.name} pairs each batch it proposes with one observe: use search.mode=sync"
+            )
         self._warn_if_tasks_go_unsearched()
         self._restore()
         self.memo: dict[str, TrialRecord] = {}  # first ok trial of each (task, arch, seed) before this batch
         for row in self.log.rows[: self.trials_done]:
             self._remember(row)
+        if cfg.mode == "async":
+            # Trials logged after the checkpoint were trained and recorded, but not learned
+            # from: learn from them (their log_prob names the policy that proposed them)
+            # rather than train them again.
+            self._record(self.log.rows[self.trials_done :])
+            for row in self.log.rows[self.trials_done :]:
+                self.unobserved[row.task].append(row.trial)
+            self._since_checkpoint = list(self.log.rows[self.trials_done :])
         kill_point("search.start")
 
     def _warn_if_tasks_go_unsearched(self) -> None:
@@ -285,7 +309,8 @@ class Search:
             )
         self.strategy.load_state_dict(state["strategy"])
         self.task_rng.set_state(state["task_rng"])
-        self.step, self.seconds = state["step"], state["seconds"]
+        self.step, self.seconds = state["step"], {**self.seconds, **state["seconds"]}
+        self.unobserved.update({task: list(trials) for task, trials in state.get("unobserved", {}).items()})
         self.best = {
             task: TrialRecord.from_json(row, f"{self.run_dir} checkpoint") for task, row in state["best"].items()
         }
@@ -333,6 +358,7 @@ class Search:
                 "best": {task: row.to_json() for task, row in self.best.items()},
                 "seconds": self.seconds,
                 "batch": [row.to_json() for row in batch],
+                "unobserved": {task: list(trials) for task, trials in self.unobserved.items() if trials},
             },
         )
 
@@ -405,12 +431,13 @@ class Search:
         proposal: Proposal,
         outcome: TrialOutcome,
         reused_from: int | None = None,
+        step: int | None = None,
     ) -> TrialRecord:
         scored = outcome.status == "ok" or (outcome.status == "pruned" and self.cfg.pruned_reward == "best_so_far")
         reward = outcome.metrics[self.cfg.reward] if scored else self.cfg.failure_reward
         return TrialRecord(
             trial=trial,
-            step=self.step,
+            step=self.step if step is None else step,
             task=task,
             arch=arch,
             decisions=proposal.arch,
@@ -444,8 +471,10 @@ class Search:
         best = self.best[task].reward if task in self.best else 0.0
         metrics = {f"{task}/reward": sum(rewards) / len(rewards), f"{task}/best": best}
         metrics.update({f"{task}/{key}": value for key, value in stats.items()})
-        for decision, probs in self.strategy.choice_probabilities(task).items():
-            metrics.update({f"{task}/p/{decision}/{choice}": p for choice, p in probs.items()})
+        if self.tracker.wants_probabilities(self.updates):
+            for decision, probs in self.strategy.choice_probabilities(task).items():
+                metrics.update({f"{task}/p/{decision}/{choice}": p for choice, p in probs.items()})
+        self.updates += 1
         self.tracker.log_metrics(metrics, step=self.step)
 
     # --- the loop -----------------------------------------------------------------
@@ -473,21 +502,101 @@ class Search:
         with self._timed("tracking"):
             self._track(task, rows, stats)
         self.step += 1
-        with self._timed("records"):
+        with self._timed("checkpoint"):
             self._checkpoint(trials + len(rows), rows)
         kill_point("checkpoint.written")
         return trials + len(rows)
 
     def run(self) -> dict[str, Any]:
-        trials = self.trials_done
         with SearchProgress(self.cfg.trials, self.tasks, enabled=self.cfg.progress) as progress:
-            progress.update(trials, self.best)
-            while trials < self.cfg.trials:
+            if self.cfg.mode == "async":
                 with self._timed("loop"):
-                    trials = self._step(trials)
-                progress.update(trials, self.best)
+                    self._run_async(progress)
+            else:
+                self._run_sync(progress)
         self.log.close()
         return self.summary()
+
+    def _run_sync(self, progress: SearchProgress) -> None:
+        trials = self.trials_done
+        progress.update(trials, self.best)
+        while trials < self.cfg.trials:
+            with self._timed("loop"):
+                trials = self._step(trials)
+            progress.update(trials, self.best)
+
+    # --- asynchronous search -----------------------------------------------------------
+    def _run_async(self, progress: SearchProgress) -> None:
+        """Keep every worker busy: a free one gets the next proposal at once; learn per finished batch.
+
+        Proposals are still made a batch at a time, for the task the schedule picks, from the
+        strategy as it is then; a child's pruning bars come from the trials recorded when it
+        is submitted. Trials are numbered in the order they finish.
+        """
+        queue: deque[tuple[str, Proposal, int]] = deque()  # proposed, not submitted: (task, proposal, step)
+        flying: dict[int, tuple[Proposal, int]] = {}  # submitted: ticket -> (proposal, step)
+        tickets = itertools.count()
+        progress.update(len(self.log), self.best)
+        while len(self.log) < self.cfg.trials:
+            while self.executor.in_flight < self.executor.capacity:
+                if not queue and not self._propose_into(queue, self.cfg.trials - len(self.log) - len(flying)):
+                    break
+                task, proposal, step = queue.popleft()
+                arch = complete_arch(proposal.arch, self.child_defaults)
+                source = self.memo.get(_arch_key(task, arch, self.seed)) if self.cfg.reuse_rewards else None
+                if source is not None:
+                    outcome = TrialOutcome("ok", source.metrics)
+                    self._finished(self._row(len(self.log), task, arch, proposal, outcome, source.trial, step))
+                    continue
+                ticket = next(tickets)
+                flying[ticket] = (proposal, step)
+                self.executor.submit(TrialRequest(ticket, task, arch, self.seed, self._bars(task, len(self.log))))
+            if not flying:
+                continue  # every proposal was a reused result; propose again
+            with self._timed("evaluate"):
+                finished = self.executor.wait()
+            kill_point("search.evaluated")
+            for request, outcome in finished:
+                proposal, step = flying.pop(request.trial)
+                self._finished(self._row(len(self.log), request.task, request.arch, proposal, outcome, None, step))
+            progress.update(len(self.log), self.best)
+        for task in [task for task, trials in self.unobserved.items() if trials]:
+            self._learn(task)  # the last, partial batches
+
+    def _propose_into(self, queue: deque, room: int) -> bool:
+        """Queue the next step's proposals (at most ``room``); False when the budget has no room left."""
+        if room <= 0:
+            return False
+        task = self._next_task()
+        with self._timed("policy"):
+            proposals = self.strategy.propose(task, min(self.cfg.batch_size, room))
+        kill_point("search.proposed")
+        queue.extend((task, proposal, self.step) for proposal in proposals)
+        self.step += 1
+        return True
+
+    def _finished(self, row: TrialRecord) -> None:
+        """Record one finished trial; learn once its task has a batch of unobserved trials."""
+        with self._timed("records"):
+            self._record([row])
+        self._since_checkpoint.append(row)
+        self.unobserved[row.task].append(row.trial)
+        if len(self.unobserved[row.task]) >= self.cfg.batch_size:
+            self._learn(row.task)
+
+    def _learn(self, task: str) -> None:
+        """Observe ``task``'s unobserved trials, log them, checkpoint."""
+        rows = [self.log.rows[trial] for trial in self.unobserved.pop(task)]
+        proposals = [Proposal(row.decisions, row.log_prob) for row in rows]
+        with self._timed("policy"):
+            stats = self.strategy.observe(task, proposals, [row.reward for row in rows])
+        kill_point("search.observed")
+        with self._timed("tracking"):
+            self._track(task, rows, stats)
+        with self._timed("checkpoint"):
+            self._checkpoint(len(self.log), self._since_checkpoint)
+        self._since_checkpoint = []
+        kill_point("checkpoint.written")
 
     def unsuccessful(self) -> dict[str, dict[str, Any]]:
         """Each task no child finished for: its trial count and its most common error (what to fix first)."""
@@ -502,7 +611,7 @@ class Search:
 
     def summary(self) -> dict[str, Any]:
         """Best architecture per task and where the time went."""
-        overhead = self.seconds["policy"] + self.seconds["records"] + self.seconds["tracking"]
+        overhead = sum(self.seconds[key] for key in ("policy", "records", "checkpoint", "tracking"))
         return {
             "trials": len(self.log),
             "steps": self.step,

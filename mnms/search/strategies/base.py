@@ -33,6 +33,9 @@ class Strategy(ABC):
     name: ClassVar[str]  # its name in the registry, which sets it (mnms.search.strategies.STRATEGIES)
     Config: ClassVar[type]  # the dataclass of its `strategy` section; its `kind` field (no default) is `name`
     trains_controller: ClassVar[bool] = False
+    # Whether it can learn from any subset of its proposals, in any order, and be saved while
+    # proposals are still out (what search.mode=async needs).
+    asynchronous: ClassVar[bool] = True
 
     @classmethod
     @abstractmethod

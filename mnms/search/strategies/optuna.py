@@ -84,6 +84,7 @@ class OptunaStrategy(Strategy):
     """One TPE study per task; ``propose`` asks, ``observe`` tells."""
 
     Config = OptunaConfig
+    asynchronous = False  # each observe() tells exactly the last proposals (see propose)
 
     def __init__(self, space: SearchSpace, task_names: Sequence[str], config: OptunaConfig, seed: int) -> None:
         self.space, self.config, self.seed = space, config, seed
