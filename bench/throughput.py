@@ -92,7 +92,7 @@ def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> di
         seconds = time.perf_counter() - started
         idle = [after - before for after, before in zip(cpu_times(), cpu)]
     rows = read_trials(run_dir)
-    driver = {key: summary["seconds"][key] / len(rows) for key in ("policy", "records", "tracking")}
+    driver = {key: summary["seconds"][key] / len(rows) for key in ("policy", "records", "checkpoint", "tracking")}
     child = [row.wall_seconds for row in rows]
     steps = [child[start : start + args.batch_size] for start in range(0, len(child), args.batch_size)]
     return {

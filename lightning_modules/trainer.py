@@ -192,7 +192,8 @@ def _evaluate_child(
 ) -> ChildResult:
     started = time.perf_counter()
     quiet_lightning()
-    inputs = child_inputs(task, arch, cache, encoder_options, resolve_device(trainer_cfg.accelerator))
+    device = resolve_device(trainer_cfg.accelerator)
+    inputs = child_inputs(task, arch, cache, encoder_options, device)
     pl.seed_everything(seed, workers=False, verbose=False)
     model = build_classifier(arch, inputs, task.num_classes)
     labels = {split: torch.tensor(task.splits[split].labels, dtype=torch.long) for split in SPLITS}
@@ -225,4 +226,5 @@ def _evaluate_child(
         best_epoch=best.epoch,
         val_curve=best.curve,
         stopped_by=stopped_by,
+        device=device,
     )

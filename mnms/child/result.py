@@ -27,6 +27,7 @@ class ChildResult:
     # (below the search pruner's bar) or time_limit (trainer.time_limit_s, after at least
     # one validated epoch: the child is scored on its best epoch so far).
     stopped_by: str = "max_epochs"
+    device: str = "cpu"  # where it trained: cpu, or cuda (the GPU its worker was given)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
