@@ -9,6 +9,7 @@ composition and ``mnms.app.run``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,18 +109,25 @@ class BackwardsConfig:
 
 
 class BackwardsExecutor(Executor):
-    """Trains a batch last request first, in this process; outcomes still in request order."""
+    """Trains the child submitted last first, in this process; the search still records request order."""
 
     Config = BackwardsConfig
 
     def __init__(self, runner: Runner, config: BackwardsConfig) -> None:
+        super().__init__()
         self.runner = runner
-        self.order: list[int] = []
+        self.submitted: list[TrialRequest] = []
 
-    def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
-        outcomes = {request.trial: self.runner(request) for request in reversed(requests)}
-        self.order += list(outcomes)
-        return [outcomes[request.trial] for request in requests]
+    @property
+    def in_flight(self) -> int:
+        return len(self.submitted)
+
+    def _submit(self, request: TrialRequest) -> None:
+        self.submitted.append(request)
+
+    def _wait(self) -> list[tuple[TrialRequest, TrialOutcome]]:
+        request = self.submitted.pop()
+        return [(request, self.runner(request))]
 
 
 def test_a_new_executor(data_dir, session_cache_dir, tmp_path, monkeypatch) -> None:
@@ -132,6 +140,12 @@ def test_a_new_executor(data_dir, session_cache_dir, tmp_path, monkeypatch) -> N
     assert [(r.arch, r.metrics["val_accuracy"]) for r in backwards] == [
         (r.arch, r.metrics["val_accuracy"]) for r in sequential
     ]
+    # And in async mode it trains every child once, numbered in the order they finished.
+    tiny_run(tmp_path / "async", session_cache_dir, searchpath, "executor=backwards", "search.mode=async", *common)
+    asynchronous = read_trials(tmp_path / "async")
+    assert sorted(json.dumps(r.arch, sort_keys=True) for r in asynchronous) == sorted(
+        json.dumps(r.arch, sort_keys=True) for r in sequential
+    )
 
 
 class LengthEncoder(Encoder):
