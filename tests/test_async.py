@@ -8,7 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_executors import TASKS, make_runner
+from test_executors import TASKS, KillingRunner, make_runner
 from test_reliability import train_py
 from test_search import CHEAP_SPACE
 
@@ -106,6 +106,26 @@ def test_async_ppo_learns_from_every_trial_with_its_behaviour_log_prob(data_dir,
     bank = sorted((e.task, e.log_prob, e.reward) for e in run.strategy.bank.items)
     assert bank == sorted((row.task, row.log_prob, row.reward) for row in rows)
     assert load_checkpoint(tmp_path)["unobserved"] == {}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_a_worker_lost_mid_trial_leaves_no_half_recorded_trial(data_dir, cache_dir, tmp_path) -> None:
+    """Two workers die (SIGKILL) while training in an async search: each child is sent again, recorded once."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    # Tickets (request.trial) count submissions: the first child, and one mid-search.
+    runner = make_runner(data_dir, cache_dir, cls=KillingRunner, deaths={0: 1, 6: 1}, marker_dir=markers)
+    executor = make_executor(executor_config({"kind": "local", "workers": 2}), runner)
+    try:
+        search(tmp_path / "async", executor, mode="async", kind="random").run()
+    finally:
+        executor.close()
+    assert sorted(p.name for p in markers.iterdir()) == ["trial0-0", "trial0-1", "trial6-0", "trial6-1"]
+    rows = read_trials(tmp_path / "async")
+    assert [row.trial for row in rows] == list(range(TRIALS)) and all(row.status == "ok" for row in rows)
+    search(tmp_path / "sync", SequentialExecutor(make_runner(data_dir, cache_dir)), mode="sync", kind="random").run()
+    assert decisions(rows) == decisions(read_trials(tmp_path / "sync"))
 
 
 def test_async_refuses_a_strategy_that_needs_each_batch_back_in_order(data_dir, cache_dir, tmp_path) -> None:
