@@ -77,6 +77,13 @@ def test_bad_pruner_settings_name_the_key(override, message) -> None:
         from_config(SearchConfig, override)
 
 
+def test_a_pruner_over_children_validated_only_at_the_end_is_refused(session_cache_dir, tmp_path) -> None:
+    end_only = ("trainer.patience=null", "trainer.epoch_selection=last")
+    with pytest.raises(ConfigError, match="search.pruner=asha judges children .* set trainer.epoch_selection=best"):
+        tiny_run(tmp_path, session_cache_dir, *PRUNED, *end_only)
+    assert not RunDir(tmp_path).trials.exists()
+
+
 def test_a_child_below_the_bar_stops_after_that_epoch(data_dir, tmp_path) -> None:
     from lightning_modules.trainer import evaluate_child
 

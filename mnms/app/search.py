@@ -13,6 +13,7 @@ from rich.table import Table
 
 from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
 from mnms.app.study import check_study_job
+from mnms.child.config import validates_every_epoch
 from mnms.data.tasks import Task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.runner import ChildRunner
@@ -48,6 +49,12 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     child = child_arch(cfg).to_dict()
     space.check_buildable(child)
     search_cfg = from_config(SearchConfig, cfg.search)
+    if search_cfg.pruner != "none" and not validates_every_epoch(trainer_cfg):
+        raise ConfigError(
+            f"search.pruner={search_cfg.pruner} judges children by their validation accuracy after each epoch, "
+            "but trainer.patience=null with trainer.epoch_selection=last validates only at the end: "
+            "set trainer.epoch_selection=best or a trainer.patience, or search.pruner=none"
+        )
     transfer = TransferConfig.from_mapping(cfg.transfer)
     strategy_cfg = strategy_config(cfg.strategy)
     check_study_job(cfg, transfer.source, STRATEGIES[strategy_cfg.kind].trains_controller)
