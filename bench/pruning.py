@@ -72,31 +72,43 @@ def best(rows: list[TrialRecord]) -> float:
 
 
 def false_prunes(rows: list[TrialRecord], pruner: Pruner) -> dict:
-    """On an unpruned search's curves: the children the pruner would have stopped, and how many were top-decile."""
-    finals = [row.reward for row in rows if row.status == "ok" and row.reused_from is None]
-    if len(finals) < 10:
-        return {"children": len(finals)}
-    top = float(np.percentile(finals, 90))
+    """Replay ``pruner`` on an unpruned search's own children, with bars from earlier trials only.
+
+    The same proposals, so this isolates what pruning saves and whom it stops from how it
+    changes the controller's course: children it would have stopped, how many of the
+    task's top decile among them, the share of training compute saved (a stopped child
+    costing its epochs so far, pro rata), and whether the task's best child survives.
+    """
+    trained = [row for row in rows if row.reused_from is None and curve_of(row.status, row.metrics)]
+    if len(trained) < 10:
+        return {"children": len(trained)}
+    top = float(np.percentile([row.reward for row in trained], 90))
+    best_row = max(trained, key=lambda row: row.reward)
     stopped = stopped_top = tops = 0
-    for index, row in enumerate(rows):
+    saved = total = 0.0
+    best_survives = True
+    for index, row in enumerate(trained):
         curve = curve_of(row.status, row.metrics)
-        if curve is None or row.reused_from is not None:
-            continue
-        earlier = [c for r in rows[:index] if r.reused_from is None and (c := curve_of(r.status, r.metrics))]
-        bars = pruner.bars(earlier)
-        would_stop = any(
-            epoch < len(curve.accuracies) and curve.best_at(epoch) < bar for epoch, bar in sorted(bars.items())
+        bars = pruner.bars(curve_of(r.status, r.metrics) for r in trained[:index])
+        stop = next(
+            (e for e, bar in sorted(bars.items()) if e < len(curve.accuracies) and curve.best_at(e) < bar), None
         )
-        stopped += would_stop
+        total += cost(row)
         tops += row.reward >= top
-        stopped_top += would_stop and row.reward >= top
-    first = [row.metrics["val_curve"][0] for row in rows if row.status == "ok" and row.reused_from is None]
+        if stop is not None:
+            stopped += 1
+            stopped_top += row.reward >= top
+            saved += cost(row) * (1 - stop / len(curve.accuracies))
+            best_survives = best_survives and row is not best_row
+    first = [row.metrics["val_curve"][0] for row in trained]
     return {
-        "children": len(finals),
+        "children": len(trained),
         "would_stop": stopped,
         "top_decile": tops,
         "top_decile_stopped": stopped_top,
-        "spearman_epoch1_final": spearman(first, finals),
+        "compute_saved_fraction": saved / total if total else 0.0,
+        "best_survives": best_survives,
+        "spearman_epoch1_final": spearman(first, [row.reward for row in trained]),
     }
 
 
@@ -181,6 +193,22 @@ def markdown(result: dict, pruners: list[str]) -> str:
                     ]
                 )
                 + " |"
+            )
+    lines += [
+        "",
+        "| task | replayed pruner | children stopped (of) | top-decile children stopped | compute saved | "
+        "best child survives | Spearman, epoch-1 vs final accuracy |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for task, entry in result["tasks"].items():
+        for kind, runs in entry["bias"].items():
+            runs = [run for run in runs if "would_stop" in run]
+            lines.append(
+                f"| {task} | {kind} | {sum(r['would_stop'] for r in runs)} ({sum(r['children'] for r in runs)}) | "
+                f"{sum(r['top_decile_stopped'] for r in runs)} of {sum(r['top_decile'] for r in runs)} | "
+                f"{statistics.median(r['compute_saved_fraction'] for r in runs):.0%} | "
+                f"{sum(r['best_survives'] for r in runs)} of {len(runs)} | "
+                f"{statistics.median(r['spearman_epoch1_final'] for r in runs):.2f} |"
             )
     return "\n".join(lines)
 
