@@ -41,6 +41,7 @@ from mnms.search.loop import Search, SearchConfig
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import make_strategy, strategy_config
+from mnms.tracking import Tracker, TrackingConfig
 
 TABLE = RESULTS / "child_times.json"
 RECORDED = [ROOT / "outputs" / "bench" / "human_baselines" / kind for kind in ("ppo", "random")]
@@ -119,22 +120,38 @@ class SimulatedExecutor(Executor):
         return finished
 
 
-def simulate(table: dict, workers: int, mode: str, trials: int, seed: int, space: SearchSpace, defaults: dict) -> dict:
+def simulate(
+    table: dict, workers: int, mode: str, trials: int, args: argparse.Namespace, space: SearchSpace, defaults: dict
+) -> dict:
     tasks = sorted(table["tasks"])
     batch = max(8, workers) if mode == "sync" else 8
-    executor = SimulatedExecutor(workers, table["tasks"], seed)
-    strategy = make_strategy(strategy_config({"kind": "ppo"}), space, tasks, seed)
+    executor = SimulatedExecutor(workers, table["tasks"], args.seed)
+    strategy = make_strategy(strategy_config({"kind": "ppo"}), space, tasks, args.seed)
     cfg = SearchConfig(trials=trials, batch_size=batch, progress=False, mode=mode, reuse_rewards=False)
     with tempfile.TemporaryDirectory() as run_dir:
-        search = Search(cfg, tasks, strategy, executor, Path(run_dir), child_defaults=defaults, seed=seed, signature={})
-        started = time.perf_counter()
-        summary = search.run()
-        real = time.perf_counter() - started
+        logged = "offline" if args.wandb else "disabled"
+        tracking = TrackingConfig(mode=logged, dir=run_dir, probabilities_every=args.probabilities_every)
+        with Tracker(tracking, {"bench": "scaling_sim"}) as tracker:
+            search = Search(
+                cfg,
+                tasks,
+                strategy,
+                executor,
+                Path(run_dir),
+                child_defaults=defaults,
+                seed=args.seed,
+                signature={},
+                tracker=tracker,
+            )
+            started = time.perf_counter()
+            summary = search.run()
+            real = time.perf_counter() - started
     seconds = summary["seconds"]
     per_trial = {key: 1000 * seconds[key] / trials for key in ("policy", "records", "checkpoint", "tracking")}
     return {
         "workers": workers,
         "mode": mode,
+        "wandb": args.wandb,
         "batch_size": batch,
         "trials": trials,
         "makespan_s": executor.clock,
@@ -151,7 +168,7 @@ def markdown(runs: list[dict]) -> str:
     base = next(run["busy_workers"] for run in runs if run["workers"] == 1 and run["mode"] == "sync")
     lines = [
         "| workers | mode | batch | trials | speed-up vs 1 worker | trials / hour | driver busy | "
-        "driver ms / trial: controller, log, checkpoint |",
+        "driver ms / trial: controller, log, checkpoint, W&B |",
         "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for run in runs:
@@ -159,7 +176,8 @@ def markdown(runs: list[dict]) -> str:
         lines.append(
             f"| {run['workers']} | {run['mode']} | {run['batch_size']} | {run['trials']} | "
             f"**{run['busy_workers'] / base:.1f}x** | {run['trials_per_hour']:,.0f} | "
-            f"{run['driver_busy_fraction']:.1%} | {ms['policy']:.2f}, {ms['records']:.2f}, {ms['checkpoint']:.2f} |"
+            f"{run['driver_busy_fraction']:.1%} | "
+            f"{ms['policy']:.2f}, {ms['records']:.2f}, {ms['checkpoint']:.2f}, {ms['tracking']:.2f} |"
         )
     return "\n".join(lines)
 
@@ -172,6 +190,9 @@ def main() -> None:
     parser.add_argument("--min-trials", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--record", nargs="*", type=Path, help="rebuild the child-time table from these run dirs")
+    parser.add_argument("--wandb", action="store_true", help="mirror to an offline W&B run, as a default search does")
+    parser.add_argument("--probabilities-every", type=int, default=1, help="logger.probabilities_every (with --wandb)")
+    parser.add_argument("--out", default="scaling_sim.json", help="results file name in bench/results")
     args = parser.parse_args()
     if args.record is not None:
         TABLE.write_text(json.dumps(record_table(args.record or RECORDED)) + "\n")
@@ -182,7 +203,7 @@ def main() -> None:
     for workers in args.workers:
         for mode in args.modes:
             trials = max(args.min_trials, args.rounds * workers)
-            runs.append(simulate(table, workers, mode, trials, args.seed, space, defaults))
+            runs.append(simulate(table, workers, mode, trials, args, space, defaults))
             print(json.dumps(runs[-1]), file=sys.stderr)
     children = [child[0] for kinds in table["tasks"].values() for same in kinds.values() for child in same]
     result = {
@@ -191,7 +212,7 @@ def main() -> None:
         "recorded_child_seconds": {"median": statistics.median(children), "mean": statistics.mean(children)},
         "runs": runs,
     }
-    (RESULTS / "scaling_sim.json").write_text(json.dumps(result, indent=2) + "\n")
+    (RESULTS / args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(markdown(runs))
 
 
