@@ -14,9 +14,13 @@ import pytest
 import torch
 from test_executors import make_runner
 
+from helpers.tiny_search import tiny_run
 from mnms.executors import executor_config, make_executor
 from mnms.executors.base import TrialRequest
+from mnms.executors.ray import RayConfig, capacity
 from mnms.executors.runner import ChildRunner
+from mnms.utils.config import ConfigError
+from mnms.utils.io import RunDir
 
 WORDS = {"encoder": "words", "batch_size": 32}
 
@@ -27,6 +31,7 @@ class DeviceReportingRunner(ChildRunner):
     def __call__(self, request: TrialRequest):
         outcome = super().__call__(request)
         outcome.metrics["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+        outcome.metrics["pid"] = os.getpid()
         return outcome
 
 
@@ -50,6 +55,8 @@ def test_ray_packs_fractional_children_on_a_gpu_and_gives_each_its_device(data_d
         executor.close()
     assert [outcome.status for outcome in outcomes] == ["ok"] * 4
     assert {outcome.metrics["cuda_visible_devices"] for outcome in outcomes} == {"0"}
+    # Each GPU child in a fresh worker: CUDA binds a process to the devices it first saw.
+    assert len({outcome.metrics["pid"] for outcome in outcomes}) == 4
     expected = "cuda" if torch.cuda.is_available() else "cpu"  # a declared GPU torch cannot see trains on CPU
     assert {outcome.metrics["device"] for outcome in outcomes} == {expected}
 
@@ -61,10 +68,31 @@ def test_a_gpu_request_the_cluster_cannot_meet_fails_at_start(data_dir, tmp_path
 
     config = executor_config({"kind": "ray", "num_cpus": 2, "num_gpus": 0, "gpus_per_child": 0.5})
     with pytest.raises(
-        ValueError, match=r"executor.gpus_per_child=0.5 but the Ray cluster has 0 GPU\(s\).*wait forever"
+        ValueError, match=r"executor.gpus_per_child=0.5, but the largest .* has 2 CPU\(s\) and 0 GPU\(s\).*forever"
     ):
         make_executor(config, make_runner(data_dir, tmp_path))
     assert not ray.is_initialized()  # the private Ray it started is stopped again
+
+
+def test_capacity_counts_what_each_node_fits_and_refuses_what_none_can() -> None:
+    nodes = [{"CPU": 8.0, "GPU": 1.0}, {"CPU": 4.0}, {"CPU": 16.0, "GPU": 2.0}]
+    assert capacity(RayConfig("ray", cpus_per_child=2), nodes) == 4 + 2 + 8
+    assert capacity(RayConfig("ray", cpus_per_child=1, gpus_per_child=0.25), nodes) == 4 + 0 + 8
+    assert capacity(RayConfig("ray", cpus_per_child=0.1), [{"CPU": 0.3}]) == 3  # no float round-down
+    # Twelve CPUs on the cluster, but no node has six for one child: it would queue forever.
+    with pytest.raises(ConfigError, match=r"cpus_per_child=6 .* largest of the Ray cluster's 2 node\(s\) has 4 CPU"):
+        capacity(RayConfig("ray", cpus_per_child=6), [{"CPU": 4.0}, {"CPU": 4.0, "GPU": 0.0}])
+    with pytest.raises(ConfigError, match=r"gpus_per_child=2, but .* has 16 CPU\(s\) and 1 GPU"):
+        capacity(RayConfig("ray", gpus_per_child=2), [{"CPU": 16.0, "GPU": 1.0}, {"CPU": 4.0}])
+
+
+def test_gpus_for_children_trained_on_cpus_are_refused(session_cache_dir, tmp_path) -> None:
+    overrides = ("executor=local", "executor.gpus=[0]", "trainer.accelerator=cpu")
+    with pytest.raises(
+        ConfigError, match=r"executor gives children GPUs .* trainer.accelerator=cpu .* set trainer.accelerator=auto"
+    ):
+        tiny_run(tmp_path, session_cache_dir, *overrides)
+    assert not RunDir(tmp_path).trials.exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")

@@ -48,6 +48,11 @@ class RayConfig:
     retries: int = 1  # re-runs of a child whose worker or node died; then the trial is recorded as failed
     connect_timeout_s: float = 30.0  # how long a cluster's address may take to answer before the run fails
 
+    @property
+    def requests_gpus(self) -> bool:
+        """Whether children are given GPUs (the search refuses that with ``trainer.accelerator=cpu``)."""
+        return self.gpus_per_child > 0
+
     def __post_init__(self) -> None:
         check(
             self,
@@ -124,6 +129,26 @@ def reach(address: str, timeout_s: float) -> None:
         ) from None
 
 
+def capacity(cfg: RayConfig, nodes: list[dict[str, float]]) -> int:
+    """Children a Ray cluster's nodes can train at once (``nodes``: each live node's resources).
+
+    A child runs on one node, so a request no single node can meet (more CPUs or GPUs per
+    child than the largest node has) fails now instead of queueing forever.
+    """
+    need = {"CPU": cfg.cpus_per_child, "GPU": cfg.gpus_per_child}
+    fits = [min(int(node.get(kind, 0.0) / amount + 1e-9) for kind, amount in need.items() if amount) for node in nodes]
+    if not any(fits):
+        largest = max(nodes, key=lambda node: (node.get("GPU", 0.0), node.get("CPU", 0.0)), default={})
+        raise ConfigError(
+            f"executor.cpus_per_child={cfg.cpus_per_child:g} and executor.gpus_per_child="
+            f"{cfg.gpus_per_child:g}, but the largest of the Ray cluster's {len(nodes)} node(s) has "
+            f"{largest.get('CPU', 0.0):g} CPU(s) and {largest.get('GPU', 0.0):g} GPU(s): its children would "
+            "wait forever. Ask for less per child (executor.gpus_per_child=0 trains on CPUs), or join a "
+            "cluster with bigger nodes (executor.address)"
+        )
+    return sum(fits)
+
+
 def _train(runner_ref: list[Any], request: TrialRequest) -> TrialOutcome:
     """One child, in a Ray worker; the runner is fetched on the worker's first trial only."""
     key = runner_ref[0].hex()
@@ -152,27 +177,17 @@ class RayExecutor(Executor):
         if not ray.is_initialized():  # inside a Hydra Ray launcher job, Ray is already up (and kept)
             self._init_ray(ray)
         try:
-            self.capacity = self._capacity(ray.cluster_resources())
+            self.capacity = capacity(cfg, [node["Resources"] for node in ray.nodes() if node["Alive"]])
             self._runner_ref = ray.put(runner)
         except BaseException:
             self.close()
             raise
-        self._task = ray.remote(_train).options(
-            num_cpus=cfg.cpus_per_child, num_gpus=cfg.gpus_per_child, max_retries=cfg.retries
-        )
-
-    def _capacity(self, resources: dict[str, float]) -> int:
-        """Children the cluster can train at once; a GPU request it cannot meet fails now, not queued forever."""
-        cpus, gpus = resources.get("CPU", 0.0), resources.get("GPU", 0.0)
-        if self.cfg.gpus_per_child > gpus:
-            raise ConfigError(
-                f"executor.gpus_per_child={self.cfg.gpus_per_child:g} but the Ray cluster has {gpus:g} GPU(s) "
-                f"and {cpus:g} CPU(s); "
-                "its children would wait forever. Set executor.gpus_per_child=0 to train on CPUs, or join a "
-                "cluster with GPUs (executor.address)"
-            )
-        fits = [cpus / self.cfg.cpus_per_child] + ([gpus / self.cfg.gpus_per_child] if self.cfg.gpus_per_child else [])
-        return max(1, int(min(fits)))
+        options = {"num_cpus": cfg.cpus_per_child, "num_gpus": cfg.gpus_per_child, "max_retries": cfg.retries}
+        if cfg.gpus_per_child:
+            # A fresh worker per GPU child: CUDA binds a process to the devices it saw first.
+            # (Ray's default of one call per GPU worker needs the GPUs given to ray.remote.)
+            options["max_calls"] = 1
+        self._task = ray.remote(**options)(_train)
 
     def _init_ray(self, ray: ModuleType) -> None:
         common = {"log_to_driver": False, "logging_level": logging.WARNING}  # progress stays the driver's
@@ -225,7 +240,7 @@ class RayExecutor(Executor):
             return TrialOutcome(
                 "failed",
                 error=(
-                    f"Ray task for trial {request.trial} failed ({type(error).__name__}: {reason}); "
+                    f"this child's Ray task failed ({type(error).__name__}: {reason}); "
                     f"a dead worker or node is retried executor.retries={self.cfg.retries} time(s)"
                 ),
             )
