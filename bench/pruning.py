@@ -14,7 +14,7 @@ curves, how often the asha rule (bars from earlier trials only, as in a search) 
 have stopped a child that ended in its task's top decile, and how well accuracy after
 one epoch ranks children by their final accuracy.
 
-Writes ``bench/results/pruning.json`` and prints markdown for docs/benchmarks.md. Runs
+Writes ``bench/results/pruning-<pruners>.json`` and prints markdown for docs/benchmarks.md. Runs
 are resumed or reused (``bench.runs``), so a rerun only does what is missing.
 """
 
@@ -87,9 +87,11 @@ def false_prunes(rows: list[TrialRecord], pruner: Pruner) -> dict:
     stopped = stopped_top = tops = 0
     saved = total = 0.0
     best_survives = True
-    for index, row in enumerate(trained):
+    for row in trained:
         curve = curve_of(row.status, row.metrics)
-        bars = pruner.bars(curve_of(r.status, r.metrics) for r in trained[:index])
+        # As in a sync search: bars from the steps before this child's. A bar at a curve's
+        # last epoch stops nothing (its last epoch, or the one it converged at).
+        bars = pruner.bars(curve_of(r.status, r.metrics) for r in trained if r.step < row.step)
         stop = next(
             (e for e, bar in sorted(bars.items()) if e < len(curve.accuracies) and curve.best_at(e) < bar), None
         )
@@ -160,9 +162,13 @@ def analyse(out: Path, tasks: list[str], seeds: list[int], pruners: list[str]) -
     return result
 
 
-def median_of(runs: list[dict], key: str) -> float | None:
+def median_of(runs: list[dict], key: str) -> str:
+    """The median over the seeds that have ``key`` (both searches reached the target), and how many those are."""
     values = [run[key] for run in runs if key in run]
-    return statistics.median(values) if len(values) == len(runs) else None
+    if not values:
+        return "-"
+    seeds = "" if len(values) == len(runs) else f" ({len(values)} of {len(runs)} seeds)"
+    return f"{statistics.median(values):.2f}x{seeds}"
 
 
 def markdown(result: dict, pruners: list[str]) -> str:
@@ -187,8 +193,8 @@ def markdown(result: dict, pruners: list[str]) -> str:
                         ", ".join(f"{r['best']:.3f}" for r in runs),
                         f"{sum(r['pruned'] for r in runs)} of {sum(r['trials'] for r in runs)}",
                         reached,
-                        f"{seconds:.2f}x" if seconds else "-",
-                        f"{epochs:.2f}x" if epochs else "-",
+                        seconds,
+                        epochs,
                         f"{statistics.median(r['total_child_seconds'] for r in runs):.0f}",
                     ]
                 )

@@ -4,7 +4,9 @@
 
 Everything but the children is real: the PPO controller over the default space,
 ``Search`` in sync and async mode, the trial log (fsynced), the checkpoint after every
-update, pruning bars. Only the executor is simulated (``SimulatedExecutor``): a child
+update. No pruner: the recorded children predate learning curves in the records, so
+there is nothing to prune them by (the bars' driver cost is read once per new curve, see
+``Search._bars``). Only the executor is simulated (``SimulatedExecutor``): a child
 takes the wall time, and gets the outcome, of a recorded child of the same task and cost
 kind (``bench/results/child_times.json``, from the full-data searches of
 ``bench.human_baselines``), on a virtual clock that also advances by the driver's own

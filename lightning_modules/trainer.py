@@ -61,7 +61,9 @@ class PruneBelow(pl.Callback):
     """Stops a child whose best validation accuracy so far is below the search pruner's bar for the epoch.
 
     ``bars`` maps an epoch (1-based) to that bar (``mnms.search.pruning``); the last
-    epoch is never checked, since stopping there would save nothing.
+    epoch is never checked, since stopping there would save nothing, nor one after which
+    the child stops anyway: out of time part-way through the epoch, or converged (early
+    stopping decides after this hook, so ``_stopped_by`` ranks it first).
     """
 
     def __init__(self, bars: Mapping[int, float]) -> None:
@@ -75,6 +77,8 @@ class PruneBelow(pl.Callback):
         epoch = trainer.current_epoch + 1
         self.best = max(self.best, float(trainer.callback_metrics[BestEpoch.monitor]))
         bar = self.bars.get(epoch)
+        if trainer.should_stop:  # out of time part-way through this epoch: it was not pruned
+            return
         if bar is not None and epoch < trainer.max_epochs and self.best < bar:
             self.pruned_at, trainer.should_stop = epoch, True
 
@@ -171,13 +175,17 @@ def evaluate_child(
 
 
 def _stopped_by(trainer: pl.Trainer, watchdog: Watchdog, pruner: PruneBelow) -> str:
-    """Why ``trainer`` stopped (``ChildResult.stopped_by``)."""
+    """Why ``trainer`` stopped (``ChildResult.stopped_by``).
+
+    A child that converged at the epoch a bar stopped it is early-stopped, not pruned: it
+    would have stopped there anyway, and its curve is complete.
+    """
+    if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
+        return "early_stopping"
     if pruner.pruned_at:
         return "pruned"
     if watchdog.overran:
         return "time_limit"
-    if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
-        return "early_stopping"
     return "max_steps" if trainer.global_step == trainer.max_steps else "max_epochs"
 
 

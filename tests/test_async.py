@@ -153,9 +153,43 @@ def test_an_async_search_killed_anywhere_resumes_with_no_trial_lost_or_repeated(
         killed = train_py(session_cache_dir, *overrides, f"hydra.run.dir={run_dir}", kill_at=moment)
         assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
         logged = RunDir(run_dir).trials.read_bytes()
-        resumed = train_py(session_cache_dir, *overrides, "hydra.run.dir=ignored", f"resume={run_dir}")
+        resumed = train_py(session_cache_dir, *overrides, f"hydra.run.dir={tmp_path / 'ignored'}", f"resume={run_dir}")
         assert resumed.returncode == 0, resumed.stderr[-3000:]
         rows = read_trials(run_dir)
         assert RunDir(run_dir).trials.read_bytes().startswith(logged), moment
         assert [row.trial for row in rows] == list(range(12)), moment
-        assert load_checkpoint(run_dir)["unobserved"] == {}, moment
+        state = load_checkpoint(run_dir)
+        assert state["unobserved"] == {}, moment
+        # PPO learned from every trial exactly once: its replay bank holds each row once.
+        bank = Counter(
+            json.dumps([e["task"], e["arch"], e["log_prob"]], sort_keys=True)
+            for e in state["strategy"]["bank"]["items"]
+        )
+        assert bank == Counter(json.dumps([row.task, row.decisions, row.log_prob], sort_keys=True) for row in rows), (
+            moment
+        )
+
+
+def test_a_proposal_identical_to_one_still_training_waits_for_it_and_shares_its_result(
+    data_dir, cache_dir, tmp_path
+) -> None:
+    """A one-architecture space: every proposal is the first one's twin, so one child trains for all."""
+    executor = SequentialExecutor(make_runner(data_dir, cache_dir))
+    executor.capacity = 2  # room for a second child while the first is in flight
+    submitted = []
+    executor._submit = lambda request: (submitted.append(request), executor._queue.append(request))
+    space = SearchSpace.from_config({"decisions": [{"name": "encoder", "choices": ["words"]}]})
+    Search(
+        SearchConfig(trials=4, batch_size=4, progress=False, mode="async"),
+        ["trec"],
+        default_strategy("random", space, ["trec"]),
+        executor,
+        tmp_path,
+        child_defaults={"batch_size": 32},
+        seed=0,
+        signature={},
+    ).run()
+    rows = read_trials(tmp_path)
+    assert len(submitted) == 1 and len(rows) == 4
+    assert [row.reused_from for row in rows] == [None, 0, 0, 0]
+    assert all(row.metrics == rows[0].metrics and row.status == "ok" for row in rows)

@@ -56,6 +56,7 @@ class FirstChoiceStrategy(Strategy):
     """Always the first choice of every active decision."""
 
     Config = FirstChoiceConfig
+    asynchronous = True
 
     def __init__(self, space: SearchSpace) -> None:
         self.space = space

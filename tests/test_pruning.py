@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 
@@ -60,6 +59,9 @@ def test_a_record_gives_a_curve_only_when_it_trained() -> None:
     assert curve_of("failed", {}) is None
     assert curve_of("ok", {"val_accuracy": 0.5}) is None  # a record older than pruning
     assert curve_of("pruned", {"val_curve": [0.2]}) == Curve([0.2], finished=False)
+    assert curve_of("ok", {"val_curve": [0.2], "stopped_by": "early_stopping"}) == Curve([0.2], finished=True)
+    # Out of time is not converged: its best could still have grown, so it holds no later epoch.
+    assert curve_of("ok", {"val_curve": [0.2], "stopped_by": "time_limit"}) == Curve([0.2], finished=False)
 
 
 @pytest.mark.parametrize(
@@ -82,6 +84,39 @@ def test_a_pruner_over_children_validated_only_at_the_end_is_refused(session_cac
     with pytest.raises(ConfigError, match="search.pruner=asha judges children .* set trainer.epoch_selection=best"):
         tiny_run(tmp_path, session_cache_dir, *PRUNED, *end_only)
     assert not RunDir(tmp_path).trials.exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (("search.pruner_min_epochs=4",), r"search.pruner_min_epochs=4 with trainer.max_epochs=4: .* could never"),
+        (
+            ("search.pruner=median", "search.pruner_warmup_epochs=5"),
+            r"search.pruner_warmup_epochs=5 with trainer.max_epochs=4: search.pruner=median could never stop",
+        ),
+    ],
+)
+def test_a_pruner_that_could_never_stop_a_child_is_refused(session_cache_dir, tmp_path, overrides, message) -> None:
+    with pytest.raises(ConfigError, match=message):
+        tiny_run(tmp_path, session_cache_dir, *PRUNED, *overrides)
+    assert not RunDir(tmp_path).trials.exists()
+
+
+def test_a_child_that_stops_early_at_a_bar_is_not_counted_as_pruned(data_dir, tmp_path) -> None:
+    from lightning_modules.trainer import evaluate_child
+
+    task = load_task("trec", data_dir, max_examples=300, seed=0)
+    budget = ChildTrainerConfig(max_epochs=30, patience=1)
+    arch = Architecture(encoder="words", learning_rate=0.03)
+
+    def child(bars):
+        return evaluate_child(task, arch, budget, FeatureCache(tmp_path), seed=0, prune_below=bars)
+
+    free = child({})
+    assert free.stopped_by == "early_stopping" and free.epochs < 30
+    # The epoch it stops after anyway has an unreachable bar: it converged, it was not pruned.
+    both = child({free.epochs: 2.0})
+    assert both.stopped_by == "early_stopping" and both.val_curve == free.val_curve
 
 
 def test_a_child_below_the_bar_stops_after_that_epoch(data_dir, tmp_path) -> None:
@@ -122,8 +157,6 @@ def test_a_pruned_search_records_pruned_children_with_bars_from_earlier_trials_o
         if stopped_at:
             assert row.metrics["epochs"] == len(curve) == stopped_at
             assert row.reward == row.metrics["val_accuracy"] == max(curve)  # search.pruned_reward=best_so_far
-    summary = json.loads(RunDir(tmp_path).summary.read_text())
-    assert summary["best"]["trec"]["trial"] not in [row.trial for row in pruned]
 
 
 def test_pruned_reward_failure_scores_a_pruned_child_as_failed(session_cache_dir, tmp_path) -> None:

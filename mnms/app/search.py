@@ -13,7 +13,7 @@ from rich.table import Table
 
 from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
 from mnms.app.study import check_study_job
-from mnms.child.config import validates_every_epoch
+from mnms.child.config import ChildTrainerConfig, validates_every_epoch
 from mnms.data.tasks import Task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.runner import ChildRunner
@@ -49,11 +49,13 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     child = child_arch(cfg).to_dict()
     space.check_buildable(child)
     search_cfg = from_config(SearchConfig, cfg.search)
-    if search_cfg.pruner != "none" and not validates_every_epoch(trainer_cfg):
+    _check_pruner(search_cfg, trainer_cfg)
+    executor_cfg = executor_config(cfg.executor)
+    if getattr(executor_cfg, "requests_gpus", False) and trainer_cfg.accelerator == "cpu":
         raise ConfigError(
-            f"search.pruner={search_cfg.pruner} judges children by their validation accuracy after each epoch, "
-            "but trainer.patience=null with trainer.epoch_selection=last validates only at the end: "
-            "set trainer.epoch_selection=best or a trainer.patience, or search.pruner=none"
+            "the executor gives children GPUs (executor.gpus_per_child or executor.gpus) but "
+            "trainer.accelerator=cpu trains them on CPUs, leaving the GPUs idle: set trainer.accelerator=auto, "
+            "or drop the executor's GPU setting"
         )
     transfer = TransferConfig.from_mapping(cfg.transfer)
     strategy_cfg = strategy_config(cfg.strategy)
@@ -73,7 +75,7 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     )
     runner = ChildRunner(tasks, trainer_cfg, cfg.paths.cache_dir, encoder_options(cfg))
     tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
-    executor = make_executor(executor_config(cfg.executor), runner)
+    executor = make_executor(executor_cfg, runner)
     try:
         with Tracker(tracking, plain(cfg)) as tracker:
             search = Search(
@@ -94,6 +96,29 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     finally:
         executor.close()
     return _finish(cfg, run_dir, summary, strategy, space, tasks, wandb_path)
+
+
+def _check_pruner(search: SearchConfig, trainer: ChildTrainerConfig) -> None:
+    """Refuse pruner settings that could never stop a child, before anything trains."""
+    if search.pruner == "none":
+        return
+    if not validates_every_epoch(trainer):
+        raise ConfigError(
+            f"search.pruner={search.pruner} judges children by their validation accuracy after each epoch, "
+            "but trainer.patience=null with trainer.epoch_selection=last validates only at the end: "
+            "set trainer.epoch_selection=best or a trainer.patience, or search.pruner=none"
+        )
+    first, name = (
+        (search.pruner_warmup_epochs, "pruner_warmup_epochs")
+        if search.pruner == "median"
+        else (search.pruner_min_epochs, "pruner_min_epochs")
+    )
+    if first >= trainer.max_epochs:  # a child is never stopped at its last epoch: that saves nothing
+        raise ConfigError(
+            f"search.{name}={first} with trainer.max_epochs={trainer.max_epochs}: search.pruner={search.pruner} "
+            f"could never stop a child (its first bar is at epoch {first}, and no child is stopped at its last "
+            f"epoch): set search.{name} below {trainer.max_epochs}, or search.pruner=none"
+        )
 
 
 def _strategy(config: Any, space: SearchSpace, tasks: list[str], transfer: TransferConfig, seed: int) -> Strategy:

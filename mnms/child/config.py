@@ -32,7 +32,9 @@ class ChildTrainerConfig:
     max_steps: int = -1  # -1: epochs decide; otherwise stop after this many optimiser steps
     accelerator: str = "auto"  # auto (a GPU when one is visible), cpu or gpu: the Trainer's and the encoders'
 
-    time_limit_s: float | None = None  # a child still training after this is a failed trial
+    # A child still training after this stops after its current batch and is scored on its best
+    # validated epoch (stopped_by: time_limit); one not yet validated is a timeout.
+    time_limit_s: float | None = None
     progress_bar: bool = False  # Lightning's per-child bar
     deterministic: bool = False  # deterministic kernels (much slower bag backward); CPU runs repeat without it
     # Intra-op torch threads a child trains with. The count changes results (another

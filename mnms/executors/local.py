@@ -49,6 +49,11 @@ class LocalConfig:
     # its only GPU, and its children train there with trainer.accelerator=auto); null: none set.
     gpus: tuple[int, ...] | None = None
 
+    @property
+    def requests_gpus(self) -> bool:
+        """Whether children are given GPUs (the search refuses that with ``trainer.accelerator=cpu``)."""
+        return self.gpus is not None
+
     def __post_init__(self) -> None:
         for name in ("workers", "cores_per_worker"):
             value = getattr(self, name)
@@ -247,8 +252,8 @@ class LocalExecutor(Executor):
         return TrialOutcome(
             "failed",
             error=(
-                f"worker process {pid} died (exit code {exit_code}) while training trial "
-                f"{request.trial}, {attempts} attempt(s); killed or out of memory?"
+                f"worker process {pid} died (exit code {exit_code}) while training this child, "
+                f"{attempts} attempt(s); killed or out of memory?"
             ),
         )
 

@@ -9,6 +9,7 @@ produces exactly the trial sequence of a search that never stopped.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import json
 import logging
@@ -25,7 +26,7 @@ import torch
 from mnms.child.arch import complete_arch
 from mnms.executors.base import Executor, TrialOutcome, TrialRequest
 from mnms.search.progress import SearchProgress
-from mnms.search.pruning import PRUNERS, Pruner, curve_of
+from mnms.search.pruning import PRUNERS, Curve, Pruner, curve_of
 from mnms.search.records import TrialLog, TrialRecord, load_checkpoint, save_checkpoint
 from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Proposal, Strategy
@@ -237,6 +238,9 @@ class Search:
         self.tracker = tracker or Tracker(TrackingConfig(mode="disabled"), {})  # a disabled tracker does nothing
         self.signature = dict(signature)  # what a resumed search must agree on
         self.pruner = cfg.pruning
+        self._curves: defaultdict[str, list[tuple[int, Curve]]] = defaultdict(list)  # task -> (trial, curve)
+        self._curves_read = 0  # log rows read into _curves
+        self._bar_cache: dict[str, tuple[int, dict[int, float]]] = {}  # task -> (curves used, bars)
         self.log = TrialLog(self.run_dir)
         self.step = 0
         self.task_rng = torch.Generator().manual_seed(seed)
@@ -408,11 +412,22 @@ class Search:
         return rows  # type: ignore[return-value]
 
     def _bars(self, task: str, before: int) -> dict[int, float]:
-        """The pruner's bars for ``task`` from the trials before trial ``before`` (so a resume sets the same)."""
+        """The pruner's bars for ``task`` from the trials before trial ``before`` (so a resume sets the same).
+
+        Curves are read from the log once and the bars recomputed only when the task has a
+        new one: every submission asks, which at many workers would otherwise rescan the log.
+        """
         if self.cfg.pruner == "none":
             return {}
-        rows = (row for row in self.log.rows[:before] if row.task == task and row.reused_from is None)
-        return self.pruner.bars(curve for row in rows if (curve := curve_of(row.status, row.metrics)))
+        for row in self.log.rows[self._curves_read :]:
+            if row.reused_from is None and (curve := curve_of(row.status, row.metrics)):
+                self._curves[row.task].append((row.trial, curve))
+        self._curves_read = len(self.log)
+        curves = self._curves[task]
+        known = bisect.bisect_left(curves, before, key=lambda item: item[0])  # trials are logged in order
+        if self._bar_cache.get(task, (-1, {}))[0] != known:
+            self._bar_cache[task] = (known, self.pruner.bars(curve for _, curve in curves[:known]))
+        return self._bar_cache[task][1]
 
     def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> TrialRecord:
         logged = self.log.rows[trial]
@@ -461,7 +476,8 @@ class Search:
                 self.best[row.task] = row
 
     def _remember(self, row: TrialRecord) -> None:
-        if row.status == "ok":
+        # A time-limited child's score says how fast its machine was: train it again when re-proposed.
+        if row.status == "ok" and row.metrics.get("stopped_by") != "time_limit":
             self.memo.setdefault(_arch_key(row.task, row.arch, row.seed), row)
 
     def _track(self, task: str, rows: list[TrialRecord], stats: Mapping[str, float]) -> None:
@@ -531,26 +547,35 @@ class Search:
 
         Proposals are still made a batch at a time, for the task the schedule picks, from the
         strategy as it is then; a child's pruning bars come from the trials recorded when it
-        is submitted. Trials are numbered in the order they finish.
+        is submitted. Trials are numbered in the order they finish. A proposal identical to
+        one still training waits for it and shares its result, as a twin in a sync batch does.
         """
         queue: deque[tuple[str, Proposal, int]] = deque()  # proposed, not submitted: (task, proposal, step)
         flying: dict[int, tuple[Proposal, int]] = {}  # submitted: ticket -> (proposal, step)
+        training: dict[str, int] = {}  # identity of each child in flight -> its ticket
+        twins: dict[int, list[tuple[Proposal, int]]] = defaultdict(list)  # ticket -> proposals waiting on it
         tickets = itertools.count()
         progress.update(len(self.log), self.best)
         while len(self.log) < self.cfg.trials:
             while self.executor.in_flight < self.executor.capacity:
-                if not queue and not self._propose_into(queue, self.cfg.trials - len(self.log) - len(flying)):
+                pending = len(flying) + sum(map(len, twins.values()))
+                if not queue and not self._propose_into(queue, self.cfg.trials - len(self.log) - pending):
                     break
                 task, proposal, step = queue.popleft()
                 arch = complete_arch(proposal.arch, self.child_defaults)
-                source = self.memo.get(_arch_key(task, arch, self.seed)) if self.cfg.reuse_rewards else None
+                key = _arch_key(task, arch, self.seed)
+                source = self.memo.get(key) if self.cfg.reuse_rewards else None
                 if source is not None:
                     outcome = TrialOutcome("ok", source.metrics)
                     self._finished(self._row(len(self.log), task, arch, proposal, outcome, source.trial, step))
-                    continue
-                ticket = next(tickets)
-                flying[ticket] = (proposal, step)
-                self.executor.submit(TrialRequest(ticket, task, arch, self.seed, self._bars(task, len(self.log))))
+                elif self.cfg.reuse_rewards and key in training:
+                    twins[training[key]].append((proposal, step))
+                else:
+                    ticket = next(tickets)
+                    flying[ticket] = (proposal, step)
+                    if self.cfg.reuse_rewards:
+                        training[key] = ticket
+                    self.executor.submit(TrialRequest(ticket, task, arch, self.seed, self._bars(task, len(self.log))))
             if not flying:
                 continue  # every proposal was a reused result; propose again
             with self._timed("evaluate"):
@@ -558,7 +583,12 @@ class Search:
             kill_point("search.evaluated")
             for request, outcome in finished:
                 proposal, step = flying.pop(request.trial)
-                self._finished(self._row(len(self.log), request.task, request.arch, proposal, outcome, None, step))
+                training.pop(_arch_key(request.task, request.arch, self.seed), None)  # absent without reuse
+                row = self._row(len(self.log), request.task, request.arch, proposal, outcome, None, step)
+                self._finished(row)
+                for proposal, step in twins.pop(request.trial, []):
+                    shared = TrialOutcome(row.status, row.metrics, row.error)
+                    self._finished(self._row(len(self.log), row.task, row.arch, proposal, shared, row.trial, step))
             progress.update(len(self.log), self.best)
         for task in [task for task, trials in self.unobserved.items() if trials]:
             self._learn(task)  # the last, partial batches

@@ -47,11 +47,15 @@ class Curve:
 
 
 def curve_of(status: str, metrics: dict[str, Any]) -> Curve | None:
-    """The curve a trial record holds; None for a trial that records none (failed, or older than pruning)."""
+    """The curve a trial record holds; None for a trial that records none (failed, or older than pruning).
+
+    A time-limited child's last point may be a part-trained epoch's; it is kept as that epoch's.
+    """
     accuracies = metrics.get("val_curve")
     if status not in ("ok", "pruned") or not accuracies:
         return None
-    return Curve(accuracies, finished=status == "ok")
+    # A child stopped by its time limit did not reach its own end: its best could still have grown.
+    return Curve(accuracies, finished=status == "ok" and metrics.get("stopped_by") != "time_limit")
 
 
 def rungs(min_epochs: int, reduction_factor: int, up_to: int) -> list[int]:

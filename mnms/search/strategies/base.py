@@ -34,8 +34,8 @@ class Strategy(ABC):
     Config: ClassVar[type]  # the dataclass of its `strategy` section; its `kind` field (no default) is `name`
     trains_controller: ClassVar[bool] = False
     # Whether it can learn from any subset of its proposals, in any order, and be saved while
-    # proposals are still out (what search.mode=async needs).
-    asynchronous: ClassVar[bool] = True
+    # proposals are still out (what search.mode=async needs); a strategy says so explicitly.
+    asynchronous: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod

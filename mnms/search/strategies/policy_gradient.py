@@ -235,6 +235,9 @@ class PolicyGradientStrategy(Strategy):
 
     Config = PolicyGradientConfig
     trains_controller = True
+    # PPO's clipped ratio to the logged behaviour log-prob corrects for proposals made by an
+    # older policy; REINFORCE learns from them too, slightly off-policy (README).
+    asynchronous = True
     resume_policy_fields: ClassVar[tuple[str, ...]] = (
         "learning_rate",
         "entropy_weight",

@@ -25,6 +25,7 @@ class RandomStrategy(Strategy):
     """Random search: every active decision uniform over its choices; learns nothing."""
 
     Config = RandomConfig
+    asynchronous = True  # learns nothing, so any order of results is the same
 
     def __init__(self, space: SearchSpace, generator: torch.Generator) -> None:
         self.space = space
