@@ -177,15 +177,16 @@ def evaluate_child(
 def _stopped_by(trainer: pl.Trainer, watchdog: Watchdog, pruner: PruneBelow) -> str:
     """Why ``trainer`` stopped (``ChildResult.stopped_by``).
 
-    A child that converged at the epoch a bar stopped it is early-stopped, not pruned: it
-    would have stopped there anyway, and its curve is complete.
+    Out of time comes first: its last epoch was part-trained, and early stopping may have
+    judged that part. A child that converged at the epoch a bar stopped it is early-stopped,
+    not pruned: it would have stopped there anyway, and its curve is complete.
     """
+    if watchdog.overran:
+        return "time_limit"
     if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
         return "early_stopping"
     if pruner.pruned_at:
         return "pruned"
-    if watchdog.overran:
-        return "time_limit"
     return "max_steps" if trainer.global_step == trainer.max_steps else "max_epochs"
 
 

@@ -158,6 +158,8 @@ def test_an_async_search_killed_anywhere_resumes_with_no_trial_lost_or_repeated(
         rows = read_trials(run_dir)
         assert RunDir(run_dir).trials.read_bytes().startswith(logged), moment
         assert [row.trial for row in rows] == list(range(12)), moment
+        # Nothing proposed again on resume: no step has more trials than its batch (8).
+        assert max(Counter(row.step for row in rows).values()) <= 8, moment
         state = load_checkpoint(run_dir)
         assert state["unobserved"] == {}, moment
         # PPO learned from every trial exactly once: its replay bank holds each row once.
@@ -170,8 +172,9 @@ def test_an_async_search_killed_anywhere_resumes_with_no_trial_lost_or_repeated(
         )
 
 
+@pytest.mark.parametrize("reuse", [True, False])
 def test_a_proposal_identical_to_one_still_training_waits_for_it_and_shares_its_result(
-    data_dir, cache_dir, tmp_path
+    data_dir, cache_dir, tmp_path, reuse
 ) -> None:
     """A one-architecture space: every proposal is the first one's twin, so one child trains for all."""
     executor = SequentialExecutor(make_runner(data_dir, cache_dir))
@@ -180,7 +183,7 @@ def test_a_proposal_identical_to_one_still_training_waits_for_it_and_shares_its_
     executor._submit = lambda request: (submitted.append(request), executor._queue.append(request))
     space = SearchSpace.from_config({"decisions": [{"name": "encoder", "choices": ["words"]}]})
     Search(
-        SearchConfig(trials=4, batch_size=4, progress=False, mode="async"),
+        SearchConfig(trials=4, batch_size=4, progress=False, mode="async", reuse_rewards=reuse),
         ["trec"],
         default_strategy("random", space, ["trec"]),
         executor,
@@ -190,6 +193,9 @@ def test_a_proposal_identical_to_one_still_training_waits_for_it_and_shares_its_
         signature={},
     ).run()
     rows = read_trials(tmp_path)
-    assert len(submitted) == 1 and len(rows) == 4
-    assert [row.reused_from for row in rows] == [None, 0, 0, 0]
-    assert all(row.metrics == rows[0].metrics and row.status == "ok" for row in rows)
+    assert len(rows) == 4 and all(row.status == "ok" for row in rows)
+    if reuse:
+        assert len(submitted) == 1 and [row.reused_from for row in rows] == [None, 0, 0, 0]
+        assert all(row.metrics == rows[0].metrics for row in rows)
+    else:  # search.reuse_rewards=false: every proposal trains
+        assert len(submitted) == 4 and [row.reused_from for row in rows] == [None] * 4

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from test_reliability import train_py
 from test_search import comparable
 
@@ -117,6 +119,32 @@ def test_a_child_that_stops_early_at_a_bar_is_not_counted_as_pruned(data_dir, tm
     # The epoch it stops after anyway has an unreachable bar: it converged, it was not pruned.
     both = child({free.epochs: 2.0})
     assert both.stopped_by == "early_stopping" and both.val_curve == free.val_curve
+
+
+def test_out_of_time_outranks_early_stopping_and_a_bar_on_a_part_trained_epoch() -> None:
+    from pytorch_lightning.trainer.states import TrainerFn
+
+    from lightning_modules.trainer import PruneBelow, _stopped_by
+
+    trainer = SimpleNamespace(early_stopping_callback=SimpleNamespace(stopped_epoch=3), global_step=9, max_steps=-1)
+    # Early stopping judged the part-trained epoch: the child still ran out of time.
+    assert _stopped_by(trainer, SimpleNamespace(overran=True), SimpleNamespace(pruned_at=0)) == "time_limit"
+    assert _stopped_by(trainer, SimpleNamespace(overran=False), SimpleNamespace(pruned_at=3)) == "early_stopping"
+    # Validating an epoch the watchdog cut short (should_stop already set): no bar applies.
+    fitting = SimpleNamespace(
+        sanity_checking=False,
+        state=SimpleNamespace(fn=TrainerFn.FITTING),
+        current_epoch=1,
+        max_epochs=10,
+        callback_metrics={"val/accuracy": torch.tensor(0.1)},
+        should_stop=True,
+    )
+    pruner = PruneBelow({2: 0.9})
+    pruner.on_validation_end(fitting, None)
+    assert pruner.pruned_at == 0
+    fitting.should_stop = False
+    pruner.on_validation_end(fitting, None)
+    assert pruner.pruned_at == 2 and fitting.should_stop
 
 
 def test_a_child_below_the_bar_stops_after_that_epoch(data_dir, tmp_path) -> None:

@@ -138,11 +138,11 @@ def capacity(cfg: RayConfig, nodes: list[dict[str, float]]) -> int:
     need = {"CPU": cfg.cpus_per_child, "GPU": cfg.gpus_per_child}
     fits = [min(int(node.get(kind, 0.0) / amount + 1e-9) for kind, amount in need.items() if amount) for node in nodes]
     if not any(fits):
-        largest = max(nodes, key=lambda node: (node.get("GPU", 0.0), node.get("CPU", 0.0)), default={})
+        most = {kind: max((node.get(kind, 0.0) for node in nodes), default=0.0) for kind in need}
         raise ConfigError(
             f"executor.cpus_per_child={cfg.cpus_per_child:g} and executor.gpus_per_child="
-            f"{cfg.gpus_per_child:g}, but the largest of the Ray cluster's {len(nodes)} node(s) has "
-            f"{largest.get('CPU', 0.0):g} CPU(s) and {largest.get('GPU', 0.0):g} GPU(s): its children would "
+            f"{cfg.gpus_per_child:g}, but none of the Ray cluster's {len(nodes)} node(s) has that much (the most any "
+            f"has: {most['CPU']:g} CPU(s), {most['GPU']:g} GPU(s)): its children would "
             "wait forever. Ask for less per child (executor.gpus_per_child=0 trains on CPUs), or join a "
             "cluster with bigger nodes (executor.address)"
         )
@@ -150,7 +150,10 @@ def capacity(cfg: RayConfig, nodes: list[dict[str, float]]) -> int:
 
 
 def _train(runner_ref: list[Any], request: TrialRequest) -> TrialOutcome:
-    """One child, in a Ray worker; the runner is fetched on the worker's first trial only."""
+    """One child, in a Ray worker; the runner is fetched on the worker's first trial only.
+
+    (A GPU child has a worker of its own, so it fetches the runner, and sets up, every time.)
+    """
     key = runner_ref[0].hex()
     if key not in _RUNNERS:
         _RUNNERS.clear()  # a worker serves one search at a time; drop an earlier search's runner
@@ -183,10 +186,8 @@ class RayExecutor(Executor):
             self.close()
             raise
         options = {"num_cpus": cfg.cpus_per_child, "num_gpus": cfg.gpus_per_child, "max_retries": cfg.retries}
-        if cfg.gpus_per_child:
-            # A fresh worker per GPU child: CUDA binds a process to the devices it saw first.
-            # (Ray's default of one call per GPU worker needs the GPUs given to ray.remote.)
-            options["max_calls"] = 1
+        # Given to ray.remote, not .options(): Ray then gives each GPU child a fresh worker
+        # (max_calls=1 for a task with GPUs; CUDA binds a process to the devices it saw first).
         self._task = ray.remote(**options)(_train)
 
     def _init_ray(self, ray: ModuleType) -> None:

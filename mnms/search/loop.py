@@ -210,6 +210,15 @@ def _first_difference(saved: Mapping[str, Any], ours: Mapping[str, Any], prefix:
     return None
 
 
+def _reusable(row: TrialRecord) -> bool:
+    """Whether a trial's result stands for an identical later proposal.
+
+    Not a failure, nor a pruned child (later bars may let it through), nor a time-limited
+    one (its score says how fast its machine was).
+    """
+    return row.status == "ok" and row.metrics.get("stopped_by") != "time_limit"
+
+
 def _arch_key(task: str, arch: Mapping[str, Any], seed: int) -> str:
     """Identity of a trial for reuse: fields a record lacks (it predates them) hold their defaults."""
     return json.dumps([task, _with_pre_0_3_fields(arch), seed], sort_keys=True)
@@ -427,7 +436,7 @@ class Search:
         known = bisect.bisect_left(curves, before, key=lambda item: item[0])  # trials are logged in order
         if self._bar_cache.get(task, (-1, {}))[0] != known:
             self._bar_cache[task] = (known, self.pruner.bars(curve for _, curve in curves[:known]))
-        return self._bar_cache[task][1]
+        return dict(self._bar_cache[task][1])  # each request its own
 
     def _replayed(self, trial: int, task: str, arch: dict[str, Any]) -> TrialRecord:
         logged = self.log.rows[trial]
@@ -476,8 +485,7 @@ class Search:
                 self.best[row.task] = row
 
     def _remember(self, row: TrialRecord) -> None:
-        # A time-limited child's score says how fast its machine was: train it again when re-proposed.
-        if row.status == "ok" and row.metrics.get("stopped_by") != "time_limit":
+        if _reusable(row):
             self.memo.setdefault(_arch_key(row.task, row.arch, row.seed), row)
 
     def _track(self, task: str, rows: list[TrialRecord], stats: Mapping[str, float]) -> None:
@@ -587,8 +595,11 @@ class Search:
                 row = self._row(len(self.log), request.task, request.arch, proposal, outcome, None, step)
                 self._finished(row)
                 for proposal, step in twins.pop(request.trial, []):
-                    shared = TrialOutcome(row.status, row.metrics, row.error)
-                    self._finished(self._row(len(self.log), row.task, row.arch, proposal, shared, row.trial, step))
+                    if _reusable(row):
+                        shared = TrialOutcome(row.status, row.metrics, row.error)
+                        self._finished(self._row(len(self.log), row.task, row.arch, proposal, shared, row.trial, step))
+                    else:  # failed, pruned by bars it may now clear, or out of time: train it after all
+                        queue.appendleft((row.task, proposal, step))
             progress.update(len(self.log), self.best)
         for task in [task for task, trials in self.unobserved.items() if trials]:
             self._learn(task)  # the last, partial batches
@@ -603,6 +614,9 @@ class Search:
         kill_point("search.proposed")
         queue.extend((task, proposal, self.step) for proposal in proposals)
         self.step += 1
+        # Saved before any of them trains: a resume must not propose them again, since those
+        # already logged by then are adopted and the rest are simply dropped.
+        self._save_async()
         return True
 
     def _finished(self, row: TrialRecord) -> None:
@@ -623,6 +637,10 @@ class Search:
         kill_point("search.observed")
         with self._timed("tracking"):
             self._track(task, rows, stats)
+        self._save_async()
+
+    def _save_async(self) -> None:
+        """Checkpoint an async search, with the rows logged since the last checkpoint."""
         with self._timed("checkpoint"):
             self._checkpoint(len(self.log), self._since_checkpoint)
         self._since_checkpoint = []
