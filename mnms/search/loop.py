@@ -594,12 +594,11 @@ class Search:
                 training.pop(_arch_key(request.task, request.arch, self.seed), None)  # absent without reuse
                 row = self._row(len(self.log), request.task, request.arch, proposal, outcome, None, step)
                 self._finished(row)
-                for proposal, step in twins.pop(request.trial, []):
-                    if _reusable(row):
-                        shared = TrialOutcome(row.status, row.metrics, row.error)
-                        self._finished(self._row(len(self.log), row.task, row.arch, proposal, shared, row.trial, step))
-                    else:  # failed, pruned by bars it may now clear, or out of time: train it after all
-                        queue.appendleft((row.task, proposal, step))
+                # Its twins go back to the front of the queue: the memo now holds its result if
+                # that stands for them, and otherwise (failed, pruned, out of time) they train.
+                queue.extendleft(
+                    (row.task, proposal, step) for proposal, step in reversed(twins.pop(request.trial, []))
+                )
             progress.update(len(self.log), self.best)
         for task in [task for task, trials in self.unobserved.items() if trials]:
             self._learn(task)  # the last, partial batches
