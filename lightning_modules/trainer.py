@@ -11,6 +11,7 @@ import math
 import time
 import warnings
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -163,15 +164,18 @@ def evaluate_child(
     seed: int,
     encoder_options: Mapping[str, Mapping[str, Any]] | None = None,
     prune_below: Mapping[int, float] | None = None,
+    checkpoint: Path | None = None,
 ) -> ChildResult:
     """Train ``arch`` on ``task``'s train split and score it on validation and test.
 
-    ``prune_below`` holds a search pruner's bars (``PruneBelow``). Everything, encoding
-    included, runs with ``trainer_cfg.threads`` intra-op threads; the caller's setting is
-    restored afterwards.
+    ``prune_below`` holds a search pruner's bars (``PruneBelow``). ``checkpoint``: where
+    to write a Lightning checkpoint (weights only) of the weights the child is scored
+    with, its best epoch's (``mode=child`` saves the model; a search keeps none).
+    Everything, encoding included, runs with ``trainer_cfg.threads`` intra-op threads;
+    the caller's setting is restored afterwards.
     """
     with torch_threads(trainer_cfg.threads):
-        return _evaluate_child(task, arch, trainer_cfg, cache, seed, encoder_options, prune_below or {})
+        return _evaluate_child(task, arch, trainer_cfg, cache, seed, encoder_options, prune_below or {}, checkpoint)
 
 
 def _stopped_by(trainer: pl.Trainer, watchdog: Watchdog, pruner: PruneBelow) -> str:
@@ -198,6 +202,7 @@ def _evaluate_child(
     seed: int,
     encoder_options: Mapping[str, Mapping[str, Any]] | None,
     prune_below: Mapping[int, float],
+    checkpoint: Path | None,
 ) -> ChildResult:
     started = time.perf_counter()
     quiet_lightning()
@@ -221,6 +226,8 @@ def _evaluate_child(
         trainer.validate(model, datamodule=data, verbose=False)
     model.load_state_dict(best.state)
     (test,) = trainer.test(model, datamodule=data, verbose=False)
+    if checkpoint is not None:
+        trainer.save_checkpoint(checkpoint, weights_only=True)
     return ChildResult(
         val_accuracy=best.metrics["val/accuracy"],
         val_macro_f1=best.metrics["val/macro_f1"],

@@ -221,6 +221,17 @@ class Tracker:
         with self._guard("setting the run summary"):
             self._run.summary.update(plain(summary))
 
+    def log_model(self, folder: Path, name: str, metadata: Mapping[str, Any]) -> None:
+        """Log the model ``folder`` as an artifact of type ``model``, linked to this run as its output."""
+        if self._run is None:
+            return
+        with self._guard("logging the model artifact"):
+            import wandb
+
+            artifact = wandb.Artifact(name, type="model", metadata=plain(metadata))
+            artifact.add_dir(str(folder))
+            self._run.log_artifact(artifact)
+
     def finish(self, exit_code: int = 0) -> None:
         """Flush the last table rows and close the run; a non-zero ``exit_code`` marks it failed. Idempotent.
 

@@ -120,3 +120,16 @@ def test_train_py_child_mode_writes_result_json(data_dir, tmp_path) -> None:
     assert result["task"] == "trec" and result["arch"]["encoder"] == "words"
     assert 0.3 < result["metrics"]["val_accuracy"] <= 1.0
     assert "val_accuracy" in done.stdout and "result.json" in done.stdout
+    # The README's third command: the saved model classifies a text file, through train.py.
+    (tmp_path / "questions.txt").write_text("Who wrote Hamlet ?\nWhere is Lima ?\n")
+    predict = [sys.executable, "train.py", "mode=predict", f"model={run_dir / 'model'}"]
+    predict += [
+        f"input={tmp_path / 'questions.txt'}",
+        f"output={tmp_path / 'p.csv'}",
+        f"hydra.run.dir={tmp_path / 'p'}",
+    ]
+    done = subprocess.run(predict, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("text,prediction,prob_abbreviation") and len(lines) == 3
+    assert "2 texts of" in done.stdout

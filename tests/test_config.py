@@ -40,7 +40,9 @@ def test_the_main_job_searches_whole_tasks_in_the_wide_and_deep_space_on_two_wor
 def test_mode_child_has_no_search_settings_and_no_time_limit() -> None:
     cfg = compose_config("mode=child")
     assert cfg.mode == "child" and cfg.trainer.time_limit_s is None and cfg.trainer.progress_bar is True
-    assert [key for key in SEARCH_ONLY + ("propose",) if key in cfg] == []
+    # Its one search-like group is the logger: the model is logged to W&B as an artifact.
+    assert [key for key in SEARCH_ONLY + ("propose",) if key in cfg] == ["logger"]
+    assert cfg.logger.mode == "offline" and (cfg.child["from"], cfg.child.rank, cfg.child.save) == (None, 1, True)
     assert from_config(ChildTrainerConfig, cfg.trainer) == ChildTrainerConfig(progress_bar=True)
 
 

@@ -1,41 +1,165 @@
-"""``mode=child``: train ``child.arch`` on ``task`` once; print and save what it scored."""
+"""``mode=child``: train one architecture on ``task``, print and save what it scored, and save the model.
+
+The architecture is ``child.arch``, or, with ``child.from=<search run dir>``, the one that
+search found best for ``task`` (``child.rank=k``: its k-th best distinct one), with any
+``child.arch.*`` given on the command line overriding the run's value. The trained child
+is saved as a model folder (``<run dir>/model``, ``mnms.model.folder``) and logged to
+W&B as an artifact of type ``model``.
+"""
 
 from __future__ import annotations
 
+import re
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
 from lightning_modules.trainer import evaluate_child
-from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
+from mnms.app.common import (
+    child_arch,
+    child_trainer,
+    command_line_keys,
+    encoder_options,
+    load_configured_task,
+    task_provenance,
+)
 from mnms.child.arch import Architecture
+from mnms.child.inputs import vocabularies
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
+from mnms.model.folder import CHECKPOINT, staging_folder, write_model
+from mnms.search.records import TrialRecord, ranked_architectures, read_trials
+from mnms.tracking import Tracker, TrackingConfig
+from mnms.utils.config import ConfigError, from_config, is_int, plain
 from mnms.utils.io import RunDir, write_json_atomic
+
+ARCH_PREFIX = "child.arch."
 
 
 def run_child(cfg: DictConfig, run_dir: Path) -> float:
-    """Train the child once; writes ``result.json`` and returns its validation accuracy."""
+    """Train the child once; writes ``result.json`` and the model folder, returns its validation accuracy."""
     trainer_cfg = child_trainer(cfg)  # conf/mode/child.yaml turns its progress bar on
-    arch = child_arch(cfg)
+    arch, source = child_architecture(cfg)
     task = load_configured_task(cfg, cfg.task)
     cache = FeatureCache(cfg.paths.cache_dir)
-    result = evaluate_child(task, arch, trainer_cfg, cache, seed=cfg.seed, encoder_options=encoder_options(cfg))
-    payload = {
-        "task": task.name,
-        "seed": cfg.seed,
-        "arch": arch.to_dict(),
-        "metrics": result.to_dict(),
-        "feature_cache": cache.stats(),
-    }
-    write_json_atomic(RunDir(run_dir).result, payload)
-    _print_child_summary(task, arch, result.to_dict(), run_dir)
+    options = encoder_options(cfg)
+    files = RunDir(run_dir)
+    tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
+    staging = staging_folder(files.model) if cfg.child.save else None
+    with Tracker(tracking, plain(cfg)) as tracker, _removed_afterwards(staging):
+        result = evaluate_child(
+            task,
+            arch,
+            trainer_cfg,
+            cache,
+            seed=cfg.seed,
+            encoder_options=options,
+            checkpoint=staging / CHECKPOINT if staging else None,
+        )
+        model = None
+        if staging is not None:
+            provenance = {"task": task_provenance(cfg, cfg.task), "source": source}
+            vocabs = vocabularies(task, arch, cache, options)
+            model = write_model(
+                staging,
+                files.model,
+                task=task,
+                arch=arch,
+                trainer=trainer_cfg,
+                seed=cfg.seed,
+                result=result,
+                vocabs=vocabs,
+                encoder_options=options,
+                provenance=provenance,
+            )
+        payload = {
+            "task": task.name,
+            "seed": cfg.seed,
+            "arch": arch.to_dict(),
+            "source": source,
+            "metrics": result.to_dict(),
+            "model": str(model) if model else None,
+            "feature_cache": cache.stats(),
+        }
+        write_json_atomic(files.result, payload)
+        tracker.set_summary({key: value for key, value in result.to_dict().items() if key != "val_curve"})
+        if model is not None:
+            tracker.log_model(
+                model, _artifact_name(task.name), {"task": task.name, "arch": arch.to_dict(), "source": source}
+            )
+    _print_child_summary(task, arch, result.to_dict(), source, run_dir)
     return result.val_accuracy
 
 
-def _print_child_summary(task: Task, arch: Architecture, metrics: dict, run_dir: Path) -> None:
+@contextmanager
+def _removed_afterwards(staging: Path | None) -> Iterator[None]:
+    """Remove what is left of the staging folder: nothing once it became the model, a partial model on failure."""
+    try:
+        yield
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def child_architecture(cfg: DictConfig) -> tuple[Architecture, dict[str, Any] | None]:
+    """The architecture to train, and where it came from (None: ``child.arch`` itself)."""
+    if cfg.child["from"] is None:
+        return child_arch(cfg), None
+    run_dir = Path(str(cfg.child["from"])).expanduser()
+    row = _ranked_trial(run_dir, cfg.task, cfg.child.rank)
+    overridden = sorted(key.removeprefix(ARCH_PREFIX) for key in command_line_keys(cfg) if key.startswith(ARCH_PREFIX))
+    fields = {**row.arch, **{name: cfg.child.arch[name] for name in overridden}}
+    source = {
+        "run": str(run_dir.resolve()),
+        "task": row.task,
+        "rank": cfg.child.rank,
+        "trial": row.trial,
+        "search_reward": row.reward,
+        "overridden": overridden,
+    }
+    return from_config(Architecture, fields), source
+
+
+def _ranked_trial(run_dir: Path, task: str, rank: Any) -> TrialRecord:
+    """The ``rank``-th best distinct architecture the search in ``run_dir`` trained for ``task``."""
+    if not is_int(rank) or rank < 1:
+        raise ConfigError(f"child.rank={rank!r} must be an integer >= 1 (1 = the best architecture)")
+    try:
+        records = read_trials(run_dir)
+    except FileNotFoundError:
+        raise ConfigError(
+            f"child.from={str(run_dir)!r} holds no {RunDir.TRIALS}: give the run dir of a search "
+            "(outputs/search/<time>, or a multirun job's folder)"
+        ) from None
+    ranked = ranked_architectures(records, task)
+    if not ranked:
+        found = sorted({row.task for row in records if row.status == "ok"})
+        raise ConfigError(
+            f"child.from={str(run_dir)!r} has no finished trial for task={task!r}; the tasks it has a finished "
+            f"trial for are {found}: set task= to one of them, or give the run dir of a search of {task!r}"
+        )
+    if rank > len(ranked):
+        raise ConfigError(
+            f"child.rank={rank} but the search in {run_dir} found {len(ranked)} distinct architecture(s) with a "
+            f"finished trial for {task!r}: use child.rank from 1 to {len(ranked)}"
+        )
+    return ranked[rank - 1]
+
+
+def _artifact_name(task: str) -> str:
+    """A W&B artifact name for ``task``'s model (letters, digits, ``-``, ``_`` and ``.`` only)."""
+    return "model-" + re.sub(r"[^\w.-]", "-", task)
+
+
+def _print_child_summary(
+    task: Task, arch: Architecture, metrics: dict, source: dict[str, Any] | None, run_dir: Path
+) -> None:
     table = Table(title=f"child on {task.name} ({task.language}, {task.num_classes} classes)")
     table.add_column("metric")
     table.add_column("value", justify="right")
@@ -47,5 +171,14 @@ def _print_child_summary(task: Task, arch: Architecture, metrics: dict, run_dir:
     table.add_row("features", "from cache" if metrics["features_from_cache"] else "computed, now cached")
     console = Console()
     console.print(table)
+    if source is not None:
+        overridden = f", with {', '.join(source['overridden'])} overridden" if source["overridden"] else ""
+        console.print(
+            f"architecture: rank {source['rank']} of {source['run']} (trial {source['trial']}, "
+            f"search reward {source['search_reward']:.4f}){overridden}"
+        )
     console.print(f"architecture: {arch.to_dict()}")
-    console.print(f"result: {RunDir(run_dir).result}")
+    files = RunDir(run_dir)
+    console.print(f"result: {files.result}")
+    if files.model.is_dir():
+        console.print(f"model: {files.model}  (predict: python train.py mode=predict model={files.model} input=<file>)")

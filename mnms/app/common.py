@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
 
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig, resolve_device
-from mnms.data.tasks import Task, load_task
+from mnms.data.tasks import Task, find_spec, load_task
 from mnms.utils.config import from_config, plain
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -20,9 +21,30 @@ def load_configured_task(cfg: DictConfig, name: str, max_examples: int | None = 
 
     ``cfg.max_examples`` (quick runs of any mode) wins over a mode's own ``max_examples``.
     """
-    spec_dirs = [CONF_DIR / "dataset", *map(Path, cfg.paths.task_specs)]
     cap = cfg.max_examples if cfg.max_examples is not None else max_examples
-    return load_task(name, cfg.paths.data_dir, spec_dirs=spec_dirs, max_examples=cap, seed=cfg.seed)
+    return load_task(name, cfg.paths.data_dir, spec_dirs=_spec_dirs(cfg), max_examples=cap, seed=cfg.seed)
+
+
+def task_provenance(cfg: DictConfig, name: str, max_examples: int | None = None) -> dict[str, Any]:
+    """How ``load_configured_task`` loaded ``name``: its spec (None for a plain data-dir folder) and example cap."""
+    spec = find_spec(str(name), _spec_dirs(cfg))
+    cap = cfg.max_examples if cfg.max_examples is not None else max_examples
+    return {"spec": spec.describe() if spec else None, "max_examples": cap, "sampling_seed": cfg.seed}
+
+
+def _spec_dirs(cfg: DictConfig) -> list[Path]:
+    return [CONF_DIR / "dataset", *map(Path, cfg.paths.task_specs)]
+
+
+def command_line_keys(cfg: DictConfig) -> set[str]:
+    """The keys set on the command line (Hydra's task overrides, ``+``/``++``/``~`` stripped).
+
+    From ``cfg.hydra`` when the config was composed with it, else from the running Hydra app.
+    """
+    overrides = OmegaConf.select(cfg, "hydra.overrides.task")
+    if overrides is None and HydraConfig.initialized():
+        overrides = HydraConfig.get().overrides.task
+    return {str(item).split("=", 1)[0].lstrip("+~") for item in overrides or ()}
 
 
 def child_arch(cfg: DictConfig) -> Architecture:

@@ -9,6 +9,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from mnms.app.child import run_child
+from mnms.app.predict import run_predict
 from mnms.app.propose import run_propose
 from mnms.app.search import run_search
 from mnms.utils.config import ConfigError
@@ -17,6 +18,7 @@ RUN_MODES: dict[str, Callable[[DictConfig, Path], Any]] = {
     "child": run_child,
     "search": run_search,
     "propose": run_propose,
+    "predict": run_predict,
 }
 
 

@@ -59,7 +59,7 @@ def read_examples(path: Path, fmt: str, text_column: str, label_column: str, tas
     fmt = file_format(path, fmt, task)
     if fmt == "jsonl":
         return _read_jsonl(path, text_column, label_column, task)
-    table = _read_table(path, fmt, task)
+    table = read_table(path, fmt, _failing(task))
     for column in (text_column, label_column):
         if column not in table.columns:
             raise _missing_column(task, path, column, [str(c) for c in table.columns])
@@ -67,17 +67,24 @@ def read_examples(path: Path, fmt: str, text_column: str, label_column: str, tas
     return _validated(texts, labels, lambda i: f"data row {i + 1}", path, task)
 
 
-def _read_table(path: Path, fmt: str, task: str) -> pd.DataFrame:
+Failure = Callable[[str, str], Exception]  # (problem, fix) -> the exception a reader raises
+
+
+def _failing(task: str) -> Failure:
+    return lambda problem, fix: task_error(task, problem, fix)
+
+
+def read_table(path: Path, fmt: str, fail: Failure) -> pd.DataFrame:
+    """A CSV, TSV or Parquet file as strings (CSV/TSV: empty cells stay ""); ``fail`` builds the error."""
     try:
         if fmt == "parquet":
             return pd.read_parquet(path)
         # Every cell as a string, and empty cells stay "" (not NaN) so they fail as empty texts.
         return pd.read_csv(
-            io.StringIO(_utf8_text(path, task)), sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False
+            io.StringIO(utf8_text(path, fail)), sep="\t" if fmt == "tsv" else ",", dtype=str, keep_default_na=False
         )
     except (pd.errors.ParserError, pd.errors.EmptyDataError, pa.ArrowException) as err:
-        raise task_error(
-            task,
+        raise fail(
             f"{path} is not a valid {fmt} file ({err})",
             "re-export the file; in CSV/TSV quote fields that contain the separator",
         ) from None
@@ -85,7 +92,7 @@ def _read_table(path: Path, fmt: str, task: str) -> pd.DataFrame:
 
 def _read_jsonl(path: Path, text_column: str, label_column: str, task: str) -> tuple[list[str], list[str]]:
     texts, labels, line_numbers = [], [], []
-    for number, line in enumerate(_utf8_text(path, task).split("\n"), start=1):
+    for number, line in enumerate(utf8_text(path, _failing(task)).split("\n"), start=1):
         if not line.strip():
             continue  # blank lines (e.g. a trailing newline) carry no example
         try:
@@ -111,15 +118,14 @@ def _read_jsonl(path: Path, text_column: str, label_column: str, task: str) -> t
     return _validated(texts, labels, lambda i: f"line {line_numbers[i]}", path, task)
 
 
-def _utf8_text(path: Path, task: str) -> str:
+def utf8_text(path: Path, fail: Failure) -> str:
     """Decode strictly so a mis-encoded file fails with its line number instead of yielding mojibake."""
     data = path.read_bytes()
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
-        raise task_error(
-            task,
+        raise fail(
             f"{path} line {line} is not UTF-8 (byte {data[err.start]:#04x})",
             f"re-save the file as UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name}`",
         ) from None

@@ -43,6 +43,7 @@ __all__ = [
     "TaskError",
     "TaskSpec",
     "list_tasks",
+    "find_spec",
     "load_task",
     "resolve_data_dir",
 ]
@@ -148,7 +149,7 @@ def load_task(
     """Load and validate a task by name or spec path; `max_examples` caps every split
     (stratified by label, deterministic per `seed`) for quick runs."""
     name = str(name)  # a Path to a spec file works too
-    spec = _find_spec(name, spec_dirs)
+    spec = find_spec(name, spec_dirs)
     if spec is None:
         task = _load_folder(_find_folder(name, data_dir, spec_dirs), name)
     elif spec.downloads:
@@ -158,7 +159,8 @@ def load_task(
     return task if max_examples is None else _capped(task, max_examples, seed)
 
 
-def _find_spec(name: str, spec_dirs: Sequence[str | Path]) -> TaskSpec | None:
+def find_spec(name: str, spec_dirs: Sequence[str | Path]) -> TaskSpec | None:
+    """The task spec ``load_task(name)`` reads, or None when ``name`` is a plain folder of the data dir."""
     if name.endswith((".yaml", ".yml")):
         return TaskSpec.from_yaml(name)
     candidates = (Path(d) / f"{name}{suffix}" for d in spec_dirs for suffix in (".yaml", ".yml"))

@@ -135,6 +135,20 @@ def _records(text: str, path: Path) -> list[TrialRecord]:
     return records
 
 
+def ranked_architectures(records: list[TrialRecord], task: str) -> list[TrialRecord]:
+    """``task``'s finished trials, one per distinct architecture (its best), best reward first.
+
+    Ties go to the earlier trial, as the search's own best does, so rank 1 is the
+    architecture ``summary.json`` names.
+    """
+    best: dict[str, TrialRecord] = {}
+    for row in records:
+        key = json.dumps(row.arch, sort_keys=True)
+        if row.task == task and row.status == "ok" and (key not in best or row.reward > best[key].reward):
+            best[key] = row
+    return sorted(best.values(), key=lambda row: (-row.reward, row.trial))
+
+
 def save_checkpoint(run_dir: Path, state: dict[str, Any]) -> None:
     torch_save_atomic(RunDir(run_dir).checkpoint, state)
 

@@ -110,6 +110,8 @@ class RunDir:
     SUMMARY: ClassVar[str] = "summary.json"  # a finished search's best architectures, or a failed job's error
     CONTROLLER: ClassVar[str] = "controller.pt"  # the trained controller, for transfer and proposals
     RESULT: ClassVar[str] = "result.json"  # what mode=child measured
+    MODEL: ClassVar[str] = "model"  # the model folder mode=child trained (mnms.model.folder)
+    PREDICTIONS: ClassVar[str] = "predictions.jsonl"  # what mode=predict wrote, unless output= says where
     PROPOSALS: ClassVar[str] = "proposals.json"  # what mode=propose decoded
     CONFIG: ClassVar[str] = "config.yaml"  # the composed config of the search that last wrote the run dir
     HYDRA_CONFIG: ClassVar[str] = ".hydra/config.yaml"  # Hydra's copy: the last job started here, even a failed one
@@ -140,6 +142,14 @@ class RunDir:
     @property
     def result(self) -> Path:
         return self.path / self.RESULT
+
+    @property
+    def model(self) -> Path:
+        return self.path / self.MODEL
+
+    @property
+    def predictions(self) -> Path:
+        return self.path / self.PREDICTIONS
 
     @property
     def proposals(self) -> Path:

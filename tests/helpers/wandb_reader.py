@@ -42,6 +42,8 @@ class OfflineRun:
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
     tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    # Logged artifacts: type, name, run_id (the run that produced it), files (path -> size), metadata.
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
     exit_code: int | None = None  # None: the run never finished (still running or killed)
 
 
@@ -75,6 +77,17 @@ def read_offline_run(run_dir: Path) -> OfflineRun:
             _apply(row, record.history.item, [])
             run.history.append(row)
             _collect_tables(run, row)
+        elif kind == "artifact":
+            artifact = record.artifact
+            run.artifacts.append(
+                {
+                    "type": artifact.type,
+                    "name": artifact.name,
+                    "run_id": artifact.run_id,
+                    "files": {entry.path: entry.size for entry in artifact.manifest.contents},
+                    "metadata": json.loads(artifact.metadata or "{}"),
+                }
+            )
         elif kind == "exit":
             run.exit_code = record.exit.exit_code
     run.config.pop("_wandb", None)

@@ -7,6 +7,8 @@ compacted to that vocabulary so a child's table stays small and fine-tuning is c
 
 from __future__ import annotations
 
+import copy
+import hashlib
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -147,6 +149,23 @@ class BagEncoder(Encoder):
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)
         self.require_positive_ints("max_tokens")
+        self.vocab: torch.Tensor | None = None  # a trained model's vocabulary (with_vocab); None: the task's own
+
+    def with_vocab(self, vocab: torch.Tensor) -> BagEncoder:
+        """This encoder with ``vocab`` (a bag entry's ``vocab``) fixed, for texts a saved model predicts.
+
+        The vocabulary is then not derived from the texts: a new text's ids outside it are
+        dropped, exactly as the ids of a test text the trained child never saw were.
+        """
+        fitted = copy.copy(self)
+        fitted.vocab = vocab
+        return fitted
+
+    def cache_key(self, kind: str, data: Mapping[str, str], **extra: Any) -> dict[str, Any]:
+        key = super().cache_key(kind, data, **extra)
+        if self.vocab is not None:
+            key["vocab"] = hashlib.sha256(self.vocab.numpy().tobytes()).hexdigest()
+        return key
 
     @abstractmethod
     def raw_ids(self, texts: Sequence[str]) -> Ragged:
@@ -165,7 +184,9 @@ class BagEncoder(Encoder):
     def _compute_bag(self, task: Task) -> Batch:
         max_tokens = self.options["max_tokens"]
         raw = {split: self.raw_ids(data.texts).truncated(max_tokens) for split, data in task.splits.items()}
-        if self.has_pretrained_table:
+        if self.vocab is not None:
+            vocab = self.vocab.numpy()
+        elif self.has_pretrained_table:
             vocab = np.unique(np.concatenate([r.values for r in raw.values()]))
         else:
             ids, counts = np.unique(raw["train"].values, return_counts=True)
