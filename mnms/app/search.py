@@ -199,6 +199,9 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")
     console.print(f"records: {files.trials}  summary: {files.summary}")
+    if summary["best"]:
+        task = next(iter(summary["best"]))
+        console.print(f"train and save a best model: python train.py mode=child child.from={files.path} task={task}")
     if summary["wandb_run"]:
         console.print(f"W&B run: {summary['wandb_run']}  (offline runs: `wandb sync <dir>`)")
     console.print(
