@@ -28,6 +28,7 @@ from mnms.app.common import (
     encoder_options,
     load_configured_task,
     task_provenance,
+    tracking_config,
 )
 from mnms.child.arch import Architecture
 from mnms.child.inputs import vocabularies
@@ -35,7 +36,7 @@ from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
 from mnms.model.folder import CHECKPOINT, staging_folder, write_model
 from mnms.search.records import TrialRecord, ranked_architectures, read_trials
-from mnms.tracking import Tracker, TrackingConfig
+from mnms.tracking import Tracker
 from mnms.utils.config import ConfigError, from_config, is_int, plain
 from mnms.utils.io import RunDir, write_json_atomic
 
@@ -50,7 +51,7 @@ def run_child(cfg: DictConfig, run_dir: Path) -> float:
     cache = FeatureCache(cfg.paths.cache_dir)
     options = encoder_options(cfg)
     files = RunDir(run_dir)
-    tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
+    tracking = tracking_config(cfg, run_dir)
     staging = staging_folder(files.model) if cfg.child.save else None
     with Tracker(tracking, plain(cfg)) as tracker, _removed_afterwards(staging):
         result = evaluate_child(

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig, resolve_device
 from mnms.data.tasks import Task, find_spec, load_task
+from mnms.tracking import TrackingConfig
 from mnms.utils.config import from_config, plain
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -58,6 +59,11 @@ def child_trainer(cfg: DictConfig) -> ChildTrainerConfig:
     trainer_cfg = from_config(ChildTrainerConfig, cfg.trainer)
     resolve_device(trainer_cfg.accelerator)
     return trainer_cfg
+
+
+def tracking_config(cfg: DictConfig, run_dir: Path) -> TrackingConfig:
+    """``logger``, its W&B files in the run dir unless ``logger.dir`` says otherwise."""
+    return from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
 
 
 def encoder_options(cfg: DictConfig) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
+from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task, tracking_config
 from mnms.app.study import check_study_job
 from mnms.child.config import ChildTrainerConfig, validates_every_epoch
 from mnms.data.tasks import Task
@@ -21,7 +21,7 @@ from mnms.search.loop import Search, SearchConfig, resume_signature
 from mnms.search.records import resumable_run_dir
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES, Strategy, make_strategy, strategy_config
-from mnms.tracking import Tracker, TrackingConfig
+from mnms.tracking import Tracker
 from mnms.transfer.artifact import save_controller_artifact
 from mnms.transfer.warm_start import TransferConfig, warm_start
 from mnms.utils.config import ConfigError, from_config, plain
@@ -74,7 +74,7 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
         transfer=transfer.to_mapping() if transfer.source else None,
     )
     runner = ChildRunner(tasks, trainer_cfg, cfg.paths.cache_dir, encoder_options(cfg))
-    tracking = from_config(TrackingConfig, {**plain(cfg.logger), "dir": cfg.logger.dir or str(run_dir)})
+    tracking = tracking_config(cfg, run_dir)
     executor = make_executor(executor_cfg, runner)
     try:
         with Tracker(tracking, plain(cfg)) as tracker:

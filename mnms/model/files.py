@@ -9,7 +9,6 @@ written to a temporary file and moved into place, so it is complete or absent.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -175,9 +174,5 @@ def _probability_columns(classes: tuple[str, ...]) -> list[str]:
 
 
 def _jsonable(value: Any) -> Any:
-    """Values a Parquet or JSON row may hold that ``json`` does not write itself (numpy scalars)."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return dict(value)
-    return str(value)
+    """Values a Parquet row may hold that ``json`` does not write itself: numpy scalars, else their text."""
+    return value.item() if isinstance(value, np.generic) else str(value)

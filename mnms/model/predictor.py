@@ -10,6 +10,7 @@ API, another process) gives the same numbers for the same texts.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
@@ -63,6 +64,10 @@ class _Texts:
         object.__setattr__(self, "splits", {SPLIT: self})
 
     def fingerprint(self, split: str) -> str:
+        return self._fingerprint
+
+    @functools.cached_property
+    def _fingerprint(self) -> str:  # every encoder asks, once per cache key: hash the texts once
         return hashlib.sha256(json.dumps(["predict", self.texts]).encode()).hexdigest()
 
 
