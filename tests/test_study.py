@@ -88,7 +88,8 @@ def test_a_strategy_override_that_contradicts_the_mode_is_refused(mode, strategy
 
 def test_the_study_is_search_only_and_pretraining_has_no_study() -> None:
     cfg = compose_config("experiment=pretrain")
-    assert "study" not in cfg and len(cfg.tasks) == 8 and "trec" not in cfg.tasks  # trec: the study's default
+    held_out = {"mr", "new-years-resolutions", "spanish-airline-tweets", "is-spanish"}  # bench.transfer_study's
+    assert "study" not in cfg and len(cfg.tasks) == 17 and not held_out & set(cfg.tasks)
     with pytest.raises(ConfigCompositionException, match="experiment"):
         compose_config("mode=child", "experiment=transfer_study")
 
@@ -97,7 +98,10 @@ def test_the_study_runs_on_joblib_here_and_composes_for_slurm() -> None:
     local = study_config(hydra=True)
     slurm = study_config("hydra/launcher=mnms_slurm", "hydra.launcher.partition=cpu", hydra=True)
     assert local.hydra.launcher._target_.endswith("JoblibLauncher")
-    assert dict(local.hydra.sweeper.params) == {"study": "transfer,scratch,random,optuna", "seed": "0,1,2"}
+    assert dict(local.hydra.sweeper.params) == {
+        "study": "transfer,transfer_descriptor,scratch,random,optuna",
+        "seed": "0,1,2",
+    }
     assert slurm.hydra.launcher._target_.endswith("SlurmLauncher") and slurm.hydra.launcher.partition == "cpu"
     assert slurm.hydra.launcher.max_num_timeout > 0  # a requeued job resumes from its checkpoint
 
@@ -161,6 +165,7 @@ def test_joblib_multirun_gives_each_job_its_own_records_and_wandb_run(data_dir: 
         "-m",
         "experiment=transfer_study",
         "study=scratch,random,transfer",
+        "study.held_out=trec",
         "seed=0,1",
         "search_space=small",
         "search.trials=8",
