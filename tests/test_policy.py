@@ -198,3 +198,18 @@ def test_resumed_strategy_proposes_exactly_what_the_original_would(kind):
         stats_b = resumed.observe(task, b, [bandit_reward(task, p.arch, rng_b) for p in b])
         assert stats_a == stats_b
     assert original.choice_probabilities("sst") == resumed.choice_probabilities("sst")
+
+
+def test_task_embeddings_learn_at_their_own_rate() -> None:
+    """``embedding_learning_rate`` gives the task vectors their own Adam group; unset, one group as before."""
+    from mnms.search.controller import Controller
+    from mnms.search.space import SearchSpace
+    from mnms.search.strategies.policy_gradient import PolicyConfig, parameter_groups
+
+    space = SearchSpace.from_config({"decisions": [{"name": "encoder", "choices": ["words", "char-ngrams"]}]})
+    controller = Controller(space, ["a", "b"])
+    single = parameter_groups(controller, PolicyConfig(learning_rate=0.01))
+    assert len(single) == 1 and len(single[0]["params"]) == len(list(controller.parameters()))
+    body, embedding = parameter_groups(controller, PolicyConfig(learning_rate=0.01, embedding_learning_rate=0.2))
+    assert (body["lr"], embedding["lr"]) == (0.01, 0.2)
+    assert embedding["params"] == [controller.task_embedding.weight]

@@ -5,11 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig, resolve_device
+from mnms.data.descriptor import describe_task
+from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task, find_spec, load_task
 from mnms.tracking import TrackingConfig
 from mnms.utils.config import from_config, plain
@@ -24,6 +27,12 @@ def load_configured_task(cfg: DictConfig, name: str, max_examples: int | None = 
     """
     cap = cfg.max_examples if cfg.max_examples is not None else max_examples
     return load_task(name, cfg.paths.data_dir, spec_dirs=_spec_dirs(cfg), max_examples=cap, seed=cfg.seed)
+
+
+def task_descriptor(cfg: DictConfig, name: str) -> torch.Tensor:
+    """``name``'s descriptor (``mnms.data.descriptor``), of the whole task: no example cap, whatever the run's."""
+    task = load_task(name, cfg.paths.data_dir, spec_dirs=_spec_dirs(cfg))
+    return describe_task(task, FeatureCache(cfg.paths.cache_dir), encoder_options(cfg))
 
 
 def task_provenance(cfg: DictConfig, name: str, max_examples: int | None = None) -> dict[str, Any]:

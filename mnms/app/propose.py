@@ -6,6 +6,7 @@ controller; ``propose.train=true`` trains each once, as a search would.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task
+from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task, task_descriptor
 from mnms.child.arch import complete_arch
 from mnms.executors.base import TrialRequest
 from mnms.executors.runner import ChildRunner
@@ -34,7 +35,8 @@ def run_propose(cfg: DictConfig, run_dir: Path) -> float | None:
         raise ConfigError("mode=propose needs transfer.from=<controller.pt or a search run dir holding one>")
     options = from_config(ProposeConfig, cfg.propose)
     artifact = load_controller_artifact(transfer.source)
-    controller, embedding = controller_for_task(artifact, cfg.task, transfer.init, cfg.seed)
+    describe = functools.partial(task_descriptor, cfg)
+    controller, embedding = controller_for_task(artifact, cfg.task, transfer.init, cfg.seed, describe)
     ranked = beam_search(controller, cfg.task, options.k)  # greedy is a beam of width 1 (ProposeConfig checks k=1)
     rows = [
         {"rank": rank, "decisions": r.arch, "probability": r.probability, "log_prob": r.log_prob}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task, tracking_config
+from mnms.app.common import (
+    child_arch,
+    child_trainer,
+    encoder_options,
+    load_configured_task,
+    task_descriptor,
+    tracking_config,
+)
 from mnms.app.study import check_study_job
 from mnms.child.config import ChildTrainerConfig, validates_every_epoch
 from mnms.data.tasks import Task
@@ -23,7 +31,7 @@ from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES, Strategy, make_strategy, strategy_config
 from mnms.tracking import Tracker
 from mnms.transfer.artifact import save_controller_artifact
-from mnms.transfer.warm_start import TransferConfig, warm_start
+from mnms.transfer.warm_start import Describe, TransferConfig, warm_start
 from mnms.utils.config import ConfigError, from_config, plain
 from mnms.utils.faults import kill_point
 from mnms.utils.io import RunDir, write_json_atomic, write_text_atomic
@@ -61,7 +69,7 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     strategy_cfg = strategy_config(cfg.strategy)
     check_study_job(cfg, transfer.source, STRATEGIES[strategy_cfg.kind].trains_controller)
     tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
-    strategy = _strategy(strategy_cfg, space, list(tasks), transfer, cfg.seed)
+    strategy = _strategy(strategy_cfg, space, list(tasks), transfer, cfg.seed, functools.partial(task_descriptor, cfg))
     signature = resume_signature(
         tasks=list(tasks),
         seed=cfg.seed,
@@ -121,10 +129,21 @@ def _check_pruner(search: SearchConfig, trainer: ChildTrainerConfig) -> None:
         )
 
 
-def _strategy(config: Any, space: SearchSpace, tasks: list[str], transfer: TransferConfig, seed: int) -> Strategy:
-    """The configured strategy, starting from the pre-trained controller when ``transfer.from`` names one."""
-    start = warm_start(transfer, config, space, tasks, seed) if transfer.source else None
-    return make_strategy(config, space, tasks, seed, controller=start)
+def _strategy(
+    config: Any, space: SearchSpace, tasks: list[str], transfer: TransferConfig, seed: int, describe: Describe
+) -> Strategy:
+    """The configured strategy, starting from the pre-trained controller when ``transfer.from`` names one.
+
+    A new controller with ``task_descriptors`` gets every task's descriptor; a transferred one,
+    those of the new tasks ``transfer.init=descriptor`` adds.
+    """
+    if transfer.source:
+        return make_strategy(
+            config, space, tasks, seed, controller=warm_start(transfer, config, space, tasks, seed, describe)
+        )
+    controller = getattr(config, "controller", None)
+    descriptors = {task: describe(task) for task in tasks} if controller and controller.task_descriptors else None
+    return make_strategy(config, space, tasks, seed, descriptors=descriptors)
 
 
 def _finish(

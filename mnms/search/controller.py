@@ -34,6 +34,8 @@ class ControllerConfig:
 
     ``tanh_clip`` bounds logits to ``C * tanh(logits / temperature)`` so the policy
     can never become fully deterministic and keeps exploring (None disables it).
+    ``task_descriptors``: task vectors are a learned projection of each task's descriptor
+    plus a residual (``TaskEmbedding``), not free rows; the search computes the descriptors.
     """
 
     section: ClassVar[str] = "strategy.controller"
@@ -43,6 +45,7 @@ class ControllerConfig:
     task_embedding_size: int = 32
     temperature: float = 1.0
     tanh_clip: float | None = 2.5
+    task_descriptors: bool = False
 
     def __post_init__(self) -> None:
         for name in ("hidden_size", "choice_embedding_size", "task_embedding_size"):
@@ -54,6 +57,7 @@ class ControllerConfig:
             self.tanh_clip is None or (is_number(self.tanh_clip) and self.tanh_clip > 0),
             "a number > 0, or null to disable the clip",
         )
+        check(self, "task_descriptors", isinstance(self.task_descriptors, bool), "true or false")
 
 
 @dataclass
@@ -78,12 +82,22 @@ class Controller(nn.Module):
     """One LSTM cell shared by all decisions and tasks; per decision a choice embedding table and a softmax head."""
 
     def __init__(
-        self, space: SearchSpace, task_names: Sequence[str], cfg: ControllerConfig = ControllerConfig()
+        self,
+        space: SearchSpace,
+        task_names: Sequence[str],
+        cfg: ControllerConfig = ControllerConfig(),
+        descriptors: Mapping[str, torch.Tensor] | None = None,
     ) -> None:
+        """``descriptors`` (one per task) exactly when ``cfg.task_descriptors``."""
         super().__init__()
+        if cfg.task_descriptors != (descriptors is not None):
+            raise ValueError(
+                "strategy.controller.task_descriptors=true needs a descriptor per task, and descriptors need it: "
+                f"task_descriptors={cfg.task_descriptors}, descriptors {'given' if descriptors else 'not given'}"
+            )
         self.space = space
         self.cfg = cfg
-        self.task_embedding = TaskEmbedding(task_names, cfg.task_embedding_size)
+        self.task_embedding = TaskEmbedding(task_names, cfg.task_embedding_size, descriptors=descriptors)
         self.start = nn.Parameter(torch.zeros(cfg.choice_embedding_size))
         self.choice_embeddings = nn.ModuleList(
             nn.Embedding(len(d.choices), cfg.choice_embedding_size) for d in space.decisions

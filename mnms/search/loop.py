@@ -184,18 +184,24 @@ def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
     upgraded["trainer"] = {**_TRAINER_BEFORE_0_3, **saved.get("trainer", {})}
     upgraded.setdefault("pruning", {"pruner": "none"})  # before mnms 0.4 no child was pruned,
     upgraded.setdefault("mode", "sync")  # and every search was synchronous
-    if "controller" not in saved:
-        return upgraded
-    del upgraded["controller"]
-    strategy = saved["controller"]
-    if strategy.get("network"):  # a controller strategy: ppo or reinforce
+    if "controller" in saved:
+        del upgraded["controller"]
+        strategy = saved["controller"]
+        if strategy.get("network"):  # a controller strategy: ppo or reinforce
+            upgraded["strategy"] = {
+                "kind": strategy["kind"],
+                "controller": strategy["network"],
+                "policy": strategy["policy"],
+            }
+        else:  # random (no settings) or optuna (TPE settings under policy)
+            upgraded["strategy"] = {"kind": strategy["kind"], **(strategy.get("policy") or {})}
+    if "controller" in upgraded.get("strategy", {}):  # before task descriptors: free task rows, one learning rate
+        strategy = upgraded["strategy"]
         upgraded["strategy"] = {
-            "kind": strategy["kind"],
-            "controller": strategy["network"],
-            "policy": strategy["policy"],
+            **strategy,
+            "controller": {"task_descriptors": False, **strategy["controller"]},
+            "policy": {"embedding_learning_rate": None, **strategy["policy"]},
         }
-    else:  # random (no settings) or optuna (TPE settings under policy)
-        upgraded["strategy"] = {"kind": strategy["kind"], **(strategy.get("policy") or {})}
     return upgraded
 
 

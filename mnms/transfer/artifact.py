@@ -17,6 +17,10 @@ key                    value
 ``space``              the search space config (``SearchSpace.to_config()``)
 ``space_signature``    ``SearchSpace.signature()`` of that config
 ``run_config``         the resolved run config it came from (plain dicts and lists)
+``descriptor``         with ``task_descriptors``: ``mnms.data.descriptor.descriptor_info()``
+                       (version, size, encoder, sample size); absent or None without
+``task_descriptors``   with ``task_descriptors``: ``Tensor[len(task_names), size]``, each
+                       task's descriptor (zeros for a task added without one)
 =====================  =============================================================
 
 ``task_names`` and ``task_embeddings`` are plain top-level keys so a tool can read
@@ -35,6 +39,7 @@ from typing import Any
 
 import torch
 
+from mnms.data.descriptor import descriptor_info
 from mnms.search.controller import Controller, ControllerConfig
 from mnms.search.space import SearchSpace
 from mnms.search.strategies.base import Strategy
@@ -58,15 +63,22 @@ class ControllerArtifact:
     task_embeddings: torch.Tensor
     space: SearchSpace
     run_config: dict[str, Any]
+    descriptor: dict[str, Any] | None = None
+    task_descriptors: torch.Tensor | None = None
 
     def build_controller(self, config: ControllerConfig | None = None) -> Controller:
         """The saved controller, weights loaded, knowing exactly the saved tasks.
 
         ``config`` may change how logits are shaped (temperature, tanh_clip), not the
-        network's sizes.  Torch's global random state is left untouched.
+        network's sizes; whether tasks have descriptors is the saved controller's.
+        Torch's global random state is left untouched.
         """
+        config = dataclasses.replace(
+            config or self.controller_config, task_descriptors=self.controller_config.task_descriptors
+        )
+        descriptors = None if self.task_descriptors is None else dict(zip(self.task_names, self.task_descriptors))
         with torch.random.fork_rng(devices=[]):
-            controller = Controller(self.space, self.task_names, config or self.controller_config)
+            controller = Controller(self.space, self.task_names, config, descriptors=descriptors)
         controller.load_state_dict(self.controller_state)
         return controller
 
@@ -85,6 +97,7 @@ def save_controller_artifact(path: Path, strategy: Strategy, space: SearchSpace,
             f"the controller was built for space {controller.space.signature()}, "
             f"not the given space {space.signature()}"
         )
+    embedding = controller.task_embedding
     payload = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -92,10 +105,12 @@ def save_controller_artifact(path: Path, strategy: Strategy, space: SearchSpace,
         "controller_config": dataclasses.asdict(controller.cfg),
         "controller_state": controller.state_dict(),
         "task_names": list(controller.task_embedding.names),
-        "task_embeddings": controller.task_embedding.weight.detach().clone(),
+        "task_embeddings": embedding.vectors().detach().clone(),
         "space": space.to_config(),
         "space_signature": space.signature(),
         "run_config": dict(config),
+        "descriptor": descriptor_info() if embedding.has_descriptors else None,
+        "task_descriptors": embedding.descriptors.clone() if embedding.has_descriptors else None,
     }
     path = Path(path)
     torch_save_atomic(path, payload)
@@ -151,4 +166,6 @@ def load_controller_artifact(path_or_run_dir: str | Path) -> ControllerArtifact:
         task_embeddings=embeddings,
         space=space,
         run_config=payload["run_config"],
+        descriptor=payload.get("descriptor"),
+        task_descriptors=payload.get("task_descriptors"),
     )

@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from mnms.search.controller import Controller
 from mnms.transfer.artifact import ControllerArtifact
-from mnms.transfer.warm_start import add_new_tasks
+from mnms.transfer.warm_start import Describe, add_new_tasks, check_descriptors
 from mnms.utils.config import ConfigError, check, is_int
 from mnms.utils.threads import torch_threads
 
@@ -81,8 +81,12 @@ def beam_search(controller: Controller, task: str, width: int) -> list[Ranked]:
     return beams
 
 
-def controller_for_task(artifact: ControllerArtifact, task: str, init: str, seed: int) -> tuple[Controller, str]:
-    """The artifact's controller, with an embedding for ``task`` (pre-trained, or new per ``init``)."""
+def controller_for_task(
+    artifact: ControllerArtifact, task: str, init: str, seed: int, describe: Describe | None = None
+) -> tuple[Controller, str]:
+    """The artifact's controller, with an embedding for ``task`` (pre-trained, or new per ``init``;
+    ``descriptor`` projects ``describe(task)``)."""
+    check_descriptors(artifact, init)
     controller = artifact.build_controller()
-    added = add_new_tasks(controller, [task], init, seed)
+    added = add_new_tasks(controller, [task], init, seed, describe)
     return controller, f"new, transfer.init={init}" if added else "pre-trained"

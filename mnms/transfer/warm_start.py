@@ -16,13 +16,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
 
+from mnms.data.descriptor import descriptor_info
 from mnms.search.controller import Controller, ControllerConfig
 from mnms.search.space import Decision, SearchSpace
 from mnms.search.strategies import controller_strategy
@@ -30,7 +31,9 @@ from mnms.search.strategies.policy_gradient import PolicyGradientConfig
 from mnms.transfer.artifact import ControllerArtifact, load_controller_artifact
 from mnms.utils.config import ConfigError, check, from_config
 
-BUILT_IN_INITS = ("random", "mean")
+BUILT_IN_INITS = ("random", "mean", "descriptor")
+# Computes a task's descriptor (mnms.data.descriptor.describe_task on its data), only when needed.
+Describe = Callable[[str], torch.Tensor]
 # ControllerConfig fields that fix the shape of the weights; temperature and tanh_clip may differ.
 SHAPE_FIELDS = ("hidden_size", "choice_embedding_size", "task_embedding_size")
 
@@ -40,7 +43,9 @@ class TransferConfig:
     """The ``transfer:`` config section (``source`` is the YAML key ``from``).
 
     ``init``: how a new task's embedding starts -- ``random`` (the paper), ``mean``
-    of the pre-trained tasks' embeddings, or the name of a pre-trained task to copy.
+    of the pre-trained tasks' embeddings, the name of a pre-trained task to copy, or
+    ``descriptor``: the pre-trained projection of the task's descriptor (a controller
+    pre-trained with ``strategy.controller.task_descriptors=true``).
     ``freeze_body``: train only the task embeddings, keep every other weight as pre-trained.
     """
 
@@ -51,7 +56,7 @@ class TransferConfig:
     freeze_body: bool = False
 
     def __post_init__(self) -> None:
-        check(self, "init", bool(self.init), "'random', 'mean' or a pre-trained task's name")
+        check(self, "init", bool(self.init), "'random', 'mean', 'descriptor' or a pre-trained task's name")
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TransferConfig:
@@ -109,7 +114,16 @@ def space_mismatch(saved: SearchSpace, current: SearchSpace) -> str | None:
 
 
 def check_compatible(artifact: ControllerArtifact, space: SearchSpace, network: ControllerConfig) -> None:
-    """Refuse, before any training, a space or network shape the pre-trained weights do not fit."""
+    """Refuse, before any training, a space or network shape the pre-trained weights do not fit.
+
+    Whether task vectors come from descriptors is the pre-trained controller's choice; a run
+    that asks for them from a controller pre-trained without is refused.
+    """
+    if network.task_descriptors and artifact.descriptor is None:
+        raise ConfigError(
+            f"strategy.controller.task_descriptors=true, but transfer.from={str(artifact.path)!r} was pre-trained "
+            f"without task descriptors. {HOW_TO_DESCRIPTORS}"
+        )
     if problem := space_mismatch(artifact.space, space):
         raise ConfigError(
             f"transfer.from={str(artifact.path)!r}: the search space differs from the pre-trained controller's: "
@@ -126,22 +140,58 @@ def check_compatible(artifact: ControllerArtifact, space: SearchSpace, network: 
             )
 
 
-def add_new_tasks(controller: Controller, tasks: Sequence[str], init: str, seed: int) -> list[str]:
+HOW_TO_DESCRIPTORS = (
+    "Pre-train one with descriptors (python train.py experiment=pretrain, which sets "
+    "strategy.controller.task_descriptors=true, or add that override to your own pre-training search), "
+    "or start the new task from transfer.init=random|mean|<a pre-trained task>"
+)
+
+
+def check_descriptors(artifact: ControllerArtifact, init: str) -> None:
+    """``transfer.init=descriptor`` needs a controller pre-trained with descriptors of this mnms's version."""
+    if init != "descriptor":
+        return
+    if artifact.descriptor is None:
+        raise ConfigError(
+            f"transfer.init=descriptor: {str(artifact.path)!r} was pre-trained without task descriptors, so it "
+            f"has no projection to map a new task's descriptor into its task-embedding space. {HOW_TO_DESCRIPTORS}"
+        )
+    theirs, ours = artifact.descriptor, descriptor_info()
+    if theirs["version"] != ours["version"] or theirs["size"] != ours["size"]:
+        raise ConfigError(
+            f"transfer.init=descriptor: {str(artifact.path)!r} projects descriptors of version {theirs['version']} "
+            f"(size {theirs['size']}), but this mnms computes version {ours['version']} (size {ours['size']}): "
+            "pre-train again with this mnms, or use transfer.init=random|mean|<a pre-trained task>"
+        )
+
+
+def add_new_tasks(
+    controller: Controller, tasks: Sequence[str], init: str, seed: int, describe: Describe | None = None
+) -> list[str]:
     """Give each task the controller has never seen an embedding per ``init``; returns the added names.
 
     ``init`` must name a *pre-trained* task (checked before any task is added), so a
-    run's own new tasks never initialise each other.  Rebuild the optimiser afterwards:
-    ``TaskEmbedding.add_task`` replaces the embedding parameter.
+    run's own new tasks never initialise each other. ``init="descriptor"`` projects
+    ``describe(task)``. Rebuild the optimiser afterwards: ``TaskEmbedding.add_task``
+    replaces the embedding parameter.
     """
-    known = list(controller.task_embedding.names)
+    embedding = controller.task_embedding
+    known = list(embedding.names)
     if init not in BUILT_IN_INITS and init not in known:
         raise ConfigError(
-            f"transfer.init={init!r} is neither 'random', 'mean' nor a pre-trained task; "
+            f"transfer.init={init!r} is neither 'random', 'mean', 'descriptor' nor a pre-trained task; "
             f"the pre-trained tasks are {known}"
         )
+    if init == "descriptor" and not embedding.has_descriptors:
+        raise ConfigError(
+            f"transfer.init=descriptor: the controller was pre-trained without descriptors. {HOW_TO_DESCRIPTORS}"
+        )
+    if init == "descriptor" and describe is None:
+        raise ValueError("transfer.init=descriptor needs describe(task) to compute new tasks' descriptors")
     new = [task for task in dict.fromkeys(tasks) if task not in known]
     for task in new:
-        controller.task_embedding.add_task(task, init, generator=new_task_generator(seed, task))
+        descriptor = describe(task) if init == "descriptor" else None
+        embedding.add_task(task, init, generator=new_task_generator(seed, task), descriptor=descriptor)
     return new
 
 
@@ -164,21 +214,28 @@ def freeze_body(controller: Controller) -> None:
 
 
 def warm_start(
-    transfer: TransferConfig, config: PolicyGradientConfig, space: SearchSpace, tasks: Sequence[str], seed: int
+    transfer: TransferConfig,
+    config: PolicyGradientConfig,
+    space: SearchSpace,
+    tasks: Sequence[str],
+    seed: int,
+    describe: Describe | None = None,
 ) -> Controller:
     """The pre-trained controller ``transfer.from`` names, ready to go on searching ``tasks`` under ``config``.
 
     Tasks it already knows keep their pre-trained embeddings; new ones get one per
-    ``transfer.init``. Pass it to ``make_strategy(..., controller=)``: the learning state
-    (optimiser, baselines, replay bank) starts fresh from this run's config.
+    ``transfer.init`` (``descriptor``: from ``describe(task)``). Pass it to
+    ``make_strategy(..., controller=)``: the learning state (optimiser, baselines,
+    replay bank) starts fresh from this run's config.
     """
     if transfer.source is None:
         raise ConfigError("a warm start needs transfer.from: a controller.pt or a search run dir holding one")
     controller_strategy(config.kind)  # refuses, before anything loads, a strategy with no controller
     artifact = load_controller_artifact(Path(transfer.source))
     check_compatible(artifact, space, config.controller)
+    check_descriptors(artifact, transfer.init)
     controller = artifact.build_controller(config.controller)
-    add_new_tasks(controller, tasks, transfer.init, seed)
+    add_new_tasks(controller, tasks, transfer.init, seed, describe)
     if transfer.freeze_body:
         freeze_body(controller)
     return controller

@@ -66,6 +66,10 @@ class SentenceEncoder(Encoder):
         return EncodedTask(splits=splits, dim=dim, make_input_layer=DenseInput, from_cache=from_cache)
 
     def _embed(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return {"x": self.embed(texts)}
+
+    def embed(self, texts: Sequence[str]) -> torch.Tensor:
+        """``[len(texts), dim]`` sentence vectors (float32, CPU), uncached: the model runs every time."""
         model = self._use(load_sentence_transformer, self.model, self.device)
         with torch.no_grad():
             x = model.encode(
@@ -74,7 +78,7 @@ class SentenceEncoder(Encoder):
                 show_progress_bar=self.options["progress"],
                 convert_to_tensor=True,
             )
-        return {"x": x.float().cpu().contiguous()}
+        return x.float().cpu().contiguous()
 
 
 def minilm_dir() -> str:

@@ -7,8 +7,10 @@ module, a line in ``STRATEGIES`` and a ``conf/strategy/<name>.yaml`` (CONTRIBUTI
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import torch
 
 from mnms.search.controller import Controller
 from mnms.search.space import SearchSpace
@@ -50,9 +52,20 @@ def controller_strategy(kind: Any) -> type[Strategy]:
 
 
 def make_strategy(
-    config: Any, space: SearchSpace, tasks: Sequence[str], seed: int, *, controller: Controller | None = None
+    config: Any,
+    space: SearchSpace,
+    tasks: Sequence[str],
+    seed: int,
+    *,
+    controller: Controller | None = None,
+    descriptors: Mapping[str, torch.Tensor] | None = None,
 ) -> Strategy:
-    """The strategy ``config`` describes; ``controller`` (a pre-trained one, for transfer) is where it starts."""
-    if controller is None:
+    """The strategy ``config`` describes; ``controller`` (a pre-trained one, for transfer) is where it starts.
+
+    ``descriptors``: the tasks' descriptors, for a new controller with ``task_descriptors``.
+    """
+    if controller is None and descriptors is None:
         return STRATEGIES[config.kind].build(config, space, tasks, seed)
-    return controller_strategy(config.kind).build(config, space, tasks, seed, controller=controller)
+    return controller_strategy(config.kind).build(
+        config, space, tasks, seed, controller=controller, descriptors=descriptors
+    )

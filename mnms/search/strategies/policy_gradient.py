@@ -35,12 +35,16 @@ class PolicyConfig:
 
     ``advantage``: ``relative`` is the paper's ``(R - b) / b``; ``std`` divides
     ``R - b`` by the task's running reward std; ``raw`` is ``R - b``.
+    ``embedding_learning_rate``: the task embeddings' own rate (rows and descriptor
+    projection); null is ``learning_rate``. Task vectors get one gradient per task
+    against the body's one per trial, so at the body's rate they barely leave their start.
     PPO fields (``ppo_*``, ``minibatch_size``, ``bank_capacity``) are ignored by REINFORCE.
     """
 
     section: ClassVar[str] = "strategy.policy"
 
     learning_rate: float = 0.01  # Adam
+    embedding_learning_rate: float | None = None
     entropy_weight: float = 0.005  # bonus on the entropy summed over active decisions
     baseline_decay: float = 0.9  # per-task EMA of rewards
     advantage: str = "relative"
@@ -53,6 +57,13 @@ class PolicyConfig:
     def __post_init__(self) -> None:
         check(self, "advantage", self.advantage in ADVANTAGES, f"one of {list(ADVANTAGES)}")
         check(self, "learning_rate", is_number(self.learning_rate) and self.learning_rate > 0, "a number > 0")
+        check(
+            self,
+            "embedding_learning_rate",
+            self.embedding_learning_rate is None
+            or (is_number(self.embedding_learning_rate) and self.embedding_learning_rate > 0),
+            "a number > 0, or null for learning_rate",
+        )
         check(self, "entropy_weight", is_number(self.entropy_weight) and self.entropy_weight >= 0, "a number >= 0")
         check(
             self,
@@ -150,6 +161,22 @@ class ReplayBank:
         self.items.extend(Experience(**e) for e in state["items"])
 
 
+def parameter_groups(controller: Controller, config: PolicyConfig) -> list[dict[str, Any]]:
+    """Adam's groups: with ``embedding_learning_rate``, the task embeddings at that rate and the rest at
+    ``learning_rate``; without it one group, as before the setting existed (old checkpoints load).
+
+    Only parameters that require gradients: a partly frozen controller keeps its frozen weights exactly.
+    """
+    trained = [(name, p) for name, p in controller.named_parameters() if p.requires_grad]
+    if config.embedding_learning_rate is None:
+        return [{"params": [p for _, p in trained], "lr": config.learning_rate}]
+    groups: dict[bool, list[torch.nn.Parameter]] = {False: [], True: []}  # body first
+    for name, parameter in trained:
+        groups[name.startswith("task_embedding.")].append(parameter)
+    rates = {True: config.embedding_learning_rate, False: config.learning_rate}
+    return [{"params": params, "lr": rates[is_embedding]} for is_embedding, params in groups.items() if params]
+
+
 def _step(controller: Controller, optimizer: torch.optim.Optimizer, loss: torch.Tensor, max_grad_norm: float) -> float:
     optimizer.zero_grad()
     loss.backward()
@@ -240,6 +267,7 @@ class PolicyGradientStrategy(Strategy):
     asynchronous = True
     resume_policy_fields: ClassVar[tuple[str, ...]] = (
         "learning_rate",
+        "embedding_learning_rate",
         "entropy_weight",
         "baseline_decay",
         "advantage",
@@ -249,10 +277,7 @@ class PolicyGradientStrategy(Strategy):
     def __init__(self, controller: Controller, config: PolicyConfig, seed: int) -> None:
         self.controller = controller
         self.config = config
-        # Only parameters that require gradients: a partly frozen controller keeps its frozen weights exactly.
-        self.optimizer = torch.optim.Adam(
-            [p for p in controller.parameters() if p.requires_grad], lr=config.learning_rate
-        )
+        self.optimizer = torch.optim.Adam(parameter_groups(controller, config), lr=config.learning_rate)
         self.baselines = TaskBaselines(config.baseline_decay)
         self.generator = torch.Generator().manual_seed(seed)
 
@@ -264,12 +289,16 @@ class PolicyGradientStrategy(Strategy):
         tasks: Sequence[str],
         seed: int,
         controller: Controller | None = None,
+        descriptors: Mapping[str, torch.Tensor] | None = None,
     ) -> PolicyGradientStrategy:
-        """A new controller drawn from ``seed`` (torch's global random state untouched), or ``controller`` to go on."""
+        """A new controller drawn from ``seed`` (torch's global random state untouched), or ``controller`` to go on.
+
+        ``descriptors`` (one per task) are what a new controller with ``task_descriptors`` projects.
+        """
         if controller is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                controller = Controller(space, list(tasks), config.controller)
+                controller = Controller(space, list(tasks), config.controller, descriptors=descriptors)
         return cls(controller, config.policy, seed)
 
     @classmethod
