@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import OmegaConf
 
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
@@ -131,24 +132,16 @@ def simulate(
 
 def load_records(run_dirs: Sequence[Path], tasks: Sequence[str]) -> tuple[SearchSpace, dict[str, list]]:
     """The search space of the runs (they must agree) and each task's finished trials."""
-    spaces, rows = set(), {task: [] for task in tasks}
-    space = None
+    spaces, rows = {}, {task: [] for task in tasks}
     for run in run_dirs:
-        cfg = json.loads(json.dumps(plain(_config(run))))
-        space = SearchSpace.from_config(cfg["search_space"])
-        spaces.add(space.signature())
+        space = SearchSpace.from_config(plain(OmegaConf.load(run / ".hydra" / "config.yaml").search_space))
+        spaces[space.signature()] = space
         for row in read_trials(run):
             if row.task in rows and row.status in ("ok", "pruned"):
                 rows[row.task].append(row)
     if len(spaces) != 1:
         raise SystemExit(f"the runs searched {len(spaces)} different spaces; give runs of one space")
-    return space, rows
-
-
-def _config(run: Path) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.load(run / ".hydra" / "config.yaml")
+    return next(iter(spaces.values())), rows
 
 
 def main() -> None:

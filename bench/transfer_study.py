@@ -1,15 +1,15 @@
-"""The transfer-vs-scratch study end to end: pretraining, the multirun study, the report.
+"""The transfer-vs-scratch study end to end: baselines, pretraining, the learning modes, the report.
 
-    MNMS_DATA_DIR=../shared/datasets .venv/bin/python -m bench.transfer_study
+    MNMS_DATA_DIR=../shared/datasets .venv/bin/python -m bench.transfer_study [--steps ...]
 
-1. ``train.py experiment=pretrain`` (a multitask PPO search over 8 tasks) into
+1. ``baselines``: ``train.py -m experiment=transfer_study study=random,optuna`` over the
+   held-out tasks x seeds into ``<out>/baselines`` (they need no pretraining).
+2. ``pretrain``: ``train.py experiment=pretrain`` (a multitask PPO search over 17 tasks) into
    ``<out>/pretrain``; skipped when its ``controller.pt`` exists, resumed when it was cut short.
-2. ``train.py -m experiment=transfer_study`` over held-out tasks x {transfer, scratch,
-   random, optuna} x seeds into ``<out>/study`` (joblib, two searches at a time), then the
-   ``transfer.init=mean`` ablation (mode ``transfer-mean``) into ``<out>/ablation-init-mean``.
-   A rerun continues every job where it stopped.
-3. ``python -m mnms.report`` on both sweeps, written to ``docs/transfer_study/``, and the
-   issue's targets per held-out task in ``bench/results/transfer_study.json``.
+3. ``learning``: ``study=transfer,transfer_descriptor,scratch`` x held-out tasks x seeds
+   into ``<out>/learning``. A rerun continues every job where it stopped.
+4. ``report``: ``python -m mnms.report`` on both sweeps, written to ``docs/transfer_study/``,
+   and the issue's targets per held-out task in ``bench/results/transfer_study.json``.
 """
 
 from __future__ import annotations

@@ -3,11 +3,13 @@ carried by a pre-trained controller and used to start a new task (``transfer.ini
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_transfer import SMALL
 from torch.nn.functional import cosine_similarity
 
 from helpers.configs import compose_config
@@ -25,14 +27,6 @@ from mnms.transfer.artifact import load_controller_artifact
 from mnms.transfer.warm_start import TransferConfig, warm_start
 from mnms.utils.config import ConfigError
 
-SMALL = {
-    "decisions": [
-        {"name": "encoder", "choices": ["words", "char-ngrams"]},
-        {"name": "hidden_layers", "choices": [0, 1]},
-        {"name": "width_1", "choices": [64, 256], "when": {"hidden_layers": [1]}},
-        {"name": "learning_rate", "choices": [0.001, 0.01]},
-    ]
-}  # the space the tiny searches compose
 QUIET = {"minilm": {"progress": False}}
 
 
@@ -203,10 +197,8 @@ def test_a_transfer_search_and_propose_start_from_the_descriptor(
     assert torch.equal(
         after.task_descriptors[-1], task_descriptor(compose_config(f"paths.cache_dir={session_cache_dir}"), "mr")
     )
-    cfg, best = tiny_run(
+    tiny_run(
         tmp_path / "p", session_cache_dir, "mode=propose", "task=mr", "propose.k=2", source, "transfer.init=descriptor"
     )
-    import json
-
     proposals = json.loads((tmp_path / "p" / "proposals.json").read_text())
     assert proposals["embedding"] == "new, transfer.init=descriptor" and len(proposals["proposals"]) == 2
