@@ -195,7 +195,7 @@ def summarise(results: Mapping[str, list], trials: int, batch: int) -> dict[str,
     """Per setting, medians over seeds of the mean over tasks: p(best) at 8, 16 and the last trial count,
     and the mean surrogate reward of the last quarter of the trials."""
     summary = {}
-    marks = sorted({8, 16, trials})
+    marks = sorted(mark for mark in {8, 16, trials} if mark <= trials)
     for name, curves in results.items():
         row = {}
         for mark in marks:
