@@ -18,6 +18,7 @@ from pathlib import Path
 os.environ.setdefault("MPLCONFIGDIR", "/tmp/mnms-test-matplotlib")  # before matplotlib is imported
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
@@ -32,6 +33,7 @@ from mnms.executors.runner import ChildRunner  # noqa: E402
 from mnms.report import build_report  # noqa: E402
 from mnms.report.__main__ import main as report_main  # noqa: E402
 from mnms.report.plots import embedding_panels  # noqa: E402
+from mnms.report.tables import run_stats  # noqa: E402
 from mnms.search.loop import Search, SearchConfig  # noqa: E402
 from mnms.search.space import SearchSpace  # noqa: E402
 from mnms.transfer.artifact import save_controller_artifact  # noqa: E402
@@ -123,6 +125,7 @@ def test_each_task_has_a_row_per_mode_with_seed_counts(report: Path) -> None:
         assert all(row["seeds"] == "2" for row in table.values())
         assert all(row["best val @100"] == "—" for row in table.values())  # 12 trials per task: not reached
         assert table["scratch"]["speed-up"] in ("1.00×", "—")
+        assert table["scratch"]["compute speed-up"] in ("1.00×", "—")
     assert "## Runs" in markdown and markdown.count("| ok |") == 4
 
 
@@ -159,19 +162,22 @@ def test_table_numbers_match_the_trial_logs(study_dir: Path, report: Path) -> No
         max(r["metrics"]["val_accuracy"] for r in _trials(study_dir / f"ppo-seed{s}", "trec") if r["status"] == "ok")
         for s in (0, 1)
     )
-    reach = []
+    reach, spent = [], []
     for seed in (0, 1):
-        best = 0.0
+        best, seconds = 0.0, 0.0
         for n, row in enumerate(_trials(study_dir / f"random-seed{seed}", "trec"), start=1):
             best = max(best, row["metrics"]["val_accuracy"] if row["status"] == "ok" else 0.0)
+            seconds += row["wall_seconds"]
             if best >= target:
                 reach.append(n)
+                spent.append(seconds)
                 break
-    cell = table["random"]["trials to 95% of scratch"]
+    cells = table["random"]["trials to 95% of scratch"], table["random"]["child s to 95%"]
     if not reach:
-        assert cell == "not reached"
+        assert cells == ("not reached", "not reached")
     else:
-        assert cell.startswith(f"{statistics.mean(reach):.1f}")
+        assert cells[0].startswith(f"{statistics.mean(reach):.1f}")
+        assert cells[1].startswith(f"{statistics.mean(spent):.0f}")
 
 
 def test_cli_writes_to_out_and_names_a_folder_without_runs(
@@ -226,3 +232,45 @@ def test_a_crafted_controller_file_is_refused_unread(study_dir: Path, tmp_path: 
     with pytest.raises(ValueError, match=r"controller.pt holds more than tensors and plain containers.*refused unread"):
         build_report([runs], tmp_path / "report")
     assert not marker.exists()
+
+
+def _curve_trials(run: str, mode: str, seed: int, accuracies: list[float], seconds: float) -> list[dict]:
+    """A run's trials on task "t": these validation accuracies, each child taking ``seconds``."""
+    return [
+        {
+            "run": run,
+            "mode": mode,
+            "seed": seed,
+            "task": "t",
+            "reward": acc,
+            "val_accuracy": acc,
+            "test_accuracy": acc - 0.01,
+            "seconds": seconds,
+            "arch": json.dumps({"i": i}),
+            "task_trial": i + 1,
+        }
+        for i, acc in enumerate(accuracies)
+    ]
+
+
+def test_study_targets_count_trials_and_child_seconds_and_pick_one_transfer_init() -> None:
+    """bench.transfer_study's targets: scratch needs 10 trials of 10 s to its best, transfer
+    (random init) 2 trials of 20 s, the descriptor init 5 trials of 10 s; random never gets there."""
+    from bench.transfer_study import targets
+
+    rows = []
+    for seed in range(3):
+        rows += _curve_trials(f"s{seed}", "scratch", seed, [0.5] * 9 + [0.8] * 16, 10.0)
+        rows += _curve_trials(f"t{seed}", "transfer", seed, [0.7] + [0.8] * 24, 20.0)
+        rows += _curve_trials(f"d{seed}", "transfer-descriptor", seed, [0.6] * 4 + [0.8] * 21, 10.0)
+        rows += _curve_trials(f"r{seed}", "random", seed, [0.6] * 25, 1.0)
+    result = targets(run_stats(pd.DataFrame(rows)))
+    assert result["transfer_mode"] == "transfer"  # 5x in trials (10/2) and 2.5x in compute: neither reaches 5x both
+    task = result["tasks"]["t"]
+    transfer = task["modes"]["transfer"]
+    assert transfer["trials_to_0.99"] == 2 and transfer["child_seconds_to_0.99"] == 40
+    assert transfer["trials_speed_up_0.99"] == 5 and transfer["child_seconds_speed_up_0.99"] == 2.5
+    assert task["modes"]["random"]["trials_to_0.95"] is None  # never reached
+    assert not task["transfer_5x_faster_in_trials_and_compute"]  # compute is only 2.5x
+    assert task["transfer_opens_higher_than_scratch"] and task["transfer_best@25_at_least_random_and_optuna"]
+    assert result["tasks_meeting"]["transfer_top5_test_not_worse_than_scratch"] == 1

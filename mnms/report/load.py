@@ -96,7 +96,8 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
 
     ``task_trial`` numbers a task's trials 1, 2, ... within its run, so a multitask run and
     a single-task run compare per task. Failed trials keep their row (they spent budget)
-    with NaN accuracies. Searched decisions become ``decision.<name>`` columns (NaN where a
+    with NaN accuracies; ``seconds`` is the child's training time (0 for a reused
+    result), the compute a search spent. Searched decisions become ``decision.<name>`` columns (NaN where a
     decision was not made, e.g. ``width_1`` with no hidden layer).
     """
     rows = []
@@ -116,6 +117,7 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
                     "reward": row.reward,
                     "val_accuracy": row.metrics.get("val_accuracy") if ok else None,
                     "test_accuracy": row.metrics.get("test_accuracy") if ok else None,
+                    "seconds": row.wall_seconds,
                     "arch": json.dumps(row.arch, sort_keys=True),
                     **{f"{DECISION_PREFIX}{name}": value for name, value in row.decisions.items()},
                 }

@@ -16,7 +16,7 @@ FRACTIONS = (0.95, 0.99)  # trials needed to reach this fraction of scratch's fi
 TOP_K = 5  # test accuracy of the top-k distinct architectures chosen on validation
 OPENING = 10  # mean reward of a task's first trials: where a search starts (transfer's head start)
 BASELINE = "scratch"
-MODE_ORDER = ("transfer", BASELINE, "random", "optuna", "multitask")
+MODE_ORDER = ("transfer", "transfer-descriptor", BASELINE, "random", "optuna", "multitask")
 
 
 def mode_sort_key(mode: str) -> tuple[int, str]:
@@ -37,13 +37,16 @@ def top_k_test_accuracy(trials: pd.DataFrame, k: int = TOP_K) -> float:
 
 
 def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
-    """A row per (task, mode, run): ``opening``, ``best@N``, ``final_best``, ``top_test``, ``reach@F`` (NaN: never)."""
+    """A row per (task, mode, run): ``opening``, ``best@N``, ``final_best``, ``top_test``, ``reach@F``
+    (the task trial that first reached F of scratch's final best; NaN: never) and ``seconds@F``
+    (the child seconds the run had spent on the task by then, that trial included)."""
     trials = trials.assign(best=best_so_far(trials))
     scratch = trials[trials["mode"] == BASELINE]
     targets = scratch.groupby(["task", "run"])["val_accuracy"].max().groupby("task").mean()
     rows = []
     for (task, mode, run, seed), group in trials.groupby(["task", "mode", "run", "seed"]):
         best = group.set_index("task_trial")["best"]
+        spent = group.set_index("task_trial")["seconds"].cumsum()
         row = {
             "task": task,
             "mode": mode,
@@ -58,6 +61,7 @@ def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
         for fraction in FRACTIONS:
             reached = best[best >= fraction * targets.get(task, math.nan)]
             row[f"reach@{fraction}"] = reached.index[0] if len(reached) else math.nan
+            row[f"seconds@{fraction}"] = spent[reached.index[0]] if len(reached) else math.nan
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -73,11 +77,16 @@ def _cell(values: pd.Series, digits: int, empty: str = "—") -> str:
     return text + (f" ({len(present)}/{len(values)})" if len(present) < len(values) else "")
 
 
-def _speed_up(scratch: pd.Series, mode: pd.Series) -> str:
-    """Scratch's mean trials over this mode's, only when every seed of both reached the target."""
+def speed_up(scratch: pd.Series, mode: pd.Series) -> float:
+    """Scratch's median cost over this mode's; NaN unless every seed of both reached the target."""
     if scratch.empty or scratch.isna().any() or mode.isna().any():
-        return "—"
-    return f"{scratch.mean() / mode.mean():.2f}×"
+        return math.nan
+    return float(scratch.median() / mode.median())
+
+
+def _speed_up_cell(scratch: pd.Series, mode: pd.Series) -> str:
+    value = speed_up(scratch, mode)
+    return "—" if math.isnan(value) else f"{value:.2f}×"
 
 
 def task_table(stats: pd.DataFrame, task: str) -> str:
@@ -86,19 +95,19 @@ def task_table(stats: pd.DataFrame, task: str) -> str:
     has_baseline = (rows["mode"] == BASELINE).any()
     header = ["mode", "seeds", f"mean reward, first {OPENING}", *(f"best val @{n}" for n in CHECKPOINTS)]
     for fraction in FRACTIONS:
-        header += [f"trials to {fraction:.0%} of scratch", "speed-up"]
+        header += [f"trials to {fraction:.0%} of scratch", "speed-up", f"child s to {fraction:.0%}", "compute speed-up"]
     header.append(f"top-{TOP_K} test acc")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode in sorted(rows["mode"].unique(), key=mode_sort_key):
         mine = rows[rows["mode"] == mode]
         cells = [mode, str(len(mine)), _cell(mine["opening"], 3), *(_cell(mine[f"best@{n}"], 3) for n in CHECKPOINTS)]
         for fraction in FRACTIONS:
-            column = f"reach@{fraction}"
-            if has_baseline:
-                baseline = rows.loc[rows["mode"] == BASELINE, column]
-                cells += [_cell(mine[column], 1, empty="not reached"), _speed_up(baseline, mine[column])]
-            else:
-                cells += ["n/a (no scratch runs)", "—"]
+            for column, digits in ((f"reach@{fraction}", 1), (f"seconds@{fraction}", 0)):
+                if has_baseline:
+                    baseline = rows.loc[rows["mode"] == BASELINE, column]
+                    cells += [_cell(mine[column], digits, empty="not reached"), _speed_up_cell(baseline, mine[column])]
+                else:
+                    cells += ["n/a (no scratch runs)", "—"]
         cells.append(_cell(mine["top_test"], 3))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -130,8 +139,10 @@ Numbers are mean ± sample std over seeds, counted in each task's own trials.
 search starts (failed children count with their failure reward).
 `best val @N`: best validation accuracy after N trials of the task.
 `trials to X% of scratch`: trials until the best validation accuracy reaches X% of
-scratch's final best (the mean over scratch seeds of each seed's best); `speed-up` is
-scratch's mean trials divided by this mode's, shown when every seed of both reached it.
+scratch's final best (the mean over scratch seeds of each seed's best); `child s to X%`:
+the children's summed training seconds until then (compute, which pruning and the
+choice of model change where trials do not). A `speed-up` is scratch's median divided by
+this mode's median, shown when every seed of both reached the target.
 `top-{TOP_K} test acc`: mean test accuracy of the {TOP_K} best distinct architectures by
 validation accuracy. `(k/n)`: only k of the n seeds have a value (too few trials, or the
 target was never reached)."""
