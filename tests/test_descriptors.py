@@ -12,6 +12,7 @@ import torch
 from test_transfer import SMALL
 from torch.nn.functional import cosine_similarity
 
+import bench.transfer_prior as transfer_prior
 from helpers.configs import compose_config
 from helpers.tiny_search import PRETRAIN_TASKS, pretrained, tiny_run  # noqa: F401 - fixture
 from mnms.app.common import task_descriptor
@@ -20,6 +21,7 @@ from mnms.data.encoders import get_encoder
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Split, Task, load_task
 from mnms.search.controller import Controller, ControllerConfig
+from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import make_strategy, strategy_config
 from mnms.search.task_embedding import TaskEmbedding
@@ -202,3 +204,24 @@ def test_a_transfer_search_and_propose_start_from_the_descriptor(
     )
     proposals = json.loads((tmp_path / "p" / "proposals.json").read_text())
     assert proposals["embedding"] == "new, transfer.init=descriptor" and len(proposals["proposals"]) == 2
+
+
+def test_transfer_prior_reports_cost_prior_and_where_held_out_tasks_start(
+    pretrained_with_descriptors, tmp_path, monkeypatch
+) -> None:
+    """bench.transfer_prior on a real pretraining run: its children, its prior per task, and
+    each held-out task's descriptor-initialised embedding next to its relative."""
+    monkeypatch.setattr(transfer_prior, "RESULTS", tmp_path / "prior.json")
+    argv = ["transfer_prior", str(pretrained_with_descriptors), "--held-out", "mr", "is-spanish"]
+    monkeypatch.setattr("sys.argv", argv)
+    transfer_prior.main()
+    result = json.loads((tmp_path / "prior.json").read_text())
+    trials = read_trials(pretrained_with_descriptors)
+    assert result["task_descriptors"] and result["cost"]["children"] == len(trials) == 16
+    assert result["cost"]["child_seconds"] == pytest.approx(sum(t.wall_seconds for t in trials), abs=0.1)
+    assert set(result["prior"]) == set(PRETRAIN_TASKS)
+    for task in PRETRAIN_TASKS:
+        assert 0 < result["prior"][task]["top_encoder_probability"] <= 1
+    nearest = result["similarity"]["nearest"]
+    assert nearest["is-spanish"][0][0] == "langid-tatoeba" and nearest["mr"][0][0] == "trec"
+    assert all(name in PRETRAIN_TASKS for name, _ in nearest["mr"])  # neighbours are pretrained tasks only
