@@ -10,6 +10,13 @@
    into ``<out>/learning``. A rerun continues every job where it stopped.
 4. ``report``: ``python -m mnms.report`` on both sweeps, written to ``docs/transfer_study/``,
    and the issue's targets per held-out task in ``bench/results/transfer_study.json``.
+
+Extra Hydra overrides reach every search; put them before the options. On two cores, one
+search per core with a mode split keeps child timings comparable, for example:
+
+    python -m bench.transfer_study hydra.launcher.n_jobs=1 --steps baselines learning --modes random optuna scratch
+    python -m bench.transfer_study --steps pretrain
+    python -m bench.transfer_study hydra.launcher.n_jobs=1 --steps learning --modes transfer transfer_descriptor
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ RESULTS = Path(__file__).parent / "results"
 # type, Spanish sentiment, and a Spanish-or-not language ID task.
 HELD_OUT = ("mr", "new-years-resolutions", "spanish-airline-tweets", "is-spanish")
 # The baselines learn nothing from pretraining, so they run (and can start) on their own.
-BASELINES = "random,optuna"
-LEARNING = "transfer,transfer_descriptor,scratch"
+BASELINES = ("random", "optuna")
+LEARNING = ("transfer", "transfer_descriptor", "scratch")
 STEPS = ("baselines", "pretrain", "learning", "report")
 # The learning setting bench/controller_tuning.py chose on pretraining tasks only: the std
 # advantage concentrates the policy on each task's best choices (0.50 vs 0.35 at 40 trials).
@@ -52,11 +59,18 @@ def pretrain(run_dir: Path, args: argparse.Namespace) -> None:
     train(["experiment=pretrain", f"hydra.run.dir={run_dir}", *resume, DESCRIPTORS, *args.learner, *args.overrides])
 
 
-def study(sweep_dir: Path, modes: str, pretrained: Path, args: argparse.Namespace, learner: list[str]) -> None:
+def study(
+    sweep_dir: Path, modes: tuple[str, ...], pretrained: Path, args: argparse.Namespace, learner: list[str]
+) -> None:
+    """One step's modes x held-out tasks x seeds as a Hydra sweep into ``sweep_dir``; only the
+    modes in ``args.modes``, so a step can be split across processes or machines."""
+    modes = tuple(mode for mode in modes if mode in args.modes)
+    if not modes:
+        return
     train(
         [
             "experiment=transfer_study",
-            f"study={modes}",
+            f"study={','.join(modes)}",
             f"study.pretrained={pretrained}",
             f"study.held_out={','.join(args.held_out)}",
             f"seed={','.join(map(str, range(args.seeds)))}",
@@ -138,6 +152,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--trials", type=int, default=25, help="trials per search, the same for every mode")
     parser.add_argument("--steps", nargs="+", choices=STEPS, default=list(STEPS), help="run only these steps")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        choices=BASELINES + LEARNING,
+        default=list(BASELINES + LEARNING),
+        help="sweep only these study modes in the baselines and learning steps (to split them across processes)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "transfer_study")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "transfer_study")
     parser.add_argument(

@@ -274,3 +274,25 @@ def test_study_targets_count_trials_and_child_seconds_and_pick_one_transfer_init
     assert not task["transfer_5x_faster_in_trials_and_compute"]  # compute is only 2.5x
     assert task["transfer_opens_higher_than_scratch"] and task["transfer_best@25_at_least_random_and_optuna"]
     assert result["tasks_meeting"]["transfer_top5_test_not_worse_than_scratch"] == 1
+
+
+def test_study_sweeps_only_the_chosen_modes_of_a_step(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``--modes`` splits a step across processes: each sweep gets only its share of the
+    step's modes, and a step with none of them launches nothing."""
+    import bench.transfer_study as bench
+
+    launched: list[list[str]] = []
+    monkeypatch.setattr(bench, "train", lambda overrides, multirun=False: launched.append(overrides))
+    args = bench.argparse.Namespace(
+        modes=["optuna", "scratch"], held_out=["mr"], seeds=2, trials=5, overrides=["hydra.launcher.n_jobs=1"]
+    )
+    bench.study(tmp_path / "baselines", bench.BASELINES, tmp_path / "pretrain", args, [])
+    bench.study(tmp_path / "learning", bench.LEARNING, tmp_path / "pretrain", args, ["strategy.policy.advantage=std"])
+    args.modes = ["transfer"]
+    bench.study(tmp_path / "baselines", bench.BASELINES, tmp_path / "pretrain", args, [])
+    assert [[o for o in overrides if o.startswith("study=")] for overrides in launched] == [
+        ["study=optuna"],
+        ["study=scratch"],
+    ]
+    assert "seed=0,1" in launched[0] and "hydra.launcher.n_jobs=1" in launched[1]
+    assert "strategy.policy.advantage=std" in launched[1] and "strategy.policy.advantage=std" not in launched[0]
