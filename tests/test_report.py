@@ -123,7 +123,8 @@ def test_each_task_has_a_row_per_mode_with_seed_counts(report: Path) -> None:
         table = _table(markdown, task)
         assert list(table) == ["scratch", "random"]  # the study's reading order
         assert all(row["seeds"] == "2" for row in table.values())
-        assert all(row["best val @100"] == "—" for row in table.values())  # 12 trials per task: not reached
+        assert "best val @10" in next(iter(table.values()))
+        assert "best val @25" not in next(iter(table.values()))  # 12 trials per task: no run reached it
         assert table["scratch"]["speed-up"] in ("1.00×", "—")
         assert table["scratch"]["compute speed-up"] in ("1.00×", "—")
     assert "## Runs" in markdown and markdown.count("| ok |") == 4

@@ -93,14 +93,15 @@ def task_table(stats: pd.DataFrame, task: str) -> str:
     """The markdown table of one task: a row per mode."""
     rows = stats[stats["task"] == task]
     has_baseline = (rows["mode"] == BASELINE).any()
-    header = ["mode", "seeds", f"mean reward, first {OPENING}", *(f"best val @{n}" for n in CHECKPOINTS)]
+    checkpoints = [n for n in CHECKPOINTS if rows[f"best@{n}"].notna().any()]  # those some run reached
+    header = ["mode", "seeds", f"mean reward, first {OPENING}", *(f"best val @{n}" for n in checkpoints)]
     for fraction in FRACTIONS:
         header += [f"trials to {fraction:.0%} of scratch", "speed-up", f"child s to {fraction:.0%}", "compute speed-up"]
     header.append(f"top-{TOP_K} test acc")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for mode in sorted(rows["mode"].unique(), key=mode_sort_key):
         mine = rows[rows["mode"] == mode]
-        cells = [mode, str(len(mine)), _cell(mine["opening"], 3), *(_cell(mine[f"best@{n}"], 3) for n in CHECKPOINTS)]
+        cells = [mode, str(len(mine)), _cell(mine["opening"], 3), *(_cell(mine[f"best@{n}"], 3) for n in checkpoints)]
         for fraction in FRACTIONS:
             for column, digits in ((f"reach@{fraction}", 1), (f"seconds@{fraction}", 0)):
                 if has_baseline:
