@@ -32,7 +32,7 @@ import pandas as pd
 
 from mnms.report import build_report
 from mnms.report.load import find_run_dirs, load_jobs, load_trials
-from mnms.report.tables import FRACTIONS, mode_sort_key, run_stats, speed_up
+from mnms.report.tables import FRACTIONS, censored_median, mode_sort_key, run_stats, speed_up
 from mnms.utils.io import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,24 +94,30 @@ COSTS = {"trials": "reach", "child_seconds": "seconds"}  # run_stats's column pr
 
 def task_targets(rows: pd.DataFrame, transfer: str) -> dict:
     """One held-out task: per mode the medians over seeds of each cost to 95% and 99% of
-    scratch's final best, the speed-ups over scratch, the means of opening reward, best@25
-    and top-5 test accuracy; then the issue's targets for the ``transfer`` mode."""
+    scratch's final best (None: the median seed never got there), the speed-ups over scratch
+    with their bound (``""`` exact, ``"≥"``, ``"≤"``: ``SpeedUp``), the means of opening
+    reward, best@25 and top-5 test accuracy; then the issue's targets for the ``transfer`` mode."""
     by_mode = dict(list(rows.groupby("mode")))
     scratch = by_mode["scratch"]
-    modes = {}
+    modes, fast = {}, {}
     for mode, group in sorted(by_mode.items(), key=lambda item: mode_sort_key(item[0])):
         entry = {name: float(group[name].mean()) for name in ("opening", "best@25", "top_test")}
         for fraction in FRACTIONS:
+            ups = {}
             for cost, prefix in COSTS.items():
                 column = f"{prefix}@{fraction}"
-                entry[f"{cost}_to_{fraction}"] = _finite(group[column].median())
-                entry[f"{cost}_speed_up_{fraction}"] = _finite(speed_up(scratch[column], group[column]))
+                ups[cost] = speed_up(scratch, group, column)
+                entry[f"{cost}_to_{fraction}"] = _finite(censored_median(group[column]))
+                entry[f"{cost}_speed_up_{fraction}"] = _finite(ups[cost].value)
+                entry[f"{cost}_speed_up_{fraction}_bound"] = ups[cost].bound
+            if mode == transfer:
+                fast[fraction] = all(up.at_least(5) for up in ups.values())
         modes[mode] = entry
     mine = modes[transfer]
-    fast = all((mine[f"{cost}_speed_up_0.99"] or 0) >= 5 for cost in COSTS)
     return {
         "modes": modes,
-        "transfer_5x_faster_in_trials_and_compute": fast,
+        "transfer_5x_faster_in_trials_and_compute": fast[0.99],
+        "transfer_5x_faster_to_95%_in_trials_and_compute": fast[0.95],
         "transfer_best@25_at_least_random_and_optuna": mine["best@25"]
         >= max(modes[m]["best@25"] for m in ("random", "optuna") if m in modes),
         "transfer_opens_higher_than_scratch": mine["opening"] > modes["scratch"]["opening"],
@@ -143,7 +149,8 @@ def targets(stats: pd.DataFrame) -> dict:
 
 
 def _finite(value: float) -> float | None:
-    return None if math.isnan(value) else float(value)
+    """JSON has no NaN or infinity: None for a cost never reached or a speed-up not known."""
+    return float(value) if math.isfinite(value) else None
 
 
 def main() -> None:

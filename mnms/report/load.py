@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from mnms.search.records import read_trials
+from mnms.search.records import TrialRecord, read_trials
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.utils.io import RunDir
 
@@ -97,7 +97,9 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
     ``task_trial`` numbers a task's trials 1, 2, ... within its run, so a multitask run and
     a single-task run compare per task. Failed trials keep their row (they spent budget)
     with NaN accuracies; ``seconds`` is the child's training time (0 for a reused
-    result), the compute a search spent. Searched decisions become ``decision.<name>`` columns (NaN where a
+    result), the compute a search spent: without the encoding a child pays only when its
+    features are not cached yet, which depends on the order runs shared the cache in, not on
+    the search (``_training_seconds``). Searched decisions become ``decision.<name>`` columns (NaN where a
     decision was not made, e.g. ``width_1`` with no hidden layer).
     """
     rows = []
@@ -117,7 +119,7 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
                     "reward": row.reward,
                     "val_accuracy": row.metrics.get("val_accuracy") if ok else None,
                     "test_accuracy": row.metrics.get("test_accuracy") if ok else None,
-                    "seconds": row.wall_seconds,
+                    "seconds": _training_seconds(row),
                     "arch": json.dumps(row.arch, sort_keys=True),
                     **{f"{DECISION_PREFIX}{name}": value for name, value in row.decisions.items()},
                 }
@@ -129,6 +131,13 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
     for column in ("val_accuracy", "test_accuracy", "reward"):
         trials[column] = trials[column].astype(float)
     return trials
+
+
+def _training_seconds(row: TrialRecord) -> float:
+    """A child's fit time (``train_seconds``); a failed child's whole time, having no metrics; 0 when reused."""
+    if row.reused_from is not None:
+        return 0.0
+    return float(row.metrics.get("train_seconds", row.wall_seconds))
 
 
 def decision_names(trials: pd.DataFrame) -> list[str]:

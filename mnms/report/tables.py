@@ -1,4 +1,5 @@
-"""The study's numbers: per (task, mode), how good and how fast, as mean ± std over seeds.
+"""The study's numbers: per (task, mode), how good (mean ± std over seeds) and how fast
+(the median cost over seeds to a target, and its speed-up over scratch).
 
 Everything is counted in a task's own trials (``task_trial``), so a multitask run's
 trials on other tasks don't count against it. "Scratch's final best" is the mean over
@@ -8,6 +9,7 @@ scratch seeds of each seed's best validation accuracy on the task.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import pandas as pd
 
@@ -39,7 +41,8 @@ def top_k_test_accuracy(trials: pd.DataFrame, k: int = TOP_K) -> float:
 def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
     """A row per (task, mode, run): ``opening``, ``best@N``, ``final_best``, ``top_test``, ``reach@F``
     (the task trial that first reached F of scratch's final best; NaN: never) and ``seconds@F``
-    (the child seconds the run had spent on the task by then, that trial included)."""
+    (the child seconds the run had spent on the task by then, that trial included), and the
+    run's budget on the task: ``trials`` and ``child_seconds``."""
     trials = trials.assign(best=best_so_far(trials))
     scratch = trials[trials["mode"] == BASELINE]
     targets = scratch.groupby(["task", "run"])["val_accuracy"].max().groupby("task").mean()
@@ -53,6 +56,7 @@ def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
             "run": run,
             "seed": seed,
             "trials": len(group),
+            "child_seconds": spent.iloc[-1],
             "final_best": best.iloc[-1],
             "top_test": top_k_test_accuracy(group),
             "opening": group.loc[group["task_trial"] <= OPENING, "reward"].mean(),
@@ -66,27 +70,65 @@ def run_stats(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _cell(values: pd.Series, digits: int, empty: str = "—") -> str:
+def _cell(values: pd.Series, digits: int) -> str:
     """``mean ± std`` over seeds (sample std); ``(k/n)`` when only k of the n seeds have a value."""
     present = values.dropna()
     if present.empty:
-        return empty
+        return "—"
     text = f"{present.mean():.{digits}f}"
     if len(present) > 1:
         text += f" ± {present.std():.{digits}f}"
     return text + (f" ({len(present)}/{len(values)})" if len(present) < len(values) else "")
 
 
-def speed_up(scratch: pd.Series, mode: pd.Series) -> float:
-    """Scratch's median cost over this mode's; NaN unless every seed of both reached the target."""
-    if scratch.empty or scratch.isna().any() or mode.isna().any():
-        return math.nan
-    return float(scratch.median() / mode.median())
+# The budget column that bounds each cost column of a run that never reached the target.
+BUDGETS = {"reach": "trials", "seconds": "child_seconds"}
 
 
-def _speed_up_cell(scratch: pd.Series, mode: pd.Series) -> str:
-    value = speed_up(scratch, mode)
-    return "—" if math.isnan(value) else f"{value:.2f}×"
+def censored_median(costs: pd.Series) -> float:
+    """The median cost over seeds, a seed that never reached the target (NaN) counting as never
+    (infinite): ``inf`` when half the seeds or more never did. Dropping those seeds instead
+    would make a mode look faster the more of its seeds fail."""
+    return float(costs.fillna(math.inf).median()) if len(costs) else math.nan
+
+
+@dataclass(frozen=True)
+class SpeedUp:
+    """Scratch's median cost over a mode's (``censored_median``). ``bound`` is ``""`` (exact),
+    ``"≥"`` (scratch's median never reached the target, so its budget stands in for its cost
+    and the speed-up is at least ``value``) or ``"≤"`` (the mode's median never did); ``value``
+    is NaN when neither median reached it."""
+
+    value: float
+    bound: str = ""
+
+    def at_least(self, factor: float) -> bool:
+        return self.value >= factor and self.bound != "≤"
+
+    def __str__(self) -> str:
+        return "—" if math.isnan(self.value) else f"{self.bound}{self.value:.2f}×"
+
+
+def speed_up(scratch: pd.DataFrame, mode: pd.DataFrame, cost: str) -> SpeedUp:
+    """``SpeedUp`` of ``mode``'s runs over ``scratch``'s (``run_stats`` rows) in ``cost`` (e.g. ``reach@0.99``)."""
+    budget = BUDGETS[cost.split("@")[0]]
+    ours, theirs = censored_median(mode[cost]), censored_median(scratch[cost])
+    if math.isnan(ours) or math.isnan(theirs) or (math.isinf(ours) and math.isinf(theirs)):
+        return SpeedUp(math.nan)
+    bound = "≥" if math.isinf(theirs) else "≤" if math.isinf(ours) else ""
+    if math.isinf(theirs):  # the budget is a lower bound on the cost of a seed that never got there
+        theirs = censored_median(scratch[cost].fillna(scratch[budget]))
+    if math.isinf(ours):
+        ours = censored_median(mode[cost].fillna(mode[budget]))
+    return SpeedUp(theirs / ours, bound) if ours > 0 else SpeedUp(math.nan)
+
+
+def _median_cell(costs: pd.Series, digits: int) -> str:
+    """``censored_median`` of a cost over seeds; ``(k/n)`` when only k of the n seeds reached the target."""
+    median = censored_median(costs)
+    reached = int(costs.notna().sum())
+    count = f" ({reached}/{len(costs)})" if reached < len(costs) else ""
+    return ("not reached" if math.isinf(median) else f"{median:.{digits}f}") + count
 
 
 def task_table(stats: pd.DataFrame, task: str) -> str:
@@ -105,8 +147,8 @@ def task_table(stats: pd.DataFrame, task: str) -> str:
         for fraction in FRACTIONS:
             for column, digits in ((f"reach@{fraction}", 1), (f"seconds@{fraction}", 0)):
                 if has_baseline:
-                    baseline = rows.loc[rows["mode"] == BASELINE, column]
-                    cells += [_cell(mine[column], digits, empty="not reached"), _speed_up_cell(baseline, mine[column])]
+                    baseline = rows[rows["mode"] == BASELINE]
+                    cells += [_median_cell(mine[column], digits), str(speed_up(baseline, mine, column))]
                 else:
                     cells += ["n/a (no scratch runs)", "—"]
         cells.append(_cell(mine["top_test"], 3))
@@ -135,15 +177,19 @@ def _shorten(text: str, limit: int = 160) -> str:
 
 
 LEGEND = f"""\
-Numbers are mean ± sample std over seeds, counted in each task's own trials.
+Numbers are mean ± sample std over seeds unless said otherwise, counted in each task's own trials.
 `mean reward, first {OPENING}`: the average reward of the task's first {OPENING} trials, where the
 search starts (failed children count with their failure reward).
 `best val @N`: best validation accuracy after N trials of the task.
-`trials to X% of scratch`: trials until the best validation accuracy reaches X% of
-scratch's final best (the mean over scratch seeds of each seed's best); `child s to X%`:
-the children's summed training seconds until then (compute, which pruning and the
-choice of model change where trials do not). A `speed-up` is scratch's median divided by
-this mode's median, shown when every seed of both reached the target.
+`trials to X% of scratch`: the median over seeds of the trials until the best validation
+accuracy reaches X% of scratch's final best (the mean over scratch seeds of each seed's
+best); `child s to X%`: the children's summed training seconds until then (compute, which
+pruning and the choice of model change where trials do not; encoding, paid once per task
+and encoder through the cache, is left out). A seed that never reached the target counts
+as never, so the median is `not reached` when half the seeds or more never did; `(k/n)`:
+only k of the n seeds reached it. A `speed-up` is scratch's median divided by this mode's:
+`≥` when scratch's median never reached the target (its budget stands in for its cost,
+so the speed-up is at least that), `≤` when this mode's never did.
 `top-{TOP_K} test acc`: mean test accuracy of the {TOP_K} best distinct architectures by
-validation accuracy. `(k/n)`: only k of the n seeds have a value (too few trials, or the
-target was never reached)."""
+validation accuracy. In the other columns `(k/n)`: only k of the n seeds have a value
+(too few trials)."""
