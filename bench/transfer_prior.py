@@ -14,7 +14,8 @@ neighbours. This reads one pretraining run dir and reports, from its own files:
   the other tasks; for a controller with descriptors, each held-out task's embedding
   under ``transfer.init=descriptor`` (what its search starts from) is placed among them.
 
-Results: ``bench/results/transfer_prior.json``.
+Results: ``bench/results/transfer_prior.json``, and the similarity of those embeddings as a
+figure, ``docs/transfer_study/pretrained_similarity.png`` (``--figure``).
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ import torch
 from omegaconf import OmegaConf
 
 from mnms.app.common import task_descriptor
+from mnms.report.plots import similarity_figure
 from mnms.search.controller import Controller
 from mnms.search.records import read_trials
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.transfer.decode import controller_for_task
 from mnms.utils.io import RunDir
 
+ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results" / "transfer_prior.json"
 HELD_OUT = ("mr", "new-years-resolutions", "spanish-airline-tweets", "is-spanish")  # bench.transfer_study's
 # The pretraining tasks (conf/experiment/pretrain.yaml) that are English sentiment: the
@@ -91,6 +94,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path, help="a pretraining run dir (with controller.pt and trials.jsonl)")
     parser.add_argument("--held-out", nargs="+", default=list(HELD_OUT))
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "transfer_study" / "pretrained_similarity.png")
     args = parser.parse_args()
 
     artifact = load_controller_artifact(args.run_dir)
@@ -111,6 +115,10 @@ def main() -> None:
     }
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
+    labels = [f"{name} (held out)" if name in args.held_out else name for name in names]
+    args.figure.parent.mkdir(parents=True, exist_ok=True)
+    panel = "pre-trained tasks; held-out tasks where transfer.init=descriptor starts them"
+    similarity_figure({panel: (labels, vectors)}).savefig(args.figure, dpi=110)
     print(json.dumps({key: payload[key] for key in ("cost", "similarity")}, indent=2))
 
 

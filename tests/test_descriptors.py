@@ -212,7 +212,9 @@ def test_transfer_prior_reports_cost_prior_and_where_held_out_tasks_start(
     """bench.transfer_prior on a real pretraining run: its children, its prior per task, and
     each held-out task's descriptor-initialised embedding next to its relative."""
     monkeypatch.setattr(transfer_prior, "RESULTS", tmp_path / "prior.json")
+    figure = tmp_path / "similarity.png"
     argv = ["transfer_prior", str(pretrained_with_descriptors), "--held-out", "mr", "is-spanish"]
+    argv += ["--figure", str(figure)]
     monkeypatch.setattr("sys.argv", argv)
     transfer_prior.main()
     result = json.loads((tmp_path / "prior.json").read_text())
@@ -225,3 +227,4 @@ def test_transfer_prior_reports_cost_prior_and_where_held_out_tasks_start(
     nearest = result["similarity"]["nearest"]
     assert nearest["is-spanish"][0][0] == "langid-tatoeba" and nearest["mr"][0][0] == "trec"
     assert all(name in PRETRAIN_TASKS for name, _ in nearest["mr"])  # neighbours are pretrained tasks only
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # the same vectors, drawn

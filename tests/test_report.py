@@ -33,7 +33,7 @@ from mnms.executors.base import SequentialExecutor  # noqa: E402
 from mnms.executors.runner import ChildRunner  # noqa: E402
 from mnms.report import build_report  # noqa: E402
 from mnms.report.__main__ import main as report_main  # noqa: E402
-from mnms.report.plots import embedding_panels  # noqa: E402
+from mnms.report.plots import inherited_tasks, placement_table  # noqa: E402
 from mnms.report.tables import censored_median, run_stats, speed_up  # noqa: E402
 from mnms.search.loop import Search, SearchConfig  # noqa: E402
 from mnms.search.space import SearchSpace  # noqa: E402
@@ -210,21 +210,24 @@ def test_cli_writes_to_out_and_names_a_folder_without_runs(
     assert f"no trials.jsonl under ['{tmp_path / 'empty'}']" in capsys.readouterr().err
 
 
-def test_transfer_runs_from_one_controller_share_a_similarity_panel() -> None:
-    generator = torch.Generator().manual_seed(0)
-    pretrained = torch.randn(3, 8, generator=generator)
+def test_transfer_runs_are_placed_among_their_inherited_tasks_within_their_own_controller() -> None:
+    """Each transfer run's task is compared with the tasks its controller inherited, in that
+    run's own vectors: a descriptor projection moves during transfer, so runs do not share a space."""
+    basis = torch.eye(4)
     names = ["sst2", "trec", "subj"]
-    runs = {
-        f"mr/transfer-seed{seed}": ([*names, "mr"], torch.cat([pretrained, torch.randn(1, 8, generator=generator)]))
-        for seed in (0, 1)
+    runs = {  # mr ends on sst2 in one run, on trec in the other, whose inherited vectors moved
+        "mr/transfer-seed0": ([*names, "mr"], torch.stack([basis[0], basis[1], basis[2], basis[0]])),
+        "mr/transfer-seed1": ([*names, "mr"], torch.stack([basis[3], basis[1], basis[2], basis[1]])),
+        "multitask-seed0": (names, torch.randn(3, 4)),  # an independent search: inherits nothing
     }
-    runs["other-search"] = (names, torch.randn(3, 8, generator=generator))  # a controller of its own
-    panels = embedding_panels(runs)
-    assert list(panels) == ["2 runs", "other-search"]
-    merged_names, merged = panels["2 runs"]
-    assert merged_names == [*names, "mr (transfer-seed0)", "mr (transfer-seed1)"]
-    assert torch.equal(merged[:3], pretrained) and torch.equal(merged[3], runs["mr/transfer-seed0"][1][3])
-    assert panels["other-search"][0] == names
+    own = {"mr/transfer-seed0": ["mr"], "mr/transfer-seed1": ["mr"], "multitask-seed0": names}
+    assert inherited_tasks(runs["mr/transfer-seed0"], own["mr/transfer-seed0"]) == names
+    assert inherited_tasks(runs["multitask-seed0"], own["multitask-seed0"]) == []
+    transfers = {run: runs[run] for run in ("mr/transfer-seed0", "mr/transfer-seed1")}
+    table = placement_table(transfers, own)
+    assert list(table.columns) == names and list(table.index) == list(transfers)
+    assert table.loc["mr/transfer-seed0"].tolist() == [1.0, 0.0, 0.0]
+    assert table.loc["mr/transfer-seed1"].tolist() == [0.0, 1.0, 0.0]  # sst2's moved vector, not seed 0's
 
 
 def test_a_crafted_controller_file_is_refused_unread(study_dir: Path, tmp_path: Path) -> None:

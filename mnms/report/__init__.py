@@ -18,6 +18,8 @@ from mnms.report.plots import (
     best_so_far_figure,
     decision_figure,
     decision_ranking,
+    inherited_tasks,
+    placement_figure,
     reward_figure,
     similarity_figure,
 )
@@ -47,8 +49,13 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     for name in decision_ranking(trials, window)[:decisions]:
         figures[f"decision_{name}.png"] = decision_figure(trials, name, window)
     embeddings = load_task_embeddings(jobs)
-    if embeddings:
-        figures["task_similarity.png"] = similarity_figure(embeddings)
+    own = dict(zip(jobs["run"], jobs["tasks"]))
+    transfers = {run: embedding for run, embedding in embeddings.items() if inherited_tasks(embedding, own[run])}
+    searches = {run: embedding for run, embedding in embeddings.items() if run not in transfers}
+    if searches:
+        figures["task_similarity.png"] = similarity_figure(searches)
+    if transfers:
+        figures["task_placement.png"] = placement_figure(transfers, own)
     for name, figure in figures.items():
         atomic_write(out / name, lambda handle, figure=figure: figure.savefig(handle, format="png", dpi=110))
 

@@ -8,6 +8,7 @@ each) and per mode (one line each: the mean over seeds, with a min–max band ov
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from numbers import Real
 
 import pandas as pd
@@ -149,57 +150,51 @@ def decision_figure(trials: pd.DataFrame, decision: str, window: int) -> Figure:
 Embedding = tuple[list[str], torch.Tensor]
 
 
-def embedding_panels(embeddings: dict[str, Embedding]) -> dict[str, Embedding]:
-    """Runs grouped by the controller they grew from, one panel per group.
+def inherited_tasks(embedding: Embedding, own: Sequence[str]) -> list[str]:
+    """The tasks a run's controller embeds but the run did not search: what a transfer run inherited."""
+    return [name for name in embedding[0] if name not in own]
 
-    Transfer runs from one pre-trained controller keep its task embeddings unchanged and
-    each add the held-out task's own: those runs share a panel, the common rows once and
-    each run's own rows labelled with the run. Runs with no row in common (independent
-    searches) keep their own panel, since two controllers' embedding spaces do not align.
+
+def placement_table(embeddings: dict[str, Embedding], own: dict[str, list[str]]) -> pd.DataFrame:
+    """A row per (transfer run, task it searched), a column per inherited task: their cosine.
+
+    The cosine is taken inside each run's own controller. A descriptor projection keeps
+    learning during transfer, so the inherited tasks' vectors differ from run to run and two
+    runs' vectors are not in one space; within a run they are.
     """
-    groups: list[list[str]] = []
-    for run in embeddings:
-        home = next((group for group in groups if _shares_a_row(embeddings[group[0]], embeddings[run])), None)
-        if home is None:
-            groups.append([run])
-        else:
-            home.append(run)
-    return {
-        (group[0] if len(group) == 1 else f"{len(group)} runs"): _merge([embeddings[run] for run in group], group)
-        for group in groups
-    }
+    columns: dict[str, None] = {}
+    rows = {}
+    for run, (names, vectors) in embeddings.items():
+        inherited = inherited_tasks((names, vectors), own[run])
+        columns.update(dict.fromkeys(inherited))
+        unit = torch.nn.functional.normalize(vectors.float(), dim=1)
+        index = {name: i for i, name in enumerate(names)}
+        for task in (name for name in names if name in own[run]):
+            label = run if len(own[run]) == 1 else f"{task} ({run})"
+            rows[label] = {other: float(unit[index[task]] @ unit[index[other]]) for other in inherited}
+    return pd.DataFrame.from_dict(rows, orient="index").reindex(columns=list(columns))
 
 
-def _shares_a_row(a: Embedding, b: Embedding) -> bool:
-    rows_b = dict(zip(*b))
-    return any(name in rows_b and torch.allclose(vector, rows_b[name]) for name, vector in zip(*a))
-
-
-def _merge(members: list[Embedding], runs: list[str]) -> Embedding:
-    if len(members) == 1:
-        return members[0]
-    common = [
-        (name, vector)
-        for name, vector in zip(*members[0])
-        if all(_has_row(other, name, vector) for other in members[1:])
-    ]
-    names, vectors = [name for name, _ in common], [vector for _, vector in common]
-    for run, member in zip(runs, members):
-        for name, vector in zip(*member):
-            if not any(name == n and torch.allclose(vector, v) for n, v in common):
-                where = "/".join(part for part in run.split("/") if part != name)  # the task is in the label already
-                names.append(f"{name} ({where})")
-                vectors.append(vector)
-    return names, torch.stack(vectors)
-
-
-def _has_row(member: Embedding, name: str, vector: torch.Tensor) -> bool:
-    return any(name == n and torch.allclose(vector, v) for n, v in zip(*member))
+def placement_figure(embeddings: dict[str, Embedding], own: dict[str, list[str]]) -> Figure:
+    """``placement_table`` as a heat map: which inherited tasks each transfer run's task ended up near."""
+    table = placement_table(embeddings, own)
+    fig = Figure(
+        figsize=(max(MIN_WIDTH, 2.5 + 0.42 * table.shape[1]), 2.0 + 0.3 * table.shape[0]), layout="constrained"
+    )
+    ax = fig.subplots()
+    image = ax.imshow(table.to_numpy(), vmin=-1, vmax=1, cmap="RdBu_r", aspect="auto")
+    ax.set_xticks(range(table.shape[1]), table.columns, rotation=60, ha="right", fontsize="small")
+    ax.set_yticks(range(table.shape[0]), table.index, fontsize="small")
+    ax.set(xlabel="tasks the controller was pre-trained on", ylabel="transfer run (its task)")
+    fig.colorbar(image, ax=ax, shrink=0.8, label="cosine similarity, within the run's controller")
+    fig.suptitle("Where each transfer run's task embedding ended, among the pre-trained tasks")
+    return fig
 
 
 def similarity_figure(embeddings: dict[str, Embedding]) -> Figure:
-    """Cosine similarity of the learned task embeddings, a panel per controller origin."""
-    panels = embedding_panels(embeddings)
+    """Cosine similarity of the learned task embeddings, a panel per controller (two
+    controllers' embedding spaces do not align)."""
+    panels = embeddings
     side = max(5.5, 0.42 * max(len(names) for names, _ in panels.values()))
     fig = Figure(figsize=(max(MIN_WIDTH, side * len(panels)), side), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False).ravel()
