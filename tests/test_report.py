@@ -108,7 +108,8 @@ def test_report_writes_valid_figures_linked_from_the_markdown(report: Path) -> N
     markdown = report.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
     assert {"best_so_far.png", "reward.png", "task_similarity.png"} <= set(links)
-    assert sum(link.startswith("decision_") for link in links) == 3  # every decision but the least moving one
+    decisions = [link for link in links if link.startswith("decision_")]
+    assert len(decisions) == 3 and decisions[0] == "decision_encoder.png"  # the encoder, then the two moving most
     for link in links:
         path = report.parent / link  # relative links resolve next to report.md
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
@@ -202,7 +203,7 @@ def test_cli_writes_to_out_and_names_a_folder_without_runs(
     assert f"2 runs under `{study_dir.name}` " in (tmp_path / "out" / "report.md").read_text()
     written = {p.name for p in (tmp_path / "out").iterdir()}
     assert {"report.md", "best_so_far.png", "reward.png", "task_similarity.png"} < written
-    assert len([name for name in written if name.startswith("decision_")]) == 1
+    assert [name for name in written if name.startswith("decision_")] == ["decision_encoder.png"]  # always first
     (tmp_path / "empty").mkdir()
     with pytest.raises(SystemExit) as exit_info:
         report_main([str(tmp_path / "empty")])

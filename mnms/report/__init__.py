@@ -27,13 +27,16 @@ from mnms.report.tables import LEGEND, jobs_table, mode_sort_key, run_stats, tas
 from mnms.utils.io import atomic_write, write_text_atomic
 
 REPORT_FILE = "report.md"
+FIRST_DECISION = "encoder"
 
 
 def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int = 10, decisions: int = 3) -> Path:
     """Write ``report.md`` and its PNGs into ``out`` (default: the runs' common parent); returns the report's path.
 
     ``window`` is the trial window of the moving-average reward and of the choice
-    frequencies; ``decisions`` how many decision figures to draw (those that move most).
+    frequencies; ``decisions`` how many decision figures to draw: the encoder's (the paper's
+    embedding module, the choice that sets a child's cost and language) first, then those
+    that move most.
     """
     if window < 1 or decisions < 0:
         raise ValueError(f"window={window} must be >= 1 and decisions={decisions} >= 0")
@@ -46,7 +49,8 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     stats = run_stats(trials)
 
     figures = {"best_so_far.png": best_so_far_figure(trials), "reward.png": reward_figure(trials, window)}
-    for name in decision_ranking(trials, window)[:decisions]:
+    ranked = sorted(decision_ranking(trials, window), key=lambda name: name != FIRST_DECISION)  # stable
+    for name in ranked[:decisions]:
         figures[f"decision_{name}.png"] = decision_figure(trials, name, window)
     embeddings = load_task_embeddings(jobs)
     own = dict(zip(jobs["run"], jobs["tasks"]))

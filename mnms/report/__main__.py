@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
         help="trials per window for the moving-average reward and the choice frequencies (default 10)",
     )
     parser.add_argument(
-        "--decisions", type=int, default=3, help="decision figures to draw, those whose choices shift most (default 3)"
+        "--decisions",
+        type=int,
+        default=3,
+        help="decision figures: the encoder, then those whose choices shift most (default 3)",
     )
     args = parser.parse_args(argv)
     try:
