@@ -164,8 +164,9 @@ def placement_table(embeddings: dict[str, Embedding], own: dict[str, list[str]])
     """
     columns: dict[str, None] = {}
     rows = {}
-    for run, (names, vectors) in embeddings.items():
-        inherited = inherited_tasks((names, vectors), own[run])
+    for run, embedding in embeddings.items():
+        names, vectors = embedding
+        inherited = inherited_tasks(embedding, own[run])
         columns.update(dict.fromkeys(inherited))
         unit = torch.nn.functional.normalize(vectors.float(), dim=1)
         index = {name: i for i, name in enumerate(names)}
@@ -194,11 +195,10 @@ def placement_figure(embeddings: dict[str, Embedding], own: dict[str, list[str]]
 def similarity_figure(embeddings: dict[str, Embedding]) -> Figure:
     """Cosine similarity of the learned task embeddings, a panel per controller (two
     controllers' embedding spaces do not align)."""
-    panels = embeddings
-    side = max(5.5, 0.42 * max(len(names) for names, _ in panels.values()))
-    fig = Figure(figsize=(max(MIN_WIDTH, side * len(panels)), side), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False).ravel()
-    for ax, (title, (names, vectors)) in zip(axes, panels.items()):
+    side = max(5.5, 0.42 * max(len(names) for names, _ in embeddings.values()))
+    fig = Figure(figsize=(max(MIN_WIDTH, side * len(embeddings)), side), layout="constrained")
+    axes = fig.subplots(1, len(embeddings), squeeze=False).ravel()
+    for ax, (title, (names, vectors)) in zip(axes, embeddings.items()):
         unit = torch.nn.functional.normalize(vectors, dim=1)
         similarity = (unit @ unit.T).numpy()
         image = ax.imshow(similarity, vmin=-1, vmax=1, cmap="RdBu_r")
