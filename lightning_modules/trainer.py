@@ -21,10 +21,12 @@ from pytorch_lightning.trainer.states import TrainerFn
 
 from lightning_modules.child_module import ChildClassifier
 from lightning_modules.datamodule import TaskDataModule
+from mnms.child import result as stopped
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig, resolve_device, validates_every_epoch
 from mnms.child.inputs import ChildInputs, child_inputs
 from mnms.child.result import ChildDiverged, ChildResult, ChildTimeout
+from mnms.child.stopping import stops_after
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import SPLITS, Task
 from mnms.utils.threads import torch_threads
@@ -61,10 +63,10 @@ class Watchdog(pl.Callback):
 class PruneBelow(pl.Callback):
     """Stops a child whose best validation accuracy so far is below the search pruner's bar for the epoch.
 
-    ``bars`` maps an epoch (1-based) to that bar (``mnms.search.pruning``); the last
-    epoch is never checked, since stopping there would save nothing, nor one after which
-    the child stops anyway: out of time part-way through the epoch, or converged (early
-    stopping decides after this hook, so ``_stopped_by`` ranks it first).
+    ``bars`` maps an epoch (1-based) to that bar (``mnms.search.pruning``); the rule is
+    ``mnms.child.stopping.stops_after``. An epoch after which the child stops anyway is not
+    pruned: out of time part-way through the epoch, or converged (early stopping decides
+    after this hook, so ``_stopped_by`` ranks it first).
     """
 
     def __init__(self, bars: Mapping[int, float]) -> None:
@@ -77,10 +79,9 @@ class PruneBelow(pl.Callback):
             return
         epoch = trainer.current_epoch + 1
         self.best = max(self.best, float(trainer.callback_metrics[BestEpoch.monitor]))
-        bar = self.bars.get(epoch)
         if trainer.should_stop:  # out of time part-way through this epoch: it was not pruned
             return
-        if bar is not None and epoch < trainer.max_epochs and self.best < bar:
+        if stops_after(self.bars, epoch, self.best, trainer.max_epochs):
             self.pruned_at, trainer.should_stop = epoch, True
 
 
@@ -186,12 +187,12 @@ def _stopped_by(trainer: pl.Trainer, watchdog: Watchdog, pruner: PruneBelow) -> 
     not pruned: it would have stopped there anyway, and its curve is complete.
     """
     if watchdog.overran:
-        return "time_limit"
+        return stopped.TIME_LIMIT
     if trainer.early_stopping_callback is not None and trainer.early_stopping_callback.stopped_epoch:
-        return "early_stopping"
+        return stopped.EARLY_STOPPING
     if pruner.pruned_at:
-        return "pruned"
-    return "max_steps" if trainer.global_step == trainer.max_steps else "max_epochs"
+        return stopped.PRUNED
+    return stopped.MAX_STEPS if trainer.global_step == trainer.max_steps else stopped.MAX_EPOCHS
 
 
 def _evaluate_child(

@@ -8,34 +8,27 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from test_executors import TASKS, KillingRunner, make_runner
+from test_executors import KillingRunner, make_runner
 from test_reliability import train_py
-from test_search import CHEAP_SPACE
 
-from helpers.configs import default_strategy
+from helpers.jobs import tiny_job
 from mnms.executors import executor_config, make_executor
-from mnms.executors.base import Executor, SequentialExecutor, TrialRequest
-from mnms.search.loop import Search, SearchConfig
+from mnms.executors.base import Executor, SequentialExecutor
+from mnms.executors.trial import TrialRequest
+from mnms.search.loop import Search
 from mnms.search.records import load_checkpoint, read_trials
-from mnms.search.space import SearchSpace
 from mnms.utils.config import ConfigError
 from mnms.utils.io import RunDir
 
 TRIALS, BATCH = 12, 4
 
 
-def search(run_dir: Path, executor: Executor, *, mode: str, kind: str = "ppo", trials: int = TRIALS) -> Search:
-    space = SearchSpace.from_config(CHEAP_SPACE)
-    return Search(
-        SearchConfig(trials=trials, batch_size=BATCH, progress=False, mode=mode, reuse_rewards=False),
-        list(TASKS),
-        default_strategy(kind, space, list(TASKS)),
-        executor,
-        run_dir,
-        child_defaults={"batch_size": 32},
-        seed=0,
-        signature={"space": space.signature(), "mode": mode},
-    )
+def search(
+    run_dir: Path, data_dir: Path, cache_dir: Path, *, mode: str, kind: str = "ppo", executor: Executor | None = None
+) -> Search:
+    """A 12-trial search on the sequential executor, or on ``executor``."""
+    job = tiny_job(data_dir, cache_dir, kind=kind, trials=TRIALS, batch_size=BATCH, mode=mode, reuse_rewards=False)
+    return job.build(run_dir, executor=executor)
 
 
 def decisions(rows) -> Counter:
@@ -75,10 +68,10 @@ def test_submit_and_wait_return_every_child_once(data_dir, cache_dir) -> None:
 def test_async_search_trains_what_sync_trains_without_losing_or_repeating_a_trial(data_dir, cache_dir, tmp_path):
     """Random search proposes the same children whatever the mode: async must train each exactly once."""
     runner = make_runner(data_dir, cache_dir)
-    sync = search(tmp_path / "sync", SequentialExecutor(runner), mode="sync", kind="random").run()
+    sync = search(tmp_path / "sync", data_dir, cache_dir, mode="sync", kind="random").run()
     executor = make_executor(executor_config({"kind": "local", "workers": 2}), runner)
     try:
-        summary = search(tmp_path / "async", executor, mode="async", kind="random").run()
+        summary = search(tmp_path / "async", data_dir, cache_dir, mode="async", kind="random", executor=executor).run()
     finally:
         executor.close()
     rows = read_trials(tmp_path / "async")
@@ -95,7 +88,7 @@ def test_async_search_trains_what_sync_trains_without_losing_or_repeating_a_tria
 def test_async_ppo_learns_from_every_trial_with_its_behaviour_log_prob(data_dir, cache_dir, tmp_path) -> None:
     executor = make_executor(executor_config({"kind": "local", "workers": 2}), make_runner(data_dir, cache_dir))
     try:
-        run = search(tmp_path, executor, mode="async")
+        run = search(tmp_path, data_dir, cache_dir, mode="async", executor=executor)
         run.run()
     finally:
         executor.close()
@@ -118,19 +111,19 @@ def test_a_worker_lost_mid_trial_leaves_no_half_recorded_trial(data_dir, cache_d
     runner = make_runner(data_dir, cache_dir, cls=KillingRunner, deaths={0: 1, 6: 1}, marker_dir=markers)
     executor = make_executor(executor_config({"kind": "local", "workers": 2}), runner)
     try:
-        search(tmp_path / "async", executor, mode="async", kind="random").run()
+        search(tmp_path / "async", data_dir, cache_dir, mode="async", kind="random", executor=executor).run()
     finally:
         executor.close()
     assert sorted(p.name for p in markers.iterdir()) == ["trial0-0", "trial0-1", "trial6-0", "trial6-1"]
     rows = read_trials(tmp_path / "async")
     assert [row.trial for row in rows] == list(range(TRIALS)) and all(row.status == "ok" for row in rows)
-    search(tmp_path / "sync", SequentialExecutor(make_runner(data_dir, cache_dir)), mode="sync", kind="random").run()
+    search(tmp_path / "sync", data_dir, cache_dir, mode="sync", kind="random").run()
     assert decisions(rows) == decisions(read_trials(tmp_path / "sync"))
 
 
 def test_async_refuses_a_strategy_that_needs_each_batch_back_in_order(data_dir, cache_dir, tmp_path) -> None:
     with pytest.raises(ConfigError, match="search.mode=async needs a strategy .* strategy=optuna .* search.mode=sync"):
-        search(tmp_path, SequentialExecutor(make_runner(data_dir, cache_dir)), mode="async", kind="optuna")
+        search(tmp_path, data_dir, cache_dir, mode="async", kind="optuna")
 
 
 @pytest.mark.slow
@@ -181,17 +174,11 @@ def test_a_proposal_identical_to_one_still_training_waits_for_it_and_shares_its_
     executor.capacity = 2  # room for a second child while the first is in flight
     submitted = []
     executor._submit = lambda request: (submitted.append(request), executor._queue.append(request))
-    space = SearchSpace.from_config({"decisions": [{"name": "encoder", "choices": ["words"]}]})
-    Search(
-        SearchConfig(trials=4, batch_size=4, progress=False, mode="async", reuse_rewards=reuse),
-        ["trec"],
-        default_strategy("random", space, ["trec"]),
-        executor,
-        tmp_path,
-        child_defaults={"batch_size": 32},
-        seed=0,
-        signature={},
-    ).run()
+    one_arch = {"decisions": [{"name": "encoder", "choices": ["words"]}]}
+    job = tiny_job(
+        data_dir, cache_dir, tasks=["trec"], space=one_arch, kind="random", trials=4, mode="async", reuse_rewards=reuse
+    )
+    job.build(tmp_path, executor=executor).run()
     rows = read_trials(tmp_path)
     assert len(rows) == 4 and all(row.status == "ok" for row in rows)
     if reuse:

@@ -14,6 +14,8 @@ from helpers.configs import CONF, compose_config
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.encoders import encoder_defaults
+from mnms.model.files import PredictConfig, PredictInput
+from mnms.search.selection import ChildSourceConfig
 from mnms.transfer.warm_start import TransferConfig
 from mnms.utils.config import from_config, plain
 
@@ -42,7 +44,7 @@ def test_mode_child_has_no_search_settings_and_no_time_limit() -> None:
     assert cfg.mode == "child" and cfg.trainer.time_limit_s is None and cfg.trainer.progress_bar is True
     # Its one search-like group is the logger: the model is logged to W&B as an artifact.
     assert [key for key in SEARCH_ONLY + ("propose",) if key in cfg] == ["logger"]
-    assert cfg.logger.mode == "offline" and (cfg.child["from"], cfg.child.rank, cfg.child.save) == (None, 1, True)
+    assert cfg.logger.mode == "offline" and ChildSourceConfig.from_mapping(cfg.child) == ChildSourceConfig()
     assert from_config(ChildTrainerConfig, cfg.trainer) == ChildTrainerConfig(progress_bar=True)
 
 
@@ -58,6 +60,9 @@ def test_defaults_come_from_the_dataclasses() -> None:
     assert OmegaConf.to_container(cfg.encoders) == encoder_defaults()
     # transfer.from is a Python keyword, so its section is plain YAML: it must agree with the dataclass.
     assert TransferConfig.from_mapping(cfg.transfer) == TransferConfig()
+    # mode=predict's keys are top-level, which no schema types: its YAML must agree with PredictConfig.
+    predict = compose_config("mode=predict", "model=m", "input=t.txt")
+    assert PredictConfig.from_config(predict) == PredictConfig(model="m", input=PredictInput(path="t.txt"))
 
 
 SCHEMA_FILES = [path for path in sorted(CONF.glob("*/*.yaml")) if "@_here_" in path.read_text()]  # a schema per file

@@ -16,22 +16,21 @@ import time
 from pathlib import Path
 
 import pytest
-from test_search import CHEAP_SPACE, TASKS, comparable
+from test_search import comparable
 
-from helpers.configs import compose_config, default_strategy
+from helpers.configs import compose_config
+from helpers.jobs import tiny_job
 from helpers.tiny_search import tiny_run
 from mnms.child.arch import Architecture
-from mnms.child.config import ChildTrainerConfig
-from mnms.data.tasks import load_task
+from mnms.child.cost import cost_key
 from mnms.executors import executor_config, make_executor
-from mnms.executors.base import Executor, SequentialConfig, SequentialExecutor, TrialOutcome, TrialRequest
+from mnms.executors.base import Executor, SequentialConfig, SequentialExecutor
 from mnms.executors.local import LocalConfig, core_shares
 from mnms.executors.ray import RayConfig, reach
 from mnms.executors.runner import ChildRunner
 from mnms.executors.schedule import CostModel
-from mnms.search.loop import Search, SearchConfig
+from mnms.executors.trial import TrialOutcome, TrialRequest
 from mnms.search.records import read_trials
-from mnms.search.space import SearchSpace
 from mnms.utils.config import ConfigError
 from mnms.utils.io import RunDir
 
@@ -60,24 +59,12 @@ class KillingRunner(ChildRunner):
 
 
 def make_runner(data_dir: Path, cache_dir: Path, cls: type = ChildRunner, **extra) -> ChildRunner:
-    tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
-    return cls(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir), **extra)
+    job = tiny_job(data_dir, cache_dir)
+    return cls(dict(job.tasks), job.trainer, str(cache_dir), **extra)
 
 
-def run_search(run_dir: Path, executor: Executor) -> list[dict]:
-    space = SearchSpace.from_config(CHEAP_SPACE)
-    strategy = default_strategy("ppo", space, list(TASKS))
-    cfg = SearchConfig(trials=TRIALS, batch_size=BATCH, progress=False)
-    Search(
-        cfg,
-        list(TASKS),
-        strategy,
-        executor,
-        run_dir,
-        child_defaults={"batch_size": 32},
-        seed=0,
-        signature={"space": space.signature()},
-    ).run()
+def run_search(run_dir: Path, executor: Executor, data_dir: Path, cache_dir: Path) -> list[dict]:
+    tiny_job(data_dir, cache_dir, trials=TRIALS, batch_size=BATCH).build(run_dir, executor=executor).run()
     return read_trials(run_dir)
 
 
@@ -89,7 +76,8 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(data_dir, cache_dir, tmp_path_factory) -> list[dict]:
     """The sequential search every executor must reproduce; it also warms the shared cache."""
-    return run_search(tmp_path_factory.mktemp("sequential"), SequentialExecutor(make_runner(data_dir, cache_dir)))
+    sequential = SequentialExecutor(make_runner(data_dir, cache_dir))
+    return run_search(tmp_path_factory.mktemp("sequential"), sequential, data_dir, cache_dir)
 
 
 def _stat(pid: int) -> tuple[str, int] | None:
@@ -222,7 +210,7 @@ def test_core_shares_are_disjoint_until_cores_run_out() -> None:
 def test_cost_model_dispatches_unseen_then_slowest_first_ties_in_request_order() -> None:
     def request(trial: int, encoder: str, batch_size: int = 64) -> TrialRequest:
         arch = Architecture(encoder=encoder, batch_size=batch_size).to_dict()
-        return TrialRequest(trial=trial, task="trec", arch=arch, seed=0)
+        return TrialRequest(trial=trial, task="trec", arch=arch, seed=0, cost_key=cost_key("trec", arch))
 
     costs = CostModel()
     for seconds, req in [(0.4, request(0, "words")), (0.2, request(1, "words")), (2.0, request(2, "char-ngrams"))]:
@@ -262,7 +250,7 @@ def test_same_trial_log_as_sequential_and_nothing_left_running(kind, data_dir, c
     before = descendants()
     evaluator = make_executor(executor_config(PARALLEL[kind]), make_runner(data_dir, cache_dir))
     try:
-        rows = run_search(tmp_path / "run", evaluator)
+        rows = run_search(tmp_path / "run", evaluator, data_dir, cache_dir)
         started = descendants() - before
         if kind == "local":
             assert len(evaluator.pids) == 2 and set(evaluator.pids) <= started  # same workers all search
@@ -291,7 +279,7 @@ def test_killed_worker_is_retried_once_then_the_trial_fails(kind, data_dir, cach
     before = descendants()
     evaluator = make_executor(executor_config(PARALLEL[kind]), runner)
     try:
-        rows = run_search(tmp_path / "run", evaluator)
+        rows = run_search(tmp_path / "run", evaluator, data_dir, cache_dir)
         started = descendants() - before
     finally:
         evaluator.close()

@@ -22,7 +22,8 @@ from helpers.tiny_search import tiny_run
 from mnms.data import encoders
 from mnms.data.encoders.base import DenseInput, EncodedTask, Encoder, cached
 from mnms.executors import EXECUTORS
-from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
+from mnms.executors.base import Executor, Runner
+from mnms.executors.trial import TrialOutcome, TrialRequest
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES

@@ -16,9 +16,9 @@ from test_executors import make_runner
 
 from helpers.tiny_search import tiny_run
 from mnms.executors import executor_config, make_executor
-from mnms.executors.base import TrialRequest
 from mnms.executors.ray import RayConfig, capacity
 from mnms.executors.runner import ChildRunner
+from mnms.executors.trial import TrialRequest
 from mnms.utils.config import ConfigError
 from mnms.utils.io import RunDir
 

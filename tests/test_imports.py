@@ -1,7 +1,8 @@
 """The package tree has no import cycles: every module imports alone, in any order, and layers point one way.
 
-A cycle hidden behind a function-level import still shows up here: the static check
-reads every import statement (function bodies included) of every module.
+A cycle hidden behind a function-level import or an ``if TYPE_CHECKING:`` block still
+shows up here: the static check reads every import statement (function bodies and
+type-only imports included) of every module.
 """
 
 from __future__ import annotations
@@ -30,18 +31,9 @@ def project_modules() -> dict[str, Path]:
 
 
 def imported(path: Path, modules: dict[str, Path]) -> set[str]:
-    """The project modules ``path`` imports, at any depth, except under ``if TYPE_CHECKING:``."""
+    """The project modules ``path`` imports, at any depth, ``if TYPE_CHECKING:`` blocks included."""
     found: set[str] = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    skipped = {
-        id(node)
-        for block in ast.walk(tree)
-        if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-        for node in ast.walk(block)
-    }
-    for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name in modules)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -122,6 +114,18 @@ def test_every_module_imports_alone_in_a_fresh_interpreter_in_a_random_order() -
         timeout=300,
     )
     assert done.returncode == 0, f"import order (random seed {seed}): {names}\n{done.stderr[-3000:]}"
+
+
+def test_the_executor_seam_imports_no_torch() -> None:
+    """An executor never looks inside a child (``mnms/executors/base.py``): its seam loads no torch nor Lightning."""
+    script = (
+        "import sys\n"
+        "import mnms.executors.base, mnms.executors.trial, mnms.executors.schedule\n"
+        "print(sorted(name for name in ('torch', 'pytorch_lightning') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 def test_composing_imports_neither_lightning_nor_ray() -> None:

@@ -24,6 +24,7 @@ from mnms.app.run import run
 from mnms.model.files import InputError, read_inputs
 from mnms.model.folder import CHECKPOINT, MANIFEST, ModelError
 from mnms.search.records import ranked_architectures, read_trials
+from mnms.search.selection import ChildSourceConfig
 from mnms.utils.config import ConfigError
 from mnms.utils.io import UnreadableFile
 from mnms.utils.version import VERSION
@@ -181,10 +182,10 @@ def test_child_from_takes_the_kth_distinct_architecture_with_command_line_overri
         "mode=child",
         "task=langid-tatoeba",
         f"child.from={pretrained}",
-        "child.rank=2",
+        "child.select.rank=2",
         f"child.arch.hidden_layers={value}",
     )
-    arch, source = child_architecture(cfg)
+    arch, source = child_architecture(cfg, ChildSourceConfig.from_mapping(cfg.child))
     assert arch.to_dict() == {**second, "hidden_layers": value}
     assert source["trial"] == ranked[1].trial and source["overridden"] == ["hidden_layers"]
     # A field equal to the default but not on the command line keeps the run's value.
@@ -193,15 +194,17 @@ def test_child_from_takes_the_kth_distinct_architecture_with_command_line_overri
 
 def test_child_from_errors_name_the_run_the_task_and_the_fix(pretrained, tmp_path) -> None:  # noqa: F811
     def architecture(*overrides: str):
-        return child_architecture(compose_as_cli("mode=child", *overrides))
+        cfg = compose_as_cli("mode=child", *overrides)
+        return child_architecture(cfg, ChildSourceConfig.from_mapping(cfg.child))
 
     with pytest.raises(ConfigError, match=r"no finished trial for task='sst2'.*\['langid-tatoeba', 'trec'\]"):
         architecture(f"child.from={pretrained}", "task=sst2")
     count = len(ranked_architectures(read_trials(pretrained), "trec"))
-    with pytest.raises(ConfigError, match=f"child.rank=99 but .* {count} distinct .* use child.rank from 1 to {count}"):
-        architecture(f"child.from={pretrained}", "task=trec", "child.rank=99")
-    with pytest.raises(ConfigError, match="child.rank=0 must be an integer >= 1"):
-        architecture(f"child.from={pretrained}", "task=trec", "child.rank=0")
+    rank = "child.select.rank"
+    with pytest.raises(ConfigError, match=f"{rank}=99 but .* {count} distinct .* use {rank} from 1 to {count}"):
+        architecture(f"child.from={pretrained}", "task=trec", f"{rank}=99")
+    with pytest.raises(ConfigError, match=f"{rank}=0 must be an integer >= 1"):
+        architecture(f"child.from={pretrained}", "task=trec", f"{rank}=0")
     with pytest.raises(ConfigError, match="holds no trials.jsonl"):
         architecture(f"child.from={tmp_path}", "task=trec")
 

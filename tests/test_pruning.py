@@ -14,13 +14,21 @@ from test_search import comparable
 from helpers.tiny_search import tiny_run
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
+from mnms.child.stopping import stops_after
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import load_task
-from mnms.search.loop import SearchConfig
+from mnms.executors.trial import TrialOutcome
+from mnms.search.config import SearchConfig
 from mnms.search.pruning import Curve, Pruner, curve_of, rungs
 from mnms.search.records import read_trials
 from mnms.utils.config import ConfigError, from_config
 from mnms.utils.io import RunDir
+
+
+def pruner(kind: str, **settings: int) -> Pruner:
+    """The pruner ``search.pruner=kind`` with ``search.pruner_<setting>`` for each of ``settings``."""
+    return SearchConfig(pruner=kind, **{f"pruner_{key}": value for key, value in settings.items()}).pruning
+
 
 # Every child trains (no reuse of an identical architecture) for up to 4 epochs; asha
 # keeps the top half at epochs 1 and 2 once two trials of the task reached them.
@@ -43,27 +51,30 @@ def test_median_bars_are_the_median_of_finished_trials_best_so_far() -> None:
         Curve([0.9, 0.95, 0.96], finished=True),
         Curve([0.1], finished=False),  # pruned: the median counts finished trials only
     ]
-    bars = Pruner("median", startup_trials=3, warmup_epochs=2).bars(curves)
+    bars = pruner("median", startup_trials=3, warmup_epochs=2).bars(curves)
     assert bars == {2: 0.6, 3: 0.7}
-    assert Pruner("median", startup_trials=4).bars(curves) == {}  # three finished trials are too few
+    assert pruner("median", startup_trials=4).bars(curves) == {}  # three finished trials are too few
 
 
 def test_asha_bars_keep_the_top_fraction_of_each_rung_pruned_trials_included() -> None:
     assert rungs(1, 3, 10) == [1, 3, 9] and rungs(2, 2, 9) == [2, 4, 8]
     curves = [Curve([a], finished=False) for a in (0.1, 0.2, 0.3)] + [Curve([0.4, 0.5, 0.8], finished=True)]
-    bars = Pruner("asha", startup_trials=2, min_epochs=1, reduction_factor=2).bars(curves)
+    bars = pruner("asha", startup_trials=2, min_epochs=1, reduction_factor=2).bars(curves)
     # rung 1: all four reached it, median 0.25; rung 2: only the finished one, too few.
     assert bars == pytest.approx({1: 0.25})
-    assert Pruner("none").bars(curves) == {}
+    assert pruner("none").bars(curves) == {}
 
 
 def test_a_record_gives_a_curve_only_when_it_trained() -> None:
-    assert curve_of("failed", {}) is None
-    assert curve_of("ok", {"val_accuracy": 0.5}) is None  # a record older than pruning
-    assert curve_of("pruned", {"val_curve": [0.2]}) == Curve([0.2], finished=False)
-    assert curve_of("ok", {"val_curve": [0.2], "stopped_by": "early_stopping"}) == Curve([0.2], finished=True)
+    def curve(status: str, **metrics) -> Curve | None:
+        return curve_of(TrialOutcome(status, metrics))
+
+    assert curve("failed") is None
+    assert curve("ok", val_accuracy=0.5) is None  # a record older than pruning
+    assert curve("pruned", val_curve=[0.2]) == Curve([0.2], finished=False)
+    assert curve("ok", val_curve=[0.2], stopped_by="early_stopping") == Curve([0.2], finished=True)
     # Out of time is not converged: its best could still have grown, so it holds no later epoch.
-    assert curve_of("ok", {"val_curve": [0.2], "stopped_by": "time_limit"}) == Curve([0.2], finished=False)
+    assert curve("ok", val_curve=[0.2], stopped_by="time_limit") == Curve([0.2], finished=False)
 
 
 @pytest.mark.parametrize(
@@ -174,13 +185,13 @@ def test_a_pruned_search_records_pruned_children_with_bars_from_earlier_trials_o
     rows = read_trials(tmp_path)
     pruned = [row for row in rows if row.status == "pruned"]
     assert pruned, "asha pruned no child"
-    pruner = Pruner("asha", startup_trials=2, min_epochs=1, reduction_factor=2)
+    asha = pruner("asha", startup_trials=2, min_epochs=1, reduction_factor=2)
     for row in rows:
         # The bars this child met: asha's over the trials of the earlier steps (batches of 4).
-        earlier = [curve_of(r.status, r.metrics) for r in rows[: row.step * 4]]
-        bars = pruner.bars(curve for curve in earlier if curve)
+        earlier = [curve_of(r) for r in rows[: row.step * 4]]
+        bars = asha.bars(curve for curve in earlier if curve)
         curve = row.metrics["val_curve"]
-        stopped_at = next((e for e, bar in sorted(bars.items()) if e < 4 and max(curve[:e]) < bar), None)
+        stopped_at = next((e for e in sorted(bars) if stops_after(bars, e, max(curve[:e]), 4)), None)
         assert (row.status == "pruned") == (stopped_at is not None), row.trial
         if stopped_at:
             assert row.metrics["epochs"] == len(curve) == stopped_at

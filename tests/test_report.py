@@ -25,21 +25,14 @@ import torch  # noqa: E402
 from matplotlib.image import imread  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
-from helpers.configs import default_strategy  # noqa: E402
 from helpers.crafted import save_crafted  # noqa: E402
-from mnms.child.config import ChildTrainerConfig  # noqa: E402
-from mnms.data.tasks import load_task  # noqa: E402
-from mnms.executors.base import SequentialExecutor  # noqa: E402
-from mnms.executors.runner import ChildRunner  # noqa: E402
+from helpers.jobs import TASKS, tiny_job  # noqa: E402
 from mnms.report import build_report  # noqa: E402
 from mnms.report.__main__ import main as report_main  # noqa: E402
 from mnms.report.plots import inherited_tasks, placement_table  # noqa: E402
 from mnms.report.tables import censored_median, run_stats, speed_up  # noqa: E402
-from mnms.search.loop import Search, SearchConfig  # noqa: E402
-from mnms.search.space import SearchSpace  # noqa: E402
 from mnms.transfer.artifact import save_controller_artifact  # noqa: E402
 
-TASKS = ("trec", "langid-tatoeba")
 SPACE = {
     "decisions": [
         {"name": "encoder", "choices": ["words", "char-ngrams"]},
@@ -53,26 +46,15 @@ TRIALS = 24  # 12 per task: enough for the @10 column and two choice windows of 
 
 def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, job_type: str | None, seed: int) -> None:
     """A real search in ``run_dir``, plus the files a Hydra job and the artifact writer leave there."""
-    tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
-    space = SearchSpace.from_config(SPACE)
-    strategy = default_strategy(kind, space, list(TASKS), seed)
-    runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
-    search = Search(
-        SearchConfig(trials=TRIALS, batch_size=4, progress=False),
-        list(TASKS),
-        strategy,
-        SequentialExecutor(runner),
-        run_dir,
-        child_defaults={"batch_size": 32},
-        seed=seed,
-        signature={},
-    )
+    job = tiny_job(data_dir, cache_dir, space=SPACE, kind=kind, seed=seed, trials=TRIALS)
+    strategy = job.make_strategy()
+    search = job.build(run_dir, strategy=strategy)
     (run_dir / "summary.json").write_text(json.dumps(search.run()))
     config = {"seed": seed, "tasks": list(TASKS), "strategy": {"kind": kind}, "logger": {"job_type": job_type}}
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
     if strategy.trains_controller:
-        save_controller_artifact(run_dir / "controller.pt", strategy, space, config)
+        save_controller_artifact(run_dir / "controller.pt", strategy, job.space, config)
 
 
 @pytest.fixture(scope="module")
@@ -315,13 +297,12 @@ def test_study_sweeps_only_the_chosen_modes_of_a_step(monkeypatch: pytest.Monkey
     args = bench.argparse.Namespace(
         modes=["optuna", "scratch"], held_out=["mr"], seeds=2, trials=5, overrides=["hydra.launcher.n_jobs=1"]
     )
-    bench.study(tmp_path / "baselines", bench.BASELINES, tmp_path / "pretrain", args, [])
-    bench.study(tmp_path / "learning", bench.LEARNING, tmp_path / "pretrain", args, ["strategy.policy.advantage=std"])
+    bench.study(tmp_path / "baselines", bench.BASELINES, tmp_path / "pretrain", args)
+    bench.study(tmp_path / "learning", bench.LEARNING, tmp_path / "pretrain", args)
     args.modes = ["transfer"]
-    bench.study(tmp_path / "baselines", bench.BASELINES, tmp_path / "pretrain", args, [])
+    bench.study(tmp_path / "baselines", bench.BASELINES, tmp_path / "pretrain", args)
     assert [[o for o in overrides if o.startswith("study=")] for overrides in launched] == [
         ["study=optuna"],
         ["study=scratch"],
     ]
     assert "seed=0,1" in launched[0] and "hydra.launcher.n_jobs=1" in launched[1]
-    assert "strategy.policy.advantage=std" in launched[1] and "strategy.policy.advantage=std" not in launched[0]

@@ -10,26 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from helpers.configs import default_strategy
+from helpers.jobs import CHEAP_SPACE, TASKS, tiny_job
 from helpers.tiny_search import tiny_run
 from helpers.wandb_reader import find_offline_runs, read_offline_run
-from mnms.child.config import ChildTrainerConfig
-from mnms.data.tasks import load_task
-from mnms.executors.base import SequentialExecutor
-from mnms.executors.runner import ChildRunner
-from mnms.search.loop import Search, SearchConfig
+from mnms.search.loop import Search
 from mnms.search.records import TrialRecord, read_trials
-from mnms.search.space import SearchSpace
 from mnms.tracking import Tracker, TrackingConfig
 
-CHEAP_SPACE = {
-    "decisions": [
-        {"name": "encoder", "choices": ["words", "char-ngrams"]},
-        {"name": "hidden_layers", "choices": [0, 1]},
-        {"name": "learning_rate", "choices": [0.003, 0.03]},
-    ]
-}
-TASKS = ("trec", "langid-tatoeba")
 # Fields that legitimately differ between two runs of the same search.
 TIMING = ("wall_seconds",)
 METRIC_TIMING = ("total_seconds", "train_seconds", "features_from_cache")
@@ -57,22 +44,8 @@ def make_search(
     tracker=None,
     reuse=True,
 ) -> Search:
-    tasks = {name: load_task(name, data_dir, max_examples=300, seed=0) for name in TASKS}
-    search_space = SearchSpace.from_config(space)
-    strategy = default_strategy(kind, search_space, list(TASKS))
-    runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=2), str(cache_dir))
-    cfg = SearchConfig(trials=trials, batch_size=4, progress=False, reuse_rewards=reuse)
-    return Search(
-        cfg,
-        list(TASKS),
-        strategy,
-        SequentialExecutor(runner),
-        run_dir,
-        child_defaults={"batch_size": 32},
-        seed=0,
-        signature={"space": search_space.signature()},
-        tracker=tracker,
-    )
+    job = tiny_job(data_dir, cache_dir, space=space, kind=kind, trials=trials, reuse_rewards=reuse)
+    return job.build(run_dir, tracker=tracker)
 
 
 def test_search_records_every_trial_and_the_best_per_task(data_dir, tmp_path) -> None:

@@ -175,10 +175,29 @@ def test_bool_and_int_choices_are_not_confused():
 
 
 def test_the_default_space_conditions_follow_the_encoders_capabilities():
-    """The `when` lists of fine_tune and pooling restate what the encoder classes say; they must agree."""
+    """The four `when` lists on `encoder` restate what the encoder classes say; they must agree both ways."""
     space = load("default")
     offered = set(space["encoder"].choices)
     tables = {name for name in offered if ENCODERS[name].has_pretrained_table}
     bags = {name for name in offered if issubclass(ENCODERS[name], BagEncoder)}
+    layers = {name for name in offered if ENCODERS[name].transformer_layers}
     assert set(space["fine_tune"].when["encoder"]) == tables
     assert set(space["pooling"].when["encoder"]) == bags
+    assert set(space["fine_tune_layers"].when["encoder"]) == layers
+    space.check_buildable()  # every listed encoder builds every choice
+    # ... and every encoder able to is listed, but char n-grams for a convolution: deliberately
+    # left out (no token order worth convolving in up to 1024 n-grams per text).
+    assert space.unoffered() == [("conv_filters", "char-ngrams")]
+    assert load("small").unoffered() == []
+
+
+def test_an_encoder_left_out_of_a_when_list_it_qualifies_for_is_found():
+    space = SearchSpace.from_config(
+        {
+            "decisions": [
+                {"name": "encoder", "choices": ["minilm", "words", "char-ngrams"]},
+                {"name": "pooling", "choices": ["mean", "max"], "when": {"encoder": ["words"]}},
+            ]
+        }
+    )
+    assert space.unoffered() == [("pooling", "char-ngrams")]

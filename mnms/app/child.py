@@ -1,7 +1,7 @@
 """``mode=child``: train one architecture on ``task``, print and save what it scored, and save the model.
 
 The architecture is ``child.arch``, or, with ``child.from=<search run dir>``, the one that
-search found best for ``task`` (``child.rank=k``: its k-th best distinct one), with any
+search found best for ``task`` (``child.select.rank=k``: its k-th best distinct one), with any
 ``child.arch.*`` given on the command line overriding the run's value. The trained child
 is saved as a model folder (``<run dir>/model``, ``mnms.model.folder``) and logged to
 W&B as an artifact of type ``model``.
@@ -35,9 +35,9 @@ from mnms.child.inputs import vocabularies
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
 from mnms.model.folder import CHECKPOINT, staging_folder, write_model
-from mnms.search.records import TrialRecord, ranked_architectures, read_trials
+from mnms.search.selection import ChildSourceConfig
 from mnms.tracking import Tracker
-from mnms.utils.config import ConfigError, from_config, is_int, plain
+from mnms.utils.config import from_config, plain
 from mnms.utils.io import RunDir, write_json_atomic
 
 ARCH_PREFIX = "child.arch."
@@ -46,13 +46,14 @@ ARCH_PREFIX = "child.arch."
 def run_child(cfg: DictConfig, run_dir: Path) -> float:
     """Train the child once; writes ``result.json`` and the model folder, returns its validation accuracy."""
     trainer_cfg = child_trainer(cfg)  # conf/mode/child.yaml turns its progress bar on
-    arch, source = child_architecture(cfg)
+    settings = ChildSourceConfig.from_mapping(cfg.child)
+    arch, source = child_architecture(cfg, settings)
     task = load_configured_task(cfg, cfg.task)
     cache = FeatureCache(cfg.paths.cache_dir)
     options = encoder_options(cfg)
     files = RunDir(run_dir)
     tracking = tracking_config(cfg, run_dir)
-    staging = staging_folder(files.model) if cfg.child.save else None
+    staging = staging_folder(files.model) if settings.save else None
     with Tracker(tracking, plain(cfg)) as tracker, _removed_afterwards(staging):
         result = evaluate_child(
             task,
@@ -108,49 +109,23 @@ def _removed_afterwards(staging: Path | None) -> Iterator[None]:
             shutil.rmtree(staging, ignore_errors=True)
 
 
-def child_architecture(cfg: DictConfig) -> tuple[Architecture, dict[str, Any] | None]:
+def child_architecture(cfg: DictConfig, source: ChildSourceConfig) -> tuple[Architecture, dict[str, Any] | None]:
     """The architecture to train, and where it came from (None: ``child.arch`` itself)."""
-    if cfg.child["from"] is None:
+    if source.source is None:
         return child_arch(cfg), None
-    run_dir = Path(str(cfg.child["from"])).expanduser()
-    row = _ranked_trial(run_dir, cfg.task, cfg.child.rank)
+    run_dir = Path(source.source).expanduser()
+    row = source.select.pick(run_dir, cfg.task)
     overridden = sorted(key.removeprefix(ARCH_PREFIX) for key in command_line_keys(cfg) if key.startswith(ARCH_PREFIX))
     fields = {**row.arch, **{name: cfg.child.arch[name] for name in overridden}}
-    source = {
+    provenance = {
         "run": str(run_dir.resolve()),
         "task": row.task,
-        "rank": cfg.child.rank,
+        "rank": source.select.rank,
         "trial": row.trial,
         "search_reward": row.reward,
         "overridden": overridden,
     }
-    return from_config(Architecture, fields), source
-
-
-def _ranked_trial(run_dir: Path, task: str, rank: Any) -> TrialRecord:
-    """The ``rank``-th best distinct architecture the search in ``run_dir`` trained for ``task``."""
-    if not is_int(rank) or rank < 1:
-        raise ConfigError(f"child.rank={rank!r} must be an integer >= 1 (1 = the best architecture)")
-    try:
-        records = read_trials(run_dir)
-    except FileNotFoundError:
-        raise ConfigError(
-            f"child.from={str(run_dir)!r} holds no {RunDir.TRIALS}: give the run dir of a search "
-            "(outputs/search/<time>, or a multirun job's folder)"
-        ) from None
-    ranked = ranked_architectures(records, task)
-    if not ranked:
-        found = sorted({row.task for row in records if row.status == "ok"})
-        raise ConfigError(
-            f"child.from={str(run_dir)!r} has no finished trial for task={task!r}; the tasks it has a finished "
-            f"trial for are {found}: set task= to one of them, or give the run dir of a search of {task!r}"
-        )
-    if rank > len(ranked):
-        raise ConfigError(
-            f"child.rank={rank} but the search in {run_dir} found {len(ranked)} distinct architecture(s) with a "
-            f"finished trial for {task!r}: use child.rank from 1 to {len(ranked)}"
-        )
-    return ranked[rank - 1]
+    return from_config(Architecture, fields), provenance
 
 
 def _artifact_name(task: str) -> str:

@@ -16,8 +16,8 @@ from rich.table import Table
 
 from mnms.app.common import child_arch, child_trainer, encoder_options, load_configured_task, task_descriptor
 from mnms.child.arch import complete_arch
-from mnms.executors.base import TrialRequest
 from mnms.executors.runner import ChildRunner
+from mnms.executors.trial import TrialRequest
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.transfer.decode import ProposeConfig, beam_search, controller_for_task
 from mnms.transfer.warm_start import TransferConfig

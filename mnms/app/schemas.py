@@ -23,7 +23,8 @@ from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.encoders import encoder_defaults
 from mnms.executors import EXECUTORS
-from mnms.search.loop import SearchConfig
+from mnms.search.config import SearchConfig
+from mnms.search.selection import ChildSourceConfig
 from mnms.search.strategies import STRATEGIES
 from mnms.tracking import TrackingConfig
 from mnms.transfer.decode import ProposeConfig
@@ -40,6 +41,7 @@ def register_schemas() -> None:
         "propose": ProposeConfig,
         "encoders": encoder_defaults(),
         "transfer": TransferConfig().to_mapping(),  # `from` is a Python keyword: a mapping, not the dataclass
+        "child_source": ChildSourceConfig().to_mapping(),  # mode=child's child.from / select / save, the same
     }
     nodes.update({f"strategy/{name}": _with_kind(cls.Config, name) for name, cls in STRATEGIES.items()})
     nodes.update({f"executor/{name}": _with_kind(cls.Config, name) for name, cls in EXECUTORS.items()})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,12 @@ from mnms.app.common import (
     tracking_config,
 )
 from mnms.app.study import check_study_job
-from mnms.child.config import ChildTrainerConfig, validates_every_epoch
-from mnms.data.tasks import Task
 from mnms.executors import executor_config, make_executor
-from mnms.executors.runner import ChildRunner
-from mnms.search.loop import Search, SearchConfig, resume_signature
+from mnms.search.config import SearchConfig
+from mnms.search.job import SearchJob
 from mnms.search.records import resumable_run_dir
 from mnms.search.space import SearchSpace
-from mnms.search.strategies import STRATEGIES, Strategy, make_strategy, strategy_config
+from mnms.search.strategies import STRATEGIES, Strategy, strategy_config
 from mnms.tracking import Tracker
 from mnms.transfer.artifact import save_controller_artifact
 from mnms.transfer.warm_start import Describe, TransferConfig, warm_start
@@ -54,10 +51,9 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
 def _search(cfg: DictConfig, run_dir: Path) -> float:
     space = SearchSpace.from_config(plain(cfg.search_space))
     trainer_cfg = child_trainer(cfg)
-    child = child_arch(cfg).to_dict()
-    space.check_buildable(child)
+    child = child_arch(cfg)
     search_cfg = from_config(SearchConfig, cfg.search)
-    _check_pruner(search_cfg, trainer_cfg)
+    SearchJob.check(space, child, search_cfg, trainer_cfg)  # before any task loads
     executor_cfg = executor_config(cfg.executor)
     if getattr(executor_cfg, "requests_gpus", False) and trainer_cfg.accelerator == "cpu":
         raise ConfigError(
@@ -68,113 +64,75 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     transfer = TransferConfig.from_mapping(cfg.transfer)
     strategy_cfg = strategy_config(cfg.strategy)
     check_study_job(cfg, transfer.source, STRATEGIES[strategy_cfg.kind].trains_controller)
-    tasks = {name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks}
-    strategy = _strategy(strategy_cfg, space, list(tasks), transfer, cfg.seed, functools.partial(task_descriptor, cfg))
-    signature = resume_signature(
-        tasks=list(tasks),
-        seed=cfg.seed,
+    job = SearchJob(
+        tasks={name: load_configured_task(cfg, name, search_cfg.max_examples) for name in cfg.tasks},
         space=space,
-        strategy=STRATEGIES[strategy_cfg.kind].resume_settings(strategy_cfg),
+        strategy=strategy_cfg,
         search=search_cfg,
+        trainer=trainer_cfg,
         child=child,
-        trainer=asdict(trainer_cfg),
-        examples={name: {split: len(data) for split, data in t.splits.items()} for name, t in tasks.items()},
+        encoders=encoder_options(cfg),
+        seed=cfg.seed,
+        cache_dir=cfg.paths.cache_dir,
         transfer=transfer.to_mapping() if transfer.source else None,
     )
-    runner = ChildRunner(tasks, trainer_cfg, cfg.paths.cache_dir, encoder_options(cfg))
+    strategy = _strategy(job, transfer, functools.partial(task_descriptor, cfg))
     tracking = tracking_config(cfg, run_dir)
-    executor = make_executor(executor_cfg, runner)
+    executor = make_executor(executor_cfg, job.runner())
     try:
         with Tracker(tracking, plain(cfg)) as tracker:
-            search = Search(
-                search_cfg,
-                list(tasks),
-                strategy,
-                executor,
-                run_dir,
-                child_defaults=child,
-                seed=cfg.seed,
-                signature=signature,
-                tracker=tracker,
-            )
+            search = job.build(run_dir, strategy=strategy, executor=executor, tracker=tracker)
             write_text_atomic(RunDir(run_dir).config, OmegaConf.to_yaml(cfg))  # this search's settings, checked
             summary = search.run()
             tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
             wandb_path = tracker.run_path
     finally:
         executor.close()
-    return _finish(cfg, run_dir, summary, strategy, space, tasks, wandb_path)
+    return _finish(cfg, run_dir, summary, strategy, job, wandb_path)
 
 
-def _check_pruner(search: SearchConfig, trainer: ChildTrainerConfig) -> None:
-    """Refuse pruner settings that could never stop a child, before anything trains."""
-    if search.pruner == "none":
-        return
-    if not validates_every_epoch(trainer):
-        raise ConfigError(
-            f"search.pruner={search.pruner} judges children by their validation accuracy after each epoch, "
-            "but trainer.patience=null with trainer.epoch_selection=last validates only at the end: "
-            "set trainer.epoch_selection=best or a trainer.patience, or search.pruner=none"
-        )
-    first, name = (
-        (search.pruner_warmup_epochs, "pruner_warmup_epochs")
-        if search.pruner == "median"
-        else (search.pruner_min_epochs, "pruner_min_epochs")
-    )
-    if first >= trainer.max_epochs:  # a child is never stopped at its last epoch: that saves nothing
-        raise ConfigError(
-            f"search.{name}={first} with trainer.max_epochs={trainer.max_epochs}: search.pruner={search.pruner} "
-            f"could never stop a child (its first bar is at epoch {first}, and no child is stopped at its last "
-            f"epoch): set search.{name} below {trainer.max_epochs}, or search.pruner=none"
-        )
-
-
-def _strategy(
-    config: Any, space: SearchSpace, tasks: list[str], transfer: TransferConfig, seed: int, describe: Describe
-) -> Strategy:
+def _strategy(job: SearchJob, transfer: TransferConfig, describe: Describe) -> Strategy:
     """The configured strategy, starting from the pre-trained controller when ``transfer.from`` names one.
 
     A new controller with ``task_descriptors`` gets every task's descriptor; a transferred one,
     those of the new tasks ``transfer.init=descriptor`` adds.
     """
     if transfer.source:
-        return make_strategy(
-            config, space, tasks, seed, controller=warm_start(transfer, config, space, tasks, seed, describe)
+        return job.make_strategy(
+            controller=warm_start(transfer, job.strategy, job.space, job.task_names, job.seed, describe)
         )
-    controller = getattr(config, "controller", None)
-    descriptors = {task: describe(task) for task in tasks} if controller and controller.task_descriptors else None
-    return make_strategy(config, space, tasks, seed, descriptors=descriptors)
+    controller = getattr(job.strategy, "controller", None)
+    if controller and controller.task_descriptors:
+        return job.make_strategy(descriptors={task: describe(task) for task in job.tasks})
+    return job.make_strategy()
 
 
 def _finish(
-    cfg: DictConfig,
-    run_dir: Path,
-    summary: dict[str, Any],
-    strategy: Strategy,
-    space: SearchSpace,
-    tasks: dict[str, Task],
-    wandb_path: Path | None,
+    cfg: DictConfig, run_dir: Path, summary: dict[str, Any], strategy: Strategy, job: SearchJob, wandb_path: Path | None
 ) -> float:
     """Save the controller (strategies that train one), write ``summary.json``, print the best per task."""
     files = RunDir(run_dir)
     controller = (
-        save_controller_artifact(files.controller, strategy, space, plain(cfg)) if strategy.trains_controller else None
+        save_controller_artifact(files.controller, strategy, job.space, plain(cfg))
+        if strategy.trains_controller
+        else None
     )
     summary = {
         **summary,
-        "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in tasks.items()},
+        "tasks": {name: {"language": t.language, "classes": t.num_classes} for name, t in job.tasks.items()},
         "strategy": strategy.name,
         "wandb_run": str(wandb_path) if wandb_path else None,
         "controller": str(controller) if controller else None,
     }
-    if len(summary["unsuccessful"]) == len(tasks):
+    if len(summary["unsuccessful"]) == len(job.tasks):
         summary |= {"status": "failed", "error": _nothing_succeeded(summary["unsuccessful"], files)}
     write_json_atomic(files.summary, summary)
     if summary.get("status") == "failed":
         raise NoChildSucceeded(summary["error"])
     _print_search_summary(summary, files)
-    failure = cfg.search.failure_reward  # what a task no child finished for scored
-    return sum(summary["best"][t]["reward"] if t in summary["best"] else failure for t in tasks) / len(tasks)
+    failure = job.search.failure_reward  # what a task no child finished for scored
+    best = summary["best"]
+    return sum(best[t]["reward"] if t in best else failure for t in job.tasks) / len(job.tasks)
 
 
 class NoChildSucceeded(RuntimeError):

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch
 
-from mnms.utils.config import ConfigError, check, is_int, is_number
+from mnms.utils.config import ConfigError, check, free, is_int, is_number
 
 ACCELERATORS = ("auto", "cpu", "gpu")
 EPOCH_SELECTIONS = ("best", "last")
@@ -30,12 +30,16 @@ class ChildTrainerConfig:
     patience: int | None = 2  # epochs without a better validation accuracy before stopping; null = never stop early
     epoch_selection: str = "best"  # whose weights give the reward and the test scores: the best epoch's, or the last
     max_steps: int = -1  # -1: epochs decide; otherwise stop after this many optimiser steps
-    accelerator: str = "auto"  # auto (a GPU when one is visible), cpu or gpu: the Trainer's and the encoders'
+    # auto (a GPU when one is visible), cpu or gpu: the Trainer's and the encoders'.
+    accelerator: str = free(
+        "auto",
+        "a deliberate exception: a GPU changes the numerics, not the method, so a search may resume on another machine",
+    )
 
     # A child still training after this stops after its current batch and is scored on its best
     # validated epoch (stopped_by: time_limit); one not yet validated is a timeout.
     time_limit_s: float | None = None
-    progress_bar: bool = False  # Lightning's per-child bar
+    progress_bar: bool = free(False, "Lightning's per-child progress bar")
     deterministic: bool = False  # deterministic kernels (much slower bag backward); CPU runs repeat without it
     # Intra-op torch threads a child trains with. The count changes results (another
     # reduction order in matmuls), so it is part of the child's config rather than taken

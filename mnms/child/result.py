@@ -5,6 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+# Why a child's training ended (ChildResult.stopped_by); what each means to the search is
+# mnms.executors.trial's (a pruned status, a result that is not reusable).
+MAX_EPOCHS, MAX_STEPS, EARLY_STOPPING, PRUNED, TIME_LIMIT = (
+    "max_epochs",
+    "max_steps",
+    "early_stopping",
+    "pruned",
+    "time_limit",
+)
+
 
 @dataclass(frozen=True)
 class ChildResult:
@@ -26,7 +36,7 @@ class ChildResult:
     # Why training ended: max_epochs, max_steps, early_stopping (trainer.patience), pruned
     # (below the search pruner's bar) or time_limit (trainer.time_limit_s, after at least
     # one validated epoch: the child is scored on its best epoch so far).
-    stopped_by: str = "max_epochs"
+    stopped_by: str = MAX_EPOCHS
     device: str = "cpu"  # where it trained: cpu, or cuda (the GPU its worker was given)
 
     def to_dict(self) -> dict[str, Any]:

@@ -13,30 +13,11 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
 
 from mnms.executors.schedule import CostModel
-
-# pruned: stopped by the search's pruner, with the metrics of its best epoch so far.
-STATUSES = ("ok", "pruned", "failed", "timeout", "diverged")
-
-
-@dataclass(frozen=True)
-class TrialRequest:
-    trial: int
-    task: str
-    arch: dict[str, Any]  # Architecture fields; any left out take the Architecture defaults
-    seed: int
-    prune_below: dict[int, float] = field(default_factory=dict)  # the pruner's bars (mnms.search.pruning)
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    status: str  # one of STATUSES
-    metrics: dict[str, Any] = field(default_factory=dict)  # ChildResult fields when status is ok or pruned
-    error: str | None = None
-    wall_seconds: float = 0.0
+from mnms.executors.trial import TrialOutcome, TrialRequest
 
 
 class Runner(Protocol):

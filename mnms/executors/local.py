@@ -27,7 +27,8 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from typing import ClassVar
 
-from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
+from mnms.executors.base import Executor, Runner
+from mnms.executors.trial import TrialOutcome, TrialRequest
 from mnms.utils.config import check, is_int
 
 START_METHODS = ("spawn", "forkserver")

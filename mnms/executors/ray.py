@@ -25,8 +25,9 @@ from types import ModuleType
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-from mnms.executors.base import Executor, Runner, TrialOutcome, TrialRequest
+from mnms.executors.base import Executor, Runner
 from mnms.executors.local import available_cores
+from mnms.executors.trial import TrialOutcome, TrialRequest
 from mnms.utils.config import ConfigError, check, is_int, is_number
 
 

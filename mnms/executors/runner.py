@@ -12,12 +12,13 @@ from typing import Any
 import torch
 
 from lightning_modules.trainer import evaluate_child
+from mnms.child import result as stopped
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.child.result import ChildDiverged, ChildTimeout
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
-from mnms.executors.base import TrialOutcome, TrialRequest
+from mnms.executors.trial import DIVERGED, FAILED, OK, PRUNED, TIMEOUT, TrialOutcome, TrialRequest
 from mnms.utils.config import from_config
 
 
@@ -69,15 +70,15 @@ class ChildRunner:
                 prune_below=request.prune_below,
             )
         except ChildTimeout as error:
-            return TrialOutcome("timeout", error=str(error), wall_seconds=time.perf_counter() - started)
+            return TrialOutcome(TIMEOUT, error=str(error), wall_seconds=time.perf_counter() - started)
         except ChildDiverged as error:
-            return TrialOutcome("diverged", error=str(error), wall_seconds=time.perf_counter() - started)
+            return TrialOutcome(DIVERGED, error=str(error), wall_seconds=time.perf_counter() - started)
         except Exception as error:  # noqa: BLE001 - any child failure becomes a recorded trial
             last = traceback.extract_tb(error.__traceback__)[-1]
             message = f"{type(error).__name__}: {error} (at {last.filename}:{last.lineno})"
-            return TrialOutcome("failed", error=message, wall_seconds=time.perf_counter() - started)
+            return TrialOutcome(FAILED, error=message, wall_seconds=time.perf_counter() - started)
         metrics = result.to_dict()
         if any(value != value for value in metrics.values() if isinstance(value, float)):
-            return TrialOutcome("diverged", metrics, "a metric is NaN", time.perf_counter() - started)
-        status = "pruned" if result.stopped_by == "pruned" else "ok"
+            return TrialOutcome(DIVERGED, metrics, "a metric is NaN", time.perf_counter() - started)
+        status = PRUNED if result.stopped_by == stopped.PRUNED else OK
         return TrialOutcome(status, metrics, wall_seconds=time.perf_counter() - started)

@@ -12,44 +12,26 @@ back in request order, so the records do not depend on it.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import TYPE_CHECKING
 
-from mnms.child.arch import Architecture
-
-if TYPE_CHECKING:  # base.py imports this module
-    from mnms.executors.base import TrialOutcome, TrialRequest
-
-_DEFAULTS = Architecture().to_dict()  # for the fields a search space leaves out
-
-
-def cost_key(request: TrialRequest) -> Hashable:
-    """The fields that decide most of a child's wall time: its data, input layer and step count."""
-    arch = {**_DEFAULTS, **request.arch}  # not Architecture(...): validating every request would slow dispatch
-    return (
-        request.task,
-        arch["encoder"],
-        arch["fine_tune"],
-        arch["fine_tune_layers"],
-        arch["conv_filters"] > 0,
-        arch["wide"],
-        arch["batch_size"],
-    )
+from mnms.executors.trial import TrialOutcome, TrialRequest
 
 
 class CostModel:
-    """Mean observed wall seconds per ``cost_key``, learned from the outcomes of a search."""
+    """Mean observed wall seconds per ``TrialRequest.cost_key``, learned from the outcomes of a search.
+
+    Requests without a key (``()``) count as one kind of child.
+    """
 
     def __init__(self) -> None:
         self._totals: dict[Hashable, tuple[float, int]] = {}
 
     def record(self, request: TrialRequest, outcome: TrialOutcome) -> None:
-        key = cost_key(request)
-        seconds, count = self._totals.get(key, (0.0, 0))
-        self._totals[key] = (seconds + outcome.wall_seconds, count + 1)
+        seconds, count = self._totals.get(request.cost_key, (0.0, 0))
+        self._totals[request.cost_key] = (seconds + outcome.wall_seconds, count + 1)
 
     def predict(self, request: TrialRequest) -> float:
         """Expected wall seconds; ``inf`` for a kind of child not seen yet."""
-        seconds, count = self._totals.get(cost_key(request), (0.0, 0))
+        seconds, count = self._totals.get(request.cost_key, (0.0, 0))
         return seconds / count if count else float("inf")
 
     def longest_first(self, requests: Sequence[TrialRequest]) -> list[int]:

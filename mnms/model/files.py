@@ -9,15 +9,17 @@ written to a temporary file and moved into place, so it is complete or absent.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from mnms.data.task_files import read_table, utf8_text
-from mnms.model.predictor import Predictions
+from mnms.model.predictor import CHUNK_SIZE, Predictions
+from mnms.utils.config import ConfigError, check, from_config, is_int
 from mnms.utils.io import atomic_write
 
 INPUT_FORMATS = ("jsonl", "csv", "tsv", "parquet", "text")
@@ -41,6 +43,56 @@ class Inputs:
     path: Path
     texts: list[str]
     rows: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class PredictInput:
+    """``input``: the file to classify, and where its texts are."""
+
+    section: ClassVar[str] = "input"
+
+    path: str | None = None
+    text_column: str = "text"  # the column (JSONL key) holding the texts, in a table
+    format: str = "auto"  # auto (by suffix) | jsonl | csv | tsv | parquet | text
+
+
+@dataclass(frozen=True)
+class PredictConfig:
+    """``mode=predict``'s top-level keys (``conf/mode/predict.yaml``): the model, the texts, where predictions go.
+
+    ``input`` is a file (``input=<file>``) or the ``PredictInput`` fields
+    (``input.path=<file> input.text_column=<column>``).
+    """
+
+    section: ClassVar[str] = ""  # top-level keys
+
+    model: str | None = None  # a model folder: what mode=child saves as <run dir>/model
+    input: PredictInput = field(default_factory=PredictInput)
+    output: str | None = None  # .jsonl, .csv, .tsv or .parquet; null = <run dir>/predictions.jsonl
+    chunk_size: int = CHUNK_SIZE  # texts encoded at once (bounds memory)
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("mode=predict needs model=<folder>: the model folder mode=child saved (<run dir>/model)")
+        if not self.input.path:
+            raise ConfigError(
+                "mode=predict needs input=<file>: JSONL, CSV, TSV, Parquet, or a .txt file of one text a line "
+                "(input.path=<file> input.text_column=<column> for a table whose texts are not in `text`)"
+            )
+        check(
+            self,
+            "chunk_size",
+            is_int(self.chunk_size) and self.chunk_size >= 1,
+            "an integer >= 1 (texts encoded at once)",
+        )
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> PredictConfig:
+        """From the composed config's top-level keys; ``input`` may be a path alone."""
+        values = {item.name: cfg[item.name] for item in fields(cls) if item.name in cfg}
+        if isinstance(values.get("input"), str):
+            values["input"] = {"path": values["input"]}
+        return from_config(cls, values)
 
 
 def input_format(path: Path, fmt: str) -> str:

@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from mnms.executors.trial import finished
 from mnms.search.records import TrialRecord, read_trials
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.utils.io import RunDir
@@ -48,7 +49,7 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
     """
     rows = []
     for run_dir in run_dirs:
-        cfg = _run_config(run_dir)
+        cfg = run_config(run_dir)
         files = RunDir(run_dir)
         summary_path = files.summary
         summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
@@ -74,7 +75,7 @@ def _strategy_kind(cfg: DictConfig) -> str | None:
     return OmegaConf.select(cfg, "strategy.kind") or OmegaConf.select(cfg, "controller.kind")
 
 
-def _run_config(run_dir: Path) -> DictConfig:
+def run_config(run_dir: Path) -> DictConfig:
     """The config of the search that wrote ``run_dir``.
 
     Hydra rewrites ``.hydra/config.yaml`` for every job started in a run dir, even one that
@@ -99,7 +100,7 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
     with NaN accuracies; ``seconds`` is the child's training time (0 for a reused
     result), the compute a search spent: without the encoding a child pays only when its
     features are not cached yet, which depends on the order runs shared the cache in, not on
-    the search (``_training_seconds``). Searched decisions become ``decision.<name>`` columns (NaN where a
+    the search (``child_seconds``). Searched decisions become ``decision.<name>`` columns (NaN where a
     decision was not made, e.g. ``width_1`` with no hidden layer).
     """
     rows = []
@@ -107,7 +108,7 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
         if not RunDir(job.path).trials.exists():
             continue
         for row in read_trials(job.path):
-            ok = row.status == "ok"
+            ok = finished(row)
             rows.append(
                 {
                     "run": job.run,
@@ -119,7 +120,7 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
                     "reward": row.reward,
                     "val_accuracy": row.metrics.get("val_accuracy") if ok else None,
                     "test_accuracy": row.metrics.get("test_accuracy") if ok else None,
-                    "seconds": _training_seconds(row),
+                    "seconds": child_seconds(row),
                     "arch": json.dumps(row.arch, sort_keys=True),
                     **{f"{DECISION_PREFIX}{name}": value for name, value in row.decisions.items()},
                 }
@@ -133,8 +134,14 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
     return trials
 
 
-def _training_seconds(row: TrialRecord) -> float:
-    """A child's fit time (``train_seconds``); a failed child's whole time, having no metrics; 0 when reused."""
+def child_seconds(row: TrialRecord) -> float:
+    """The compute a trial spent, what every report and benchmark calls "child seconds": its fit time
+    (``train_seconds``); a failed child's whole time, having no metrics; 0 when reused.
+
+    Training rather than wall time: a child's wall time includes encoding its task with a
+    new encoder, paid once per task and encoder and then shared through the feature cache
+    by every later search, so the first search to meet an encoder would be charged for all.
+    """
     if row.reused_from is not None:
         return 0.0
     return float(row.metrics.get("train_seconds", row.wall_seconds))

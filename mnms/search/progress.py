@@ -1,8 +1,10 @@
-"""A live progress bar for a search: trials done, ETA, and the best reward per task."""
+"""Where a search stands: a live progress bar (trials done, ETA, best reward per task) and where its time goes."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 from rich.progress import (
     BarColumn,
@@ -44,3 +46,25 @@ class SearchProgress:
 
     def __exit__(self, *exc_info: object) -> None:
         self.progress.stop()
+
+
+class Stopwatch:
+    """Seconds spent per part of a search: ``loop`` is the wall time of whole steps, the rest its parts."""
+
+    PARTS = ("loop", "evaluate", "policy", "records", "checkpoint", "tracking")
+    OVERHEAD = ("policy", "records", "checkpoint", "tracking")  # the driver's own work
+
+    def __init__(self) -> None:
+        self.seconds = dict.fromkeys(self.PARTS, 0.0)
+
+    @contextmanager
+    def __call__(self, part: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] += time.perf_counter() - started
+
+    def overhead_fraction(self) -> float:
+        loop = self.seconds["loop"]
+        return sum(self.seconds[part] for part in self.OVERHEAD) / loop if loop else 0.0

@@ -3,10 +3,11 @@
 A pruner turns the learning curves of a task's earlier trials into ``bars``, a map from
 epoch to the best validation accuracy a child must have reached by then to go on. The
 bars travel with the request, and the child checks itself after each validation
-(``lightning_modules.trainer.PruneBelow``): no message between worker and driver while a
-child trains, so pruning works unchanged on every executor. Because the bars depend only
-on trials recorded before the child was proposed, a seeded sequential search with
-pruning resumes to the identical trial sequence.
+(``lightning_modules.trainer.PruneBelow``, by the rule ``mnms.child.stopping.stops_after``):
+no message between worker and driver while a child trains, so pruning works unchanged on
+every executor. Because the bars depend only on trials recorded before the child was
+proposed (``Bars``), a seeded sequential search with pruning resumes to the identical
+trial sequence. A pruned child's reward is the search's rule (``search.pruned_reward``).
 
 - ``median`` (Optuna's ``MedianPruner``): after ``warmup_epochs``, stop a child whose
   best accuracy so far is below the median of the task's finished trials at that epoch.
@@ -23,11 +24,16 @@ No bar is set until ``startup_trials`` trials give a value for it.
 
 from __future__ import annotations
 
+import bisect
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from mnms.child.config import ChildTrainerConfig, validates_every_epoch
+from mnms.executors.trial import Result, has_curve, reusable
+from mnms.utils.config import ConfigError
 
 PRUNERS = ("none", "median", "asha")
 
@@ -46,16 +52,15 @@ class Curve:
         return max(self.accuracies) if self.finished and self.accuracies else None
 
 
-def curve_of(status: str, metrics: dict[str, Any]) -> Curve | None:
-    """The curve a trial record holds; None for a trial that records none (failed, or older than pruning).
+def curve_of(result: Result) -> Curve | None:
+    """The curve a trial's result holds; None for one that records none (failed, or older than pruning).
 
-    A time-limited child's last point may be a part-trained epoch's; it is kept as that epoch's.
+    A time-limited child's last point may be a part-trained epoch's; it is kept as that
+    epoch's, but the curve is not finished: had the child gone on, its best could still have grown.
     """
-    accuracies = metrics.get("val_curve")
-    if status not in ("ok", "pruned") or not accuracies:
+    if not has_curve(result):
         return None
-    # A child stopped by its time limit did not reach its own end: its best could still have grown.
-    return Curve(accuracies, finished=status == "ok" and metrics.get("stopped_by") != "time_limit")
+    return Curve(result.metrics["val_curve"], finished=reusable(result))
 
 
 def rungs(min_epochs: int, reduction_factor: int, up_to: int) -> list[int]:
@@ -69,17 +74,39 @@ def rungs(min_epochs: int, reduction_factor: int, up_to: int) -> list[int]:
 
 @dataclass(frozen=True)
 class Pruner:
-    """A pruner's settings (``search.pruner*``, validated by ``SearchConfig``) and the bars they set.
+    """A pruner's settings (``search.pruner*``: ``SearchConfig.pruning`` builds it) and the bars they set.
 
     Bars go up to the longest curve recorded; a child never checks one at its last
     epoch (``trainer.max_epochs``), where stopping would save nothing.
     """
 
-    kind: str = "none"
-    startup_trials: int = 5  # trials of the task that must give a value before a bar is set
-    warmup_epochs: int = 1  # median: the first epoch with a bar
-    min_epochs: int = 1  # asha: the first rung
-    reduction_factor: int = 3  # asha: the top 1/reduction_factor of each rung goes on
+    kind: str
+    startup_trials: int  # trials of the task that must give a value before a bar is set
+    warmup_epochs: int  # median: the first epoch with a bar
+    min_epochs: int  # asha: the first rung
+    reduction_factor: int  # asha: the top 1/reduction_factor of each rung goes on
+
+    def check(self, trainer: ChildTrainerConfig) -> None:
+        """Refuse settings that could never stop a child with ``trainer``'s budget, before anything trains."""
+        if self.kind == "none":
+            return
+        if not validates_every_epoch(trainer):
+            raise ConfigError(
+                f"search.pruner={self.kind} judges children by their validation accuracy after each epoch, "
+                "but trainer.patience=null with trainer.epoch_selection=last validates only at the end: "
+                "set trainer.epoch_selection=best or a trainer.patience, or search.pruner=none"
+            )
+        first, name = (
+            (self.warmup_epochs, "pruner_warmup_epochs")
+            if self.kind == "median"
+            else (self.min_epochs, "pruner_min_epochs")
+        )
+        if first >= trainer.max_epochs:  # a child is never stopped at its last epoch: that saves nothing
+            raise ConfigError(
+                f"search.{name}={first} with trainer.max_epochs={trainer.max_epochs}: search.pruner={self.kind} "
+                f"could never stop a child (its first bar is at epoch {first}, and no child is stopped at its last "
+                f"epoch): set search.{name} below {trainer.max_epochs}, or search.pruner=none"
+            )
 
     def bars(self, curves: Iterable[Curve]) -> dict[int, float]:
         """Epoch -> the best validation accuracy a child must have reached by then to go on."""
@@ -107,3 +134,32 @@ class Pruner:
             if len(reached) >= self.startup_trials:
                 bars[epoch] = float(np.percentile(reached, 100 * (1 - 1 / self.reduction_factor)))
         return bars
+
+
+class Bars:
+    """Each task's bars for a child proposed after a given trial, from the trials logged before it.
+
+    Curves are read from the log once and a task's bars recomputed only when it has a new
+    one: every submission asks, which at many workers would otherwise rescan the log.
+    A reused trial adds no curve: its source's is already counted.
+    """
+
+    def __init__(self, pruner: Pruner) -> None:
+        self.pruner = pruner
+        self._curves: defaultdict[str, list[tuple[int, Curve]]] = defaultdict(list)  # task -> (trial, curve)
+        self._read = 0  # log rows read into _curves
+        self._cache: dict[str, tuple[int, dict[int, float]]] = {}  # task -> (curves used, bars)
+
+    def before(self, trial: int, task: str, log: Sequence) -> dict[int, float]:
+        """The bars for ``task`` from the trials of ``log`` (``TrialRecord``s) before ``trial``."""
+        if self.pruner.kind == "none":
+            return {}
+        for row in log[self._read :]:
+            if row.reused_from is None and (curve := curve_of(row)):
+                self._curves[row.task].append((row.trial, curve))
+        self._read = len(log)
+        curves = self._curves[task]
+        known = bisect.bisect_left(curves, trial, key=lambda item: item[0])  # trials are logged in order
+        if self._cache.get(task, (-1, {}))[0] != known:
+            self._cache[task] = (known, self.pruner.bars(curve for _, curve in curves[:known]))
+        return dict(self._cache[task][1])  # each request its own

@@ -16,11 +16,33 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mnms.executors.trial import finished
 from mnms.utils.config import ConfigError, unknown_keys
 from mnms.utils.faults import kill_point
 from mnms.utils.io import RunDir, torch_load_safe, torch_save_atomic
 
 METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")  # the scores every record shows
+
+# What a child's settings meant before they existed (mnms < 0.3): no convolution, no wide
+# tower, nothing fine-tuned but tables; every epoch trained, the last one scored. Literals,
+# not today's defaults: what an old record meant must not move when a default does.
+CHILD_BEFORE_0_3 = {
+    "fine_tune_layers": 0,
+    "conv_filters": 0,
+    "conv_max_width": 3,
+    "conv_activation": "relu",
+    "conv_batch_norm": False,
+    "conv_dropout": 0.0,
+    "wide": "none",
+    "wide_learning_rate": 0.01,
+    "wide_l2": 0.0,
+}
+TRAINER_BEFORE_0_3 = {"patience": None, "epoch_selection": "last"}
+
+
+def with_pre_0_3_fields(arch: Mapping[str, Any]) -> dict[str, Any]:
+    """``arch`` with the fields an older record lacks, at what their absence meant."""
+    return {**CHILD_BEFORE_0_3, **arch}
 
 
 @dataclass(frozen=True)
@@ -35,7 +57,7 @@ class TrialRecord:
     seed: int
     reward: float  # metrics[search.reward]; for a child that did not finish, search.failure_reward
     # (a pruned child's: see search.pruned_reward)
-    status: str  # ok | pruned | failed | timeout | diverged (mnms.executors.base.STATUSES)
+    status: str  # ok | pruned | failed | timeout | diverged (mnms.executors.trial.STATUSES)
     error: str | None  # why it did not finish
     metrics: dict[str, Any]  # ChildResult fields when ok or pruned, else {}
     reused_from: int | None  # the trial whose result this identical (task, arch, seed) reused
@@ -144,7 +166,7 @@ def ranked_architectures(records: list[TrialRecord], task: str) -> list[TrialRec
     best: dict[str, TrialRecord] = {}
     for row in records:
         key = json.dumps(row.arch, sort_keys=True)
-        if row.task == task and row.status == "ok" and (key not in best or row.reward > best[key].reward):
+        if row.task == task and finished(row) and (key not in best or row.reward > best[key].reward):
             best[key] = row
     return sorted(best.values(), key=lambda row: (-row.reward, row.trial))
 

@@ -148,6 +148,25 @@ class SearchSpace:
                         f"set child.arch.{name}={ENCODER_DEPENDENT[name]!r} or make {name} a decision"
                     )
 
+    def unoffered(self) -> list[tuple[str, Any]]:
+        """``(decision, encoder)`` for each encoder choice a decision's ``when: {encoder: [...]}`` leaves
+        out although it could build every one of the decision's choices.
+
+        ``check_buildable`` is the other direction (a listed encoder must be able to build
+        each choice). An encoder missing from a list it qualifies for is silently never
+        offered the decision, so the shipped spaces are checked to leave out only the ones
+        they mean to (``tests/test_search_space.py``).
+        """
+        encoders = self._by_name["encoder"].choices if "encoder" in self._by_name else ()
+        return [
+            (decision.name, encoder)
+            for decision in self.decisions
+            if "encoder" in decision.when
+            for encoder in encoders
+            if encoder not in decision.when["encoder"]
+            and not any(incompatibility(encoder, decision.name, choice) for choice in decision.choices)
+        ]
+
     def _default_takers(self, name: str, encoders: Sequence[Any]) -> list[Any]:
         """The encoders whose children may take field ``name`` from the defaults: all of them
         unless ``name`` is a decision, else those its conditions can leave it undecided for

@@ -13,7 +13,6 @@ decision, choice, choice order or condition is refused before anything trains.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -28,10 +27,10 @@ from mnms.search.controller import Controller, ControllerConfig
 from mnms.search.space import Decision, SearchSpace
 from mnms.search.strategies import controller_strategy
 from mnms.search.strategies.policy_gradient import PolicyGradientConfig
+from mnms.search.task_embedding import INITS
 from mnms.transfer.artifact import ControllerArtifact, load_controller_artifact
-from mnms.utils.config import ConfigError, check, from_config
+from mnms.utils.config import ConfigError, check, from_keyword_mapping, to_keyword_mapping
 
-BUILT_IN_INITS = ("random", "mean", "descriptor")
 # Computes a task's descriptor (mnms.data.descriptor.describe_task on its data), only when needed.
 Describe = Callable[[str], torch.Tensor]
 # ControllerConfig fields that fix the shape of the weights; temperature and tanh_clip may differ.
@@ -61,17 +60,11 @@ class TransferConfig:
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TransferConfig:
         """From the ``transfer`` section, whose YAML key ``from`` is the field ``source``."""
-        values = dict(values)
-        if "source" in values:
-            raise ConfigError("the transfer section's key is 'from' (transfer.from=...), not 'source'")
-        if "from" in values:
-            values["source"] = values.pop("from")
-        return from_config(cls, values)
+        return from_keyword_mapping(cls, values)
 
     def to_mapping(self) -> dict[str, Any]:
         """The ``transfer`` section for this config (``source`` as ``from``): the inverse of ``from_mapping``."""
-        values = dataclasses.asdict(self)
-        return {"from": values.pop("source"), **values}
+        return to_keyword_mapping(self)
 
 
 def _lacks_and_adds(saved: list, current: list, saved_keys: list, current_keys: list) -> str:
@@ -177,7 +170,7 @@ def add_new_tasks(
     """
     embedding = controller.task_embedding
     known = list(embedding.names)
-    if init not in BUILT_IN_INITS and init not in known:
+    if init not in INITS and init not in known:
         raise ConfigError(
             f"transfer.init={init!r} is neither 'random', 'mean', 'descriptor' nor a pre-trained task; "
             f"the pre-trained tasks are {known}"

@@ -8,10 +8,15 @@ dict, a test's mapping: it turns the value into plain Python once, names an unkn
 missing key as ``section.key`` next to the valid keys, checks every value against its
 field's type (nested dataclasses included) and then lets the class check its ranges
 with ``check``. Every message names the key, the bad value and what would be valid.
+
+A field that a resumed search may change is declared with ``free(default, why)``;
+``resume_settings`` gives every other field, so a new setting is part of the resume
+contract (``mnms.search.resume``) unless its author says why it need not be.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import types
@@ -21,6 +26,8 @@ from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 from omegaconf import OmegaConf
 
 T = TypeVar("T")
+
+FREE = "resume_free"  # dataclass field metadata: why a resumed search may change the setting
 
 
 class ConfigError(ValueError):
@@ -38,6 +45,11 @@ def plain(value: Any) -> Any:
     return value
 
 
+def dotted(section: str, key: str) -> str:
+    """``section.key``; a key of the top level (section ``""``) alone."""
+    return f"{section}.{key}" if section else key
+
+
 def unknown_keys(keys: Iterable[str], valid: Iterable[str]) -> list[str]:
     """The keys of ``keys`` that are not in ``valid``, sorted."""
     return sorted(set(keys) - set(valid))
@@ -46,7 +58,7 @@ def unknown_keys(keys: Iterable[str], valid: Iterable[str]) -> list[str]:
 def reject_unknown(keys: Iterable[str], valid: Sequence[str], section: str) -> None:
     """Raise ``ConfigError`` naming every key of ``keys`` that is not in ``valid`` as ``section.key``."""
     if unknown := unknown_keys(keys, valid):
-        names = [f"{section}.{key}" for key in unknown]
+        names = [dotted(section, key) for key in unknown]
         raise ConfigError(f"unknown key(s) {names}; valid keys under {section} are {list(valid)}")
 
 
@@ -57,23 +69,64 @@ def from_config(cls: type[T], values: Any, section: str | None = None) -> T:
     messages; it defaults to ``cls.section``. Lists become tuples for tuple fields;
     nothing else is converted, so an integer stays an integer in a float field.
     """
-    section = section or getattr(cls, "section", cls.__name__)
+    section = section if section is not None else getattr(cls, "section", cls.__name__)
     values = {} if values is None else plain(values)
     if not isinstance(values, Mapping):
         raise ConfigError(f"{section} must be a mapping of {cls.__name__} fields, got {values!r}")
     fields = _init_fields(cls)
     reject_unknown(values, list(fields), section)
-    missing = [f"{section}.{name}" for name, field in fields.items() if _required(field) and name not in values]
+    missing = [dotted(section, name) for name, field in fields.items() if _required(field) and name not in values]
     if missing:
         raise ConfigError(f"missing key(s) {missing}; {cls.__name__} needs them")
     hints = _hints(cls)
-    return cls(**{key: _converted(value, hints[key], f"{section}.{key}") for key, value in values.items()})
+    return cls(**{key: _converted(value, hints[key], dotted(section, key)) for key, value in values.items()})
+
+
+def from_keyword_mapping(cls: type[T], values: Any, keyword: str = "from", name: str = "source") -> T:
+    """``from_config`` for a section whose YAML key ``keyword`` is a Python keyword, the field ``name``."""
+    values = dict(plain(values) or {})
+    section = cls.section
+    if name in values:
+        raise ConfigError(f"the {section} section's key is {keyword!r} ({section}.{keyword}=...), not {name!r}")
+    if keyword in values:
+        values[name] = values.pop(keyword)
+    return from_config(cls, values)
+
+
+def to_keyword_mapping(config: Any, keyword: str = "from", name: str = "source") -> dict[str, Any]:
+    """The section ``from_keyword_mapping`` reads back as ``config``: its field ``name`` as the key ``keyword``."""
+    values = dataclasses.asdict(config)
+    return {keyword: values.pop(name), **values}
 
 
 def check(config: Any, name: str, ok: bool, valid: str) -> None:
-    """Raise ``ConfigError`` ``<section>.<name>=<value> must be <valid>`` unless ``ok`` (for ``__post_init__``)."""
+    """Raise ``ConfigError`` ``<section>.<name>=<value> must be <valid>`` unless ``ok`` (for ``__post_init__``).
+
+    A config of top-level keys has the section ``""``: its keys are named alone.
+    """
     if not ok:
-        raise ConfigError(f"{config.section}.{name}={getattr(config, name)!r} must be {valid}")
+        raise ConfigError(f"{dotted(config.section, name)}={getattr(config, name)!r} must be {valid}")
+
+
+def free(default: Any, why: str) -> Any:
+    """A field a resumed search may change: ``why`` says how it changes neither what is proposed
+    nor how a child trains and is scored (or why it is a deliberate exception)."""
+    return dataclasses.field(default=default, metadata={FREE: why})
+
+
+def free_fields(cls: type) -> dict[str, str]:
+    """The fields of dataclass ``cls`` declared ``free``, with the reason each is."""
+    return {field.name: field.metadata[FREE] for field in dataclasses.fields(cls) if FREE in field.metadata}
+
+
+def resume_settings(config: Any) -> dict[str, Any]:
+    """``config``'s fields as a resumed search must share them: all but the ``free`` ones, nested dataclasses too."""
+    settings = {}
+    for field in dataclasses.fields(config):
+        if FREE not in field.metadata:
+            value = getattr(config, field.name)
+            settings[field.name] = resume_settings(value) if dataclasses.is_dataclass(value) else copy.deepcopy(value)
+    return settings
 
 
 def is_number(value: Any) -> bool:

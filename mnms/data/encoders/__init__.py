@@ -28,6 +28,7 @@ __all__ = [
     "Encoder",
     "encoder_class",
     "encoder_defaults",
+    "encoder_resume_settings",
     "get_encoder",
 ]
 
@@ -77,3 +78,18 @@ def get_encoder(name: str, options: Mapping[str, Mapping] | None = None, device:
 def encoder_defaults() -> dict[str, dict[str, Any]]:
     """Every encoder's options and their defaults, by name (``st`` for any ``st:<model>``): the ``encoders`` section."""
     return {**{name: dict(cls.defaults) for name, cls in ENCODERS.items()}, "st": dict(SentenceEncoder.defaults)}
+
+
+def encoder_resume_settings(options: Mapping[str, Mapping] | None = None) -> dict[str, dict[str, Any]]:
+    """Every encoder's options as a resumed search must share them: ``options`` over the defaults,
+    without each class's ``free_options`` (an ``st:<model>`` section given in ``options`` included)."""
+    options = plain(options or {})
+    defaults = plain(encoder_defaults())
+    return {
+        name: {
+            key: value
+            for key, value in {**defaults.get(name, defaults["st"]), **options.get(name, {})}.items()
+            if key not in encoder_class(name).free_options
+        }
+        for name in {**defaults, **options}
+    }

@@ -66,8 +66,10 @@ class Encoder(ABC):
 
     Subclasses declare their option ``defaults``; options given by the config override them and
     unknown option names are rejected. ``runtime_options`` do not change the features (batch
-    size, progress bar, layer width) and are left out of cache keys. ``version`` is part of every
-    cache key: bump it when the features an encoder computes change.
+    size, progress bar, layer width) and are left out of cache keys. ``free_options`` (option ->
+    why) change no result at all, so a resumed search may change them; every other option is
+    part of the resume contract. ``version`` is part of every cache key: bump it when the
+    features an encoder computes change.
     """
 
     has_pretrained_table: ClassVar[bool] = False  # fine_tune is meaningful only if True
@@ -75,6 +77,7 @@ class Encoder(ABC):
     transformer_layers: ClassVar[int] = 0  # top layers fine_tune_layers may train (encode_top_layers)
     defaults: ClassVar[Mapping[str, Any]] = {}
     runtime_options: ClassVar[frozenset[str]] = frozenset()
+    free_options: ClassVar[Mapping[str, str]] = {}
     version: ClassVar[int] = 1
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:

@@ -37,6 +37,7 @@ class SentenceEncoder(Encoder):
         "progress": True,  # (runtime) show sentence-transformers' progress bar
     }
     runtime_options = frozenset({"batch_size", "progress"})
+    free_options = {"progress": "sentence-transformers' progress bar"}
 
     def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(name, options)

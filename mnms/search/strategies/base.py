@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from mnms.search.space import SearchSpace
@@ -41,14 +41,6 @@ class Strategy(ABC):
     @abstractmethod
     def build(cls, config: Any, space: SearchSpace, tasks: Sequence[str], seed: int) -> Strategy:
         """The strategy ``config`` describes, for ``tasks`` over ``space``, all randomness drawn from ``seed``."""
-
-    @classmethod
-    def resume_settings(cls, config: Any) -> dict[str, Any]:
-        """The settings that decide what this strategy proposes, as a checkpoint records them for resume.
-
-        Its ``strategy`` section, by default; a strategy leaves out what it never reads.
-        """
-        return asdict(config)
 
     @abstractmethod
     def propose(self, task: str, n: int) -> list[Proposal]:

@@ -265,14 +265,6 @@ class PolicyGradientStrategy(Strategy):
     # PPO's clipped ratio to the logged behaviour log-prob corrects for proposals made by an
     # older policy; REINFORCE learns from them too, slightly off-policy (README).
     asynchronous = True
-    resume_policy_fields: ClassVar[tuple[str, ...]] = (
-        "learning_rate",
-        "embedding_learning_rate",
-        "entropy_weight",
-        "baseline_decay",
-        "advantage",
-        "max_grad_norm",
-    )  # the PolicyConfig fields its update reads
 
     def __init__(self, controller: Controller, config: PolicyConfig, seed: int) -> None:
         self.controller = controller
@@ -300,15 +292,6 @@ class PolicyGradientStrategy(Strategy):
                 torch.manual_seed(seed)
                 controller = Controller(space, list(tasks), config.controller, descriptors=descriptors)
         return cls(controller, config.policy, seed)
-
-    @classmethod
-    def resume_settings(cls, config: PolicyGradientConfig) -> dict[str, Any]:
-        policy = asdict(config.policy)
-        return {
-            "kind": config.kind,
-            "controller": asdict(config.controller),
-            "policy": {k: policy[k] for k in cls.resume_policy_fields},
-        }
 
     def propose(self, task: str, n: int) -> list[Proposal]:
         archs = self.controller.sample(task, n, self.generator)
@@ -359,14 +342,6 @@ class ReinforceStrategy(PolicyGradientStrategy):
 
 class PPOStrategy(PolicyGradientStrategy):
     """PPO (the paper's choice): off-policy updates over a replay bank of the most recent trials of all tasks."""
-
-    resume_policy_fields = (
-        *PolicyGradientStrategy.resume_policy_fields,
-        "ppo_clip",
-        "ppo_epochs",
-        "minibatch_size",
-        "bank_capacity",
-    )
 
     def __init__(self, controller: Controller, config: PolicyConfig, seed: int) -> None:
         super().__init__(controller, config, seed)
