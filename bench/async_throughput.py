@@ -21,6 +21,7 @@ child proposed last idles the other worker. Writes ``bench/results/async_through
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -32,16 +33,15 @@ import yaml
 
 from bench.runs import RESULTS, ROOT
 from bench.throughput import cpu_times
-from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.tasks import load_task
 from mnms.executors import executor_config, make_executor
 from mnms.executors.base import Executor
-from mnms.executors.runner import ChildRunner
-from mnms.search.loop import Search, SearchConfig
+from mnms.search.config import SearchConfig
+from mnms.search.job import SearchJob
 from mnms.search.records import TrialRecord, read_trials
 from mnms.search.space import SearchSpace
-from mnms.search.strategies import make_strategy, strategy_config
+from mnms.search.strategies import strategy_config
 
 TASKS = ("trec", "global-warming")
 SETUPS = {
@@ -51,13 +51,10 @@ SETUPS = {
 }
 
 
-def timed(executor: Executor, mode: str, args: argparse.Namespace, space: SearchSpace, work: Path) -> dict:
-    strategy = make_strategy(strategy_config({"kind": "random"}), space, list(TASKS), seed=0)
-    cfg = SearchConfig(trials=args.trials, batch_size=4, progress=False, mode=mode, reuse_rewards=False)
+def timed(executor: Executor, mode: str, trials: int, job: SearchJob, work: Path) -> dict:
+    search = dataclasses.replace(job.search, trials=trials, mode=mode)
     run_dir = Path(tempfile.mkdtemp(dir=work))
-    search = Search(
-        cfg, list(TASKS), strategy, executor, run_dir, child_defaults=Architecture().to_dict(), seed=0, signature={}
-    )
+    search = dataclasses.replace(job, search=search).build(run_dir, executor=executor)
     cpu, started = cpu_times(), time.perf_counter()
     search.run()
     seconds = time.perf_counter() - started
@@ -67,7 +64,7 @@ def timed(executor: Executor, mode: str, args: argparse.Namespace, space: Search
         "seconds": seconds,
         "trials_per_minute": 60 * len(rows) / seconds,
         "machine_idle_fraction": idle[0] / idle[1],
-        "child_seconds": {key(row): row.wall_seconds for row in rows},
+        "wall_seconds": {key(row): row.wall_seconds for row in rows},
     }
 
 
@@ -89,37 +86,42 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--max-examples", type=int, default=1500)
     args = parser.parse_args()
-    space = SearchSpace.from_config(yaml.safe_load((ROOT / "conf" / "search_space" / "default.yaml").read_text()))
-    tasks = {
-        name: load_task(name, os.environ["MNMS_DATA_DIR"], max_examples=args.max_examples, seed=0) for name in TASKS
-    }
     work = Path(tempfile.mkdtemp(prefix="mnms-async-"))
-    trainer = ChildTrainerConfig(time_limit_s=120)
-    runner = ChildRunner(tasks, trainer, os.environ.get("MNMS_CACHE_DIR", str(ROOT / ".cache" / "mnms")))
+    job = SearchJob(
+        tasks={
+            name: load_task(name, os.environ["MNMS_DATA_DIR"], max_examples=args.max_examples, seed=0) for name in TASKS
+        },
+        space=SearchSpace.from_config(yaml.safe_load((ROOT / "conf" / "search_space" / "default.yaml").read_text())),
+        cache_dir=os.environ.get("MNMS_CACHE_DIR", str(ROOT / ".cache" / "mnms")),
+        strategy=strategy_config({"kind": "random"}),
+        search=SearchConfig(batch_size=4, progress=False, reuse_rewards=False),
+        trainer=ChildTrainerConfig(time_limit_s=120),
+    )
+    runner = job.runner()
     executors = {name: make_executor(executor_config(options), runner) for name, (options, _) in SETUPS.items()}
     runs: dict[str, list[dict]] = {name: [] for name in SETUPS}
     try:
         # Warm-up: a sequential pass encodes every task with every encoder the search meets
         # (cached), and each pool's workers import torch and load the encoders.
         for name in ("sequential", "local-sync", "local-async"):
-            timed(executors[name], SETUPS[name][1], argparse.Namespace(**{**vars(args), "trials": 8}), space, work)
+            timed(executors[name], SETUPS[name][1], 8, job, work)
         for repeat in range(args.repeats):
             names = list(SETUPS)[repeat % 3 :] + list(SETUPS)[: repeat % 3]
             for name in names:
-                runs[name].append(timed(executors[name], SETUPS[name][1], args, space, work))
+                runs[name].append(timed(executors[name], SETUPS[name][1], args.trials, job, work))
                 print(f"repeat {repeat} {name}: {runs[name][-1]['trials_per_minute']:.2f} trials/min", flush=True)
     finally:
         for executor in executors.values():
             executor.close()
     for name in SETUPS:  # random search: every mode trained the same children
-        assert all(set(run["child_seconds"]) == set(runs["sequential"][0]["child_seconds"]) for run in runs[name])
+        assert all(set(run["wall_seconds"]) == set(runs["sequential"][0]["wall_seconds"]) for run in runs[name])
     median = {name: statistics.median(run["trials_per_minute"] for run in r) for name, r in runs.items()}
     alone = {
-        k: statistics.median(run["child_seconds"][k] for run in runs["sequential"])
-        for k in runs["sequential"][0]["child_seconds"]
+        k: statistics.median(run["wall_seconds"][k] for run in runs["sequential"])
+        for k in runs["sequential"][0]["wall_seconds"]
     }
     paired = {
-        k: statistics.median(run["child_seconds"][k] for name in ("local-sync", "local-async") for run in runs[name])
+        k: statistics.median(run["wall_seconds"][k] for name in ("local-sync", "local-async") for run in runs[name])
         for k in alone
     }
     limit = 2 * sum(alone.values()) / sum(paired.values())
@@ -135,7 +137,7 @@ def main() -> None:
         "child_seconds_alone_sum": sum(alone.values()),
         "child_seconds_side_by_side_sum": sum(paired.values()),
         "runs": {
-            name: [{k: v for k, v in run.items() if k != "child_seconds"} for run in r] for name, r in runs.items()
+            name: [{k: v for k, v in run.items() if k != "wall_seconds"} for run in r] for name, r in runs.items()
         },
     }
     (RESULTS / "async_throughput.json").write_text(json.dumps(result, indent=2) + "\n")

@@ -16,10 +16,10 @@ import copy
 import json
 import statistics
 import time
-from pathlib import Path
 
 import torch
 
+from bench.runs import RESULTS
 from lightning_modules.child_module import ChildClassifier
 from lightning_modules.datamodule import TaskDataModule
 from lightning_modules.trainer import BestEpoch, build_classifier, build_trainer, quiet_lightning
@@ -29,7 +29,6 @@ from mnms.child.inputs import child_inputs
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import SPLITS, load_task
 
-RESULTS = Path(__file__).parent / "results"
 # Kinds of child in the default space, cheapest first.
 CHILDREN = {
     "minilm + wide words": {"encoder": "minilm", "wide": "words"},

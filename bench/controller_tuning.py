@@ -28,15 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from omegaconf import OmegaConf
 
+from bench import runs
+from mnms.executors.trial import has_metrics
+from mnms.report.load import run_config
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import make_strategy, strategy_config
 from mnms.utils.config import plain
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results" / "controller_tuning.json"
+RESULTS = runs.RESULTS / "controller_tuning.json"
 TASKS = ("trec", "global-warming", "corporate-messaging")  # pre-training tasks only
 # One setting changed at a time from the defaults, then the promising combinations.
 SETTINGS: dict[str, dict[str, Any]] = {
@@ -134,10 +135,10 @@ def load_records(run_dirs: Sequence[Path], tasks: Sequence[str]) -> tuple[Search
     """The search space of the runs (they must agree) and each task's finished trials."""
     spaces, rows = {}, {task: [] for task in tasks}
     for run in run_dirs:
-        space = SearchSpace.from_config(plain(OmegaConf.load(run / ".hydra" / "config.yaml").search_space))
+        space = SearchSpace.from_config(plain(run_config(run).search_space))
         spaces[space.signature()] = space
         for row in read_trials(run):
-            if row.task in rows and row.status in ("ok", "pruned"):
+            if row.task in rows and has_metrics(row):
                 rows[row.task].append(row)
     if len(spaces) != 1:
         raise SystemExit(f"the runs searched {len(spaces)} different spaces; give runs of one space")

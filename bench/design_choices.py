@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import statistics
 import time
-from pathlib import Path
 from typing import Any
 
 import spacy
@@ -30,15 +29,13 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
+from bench.runs import RESULTS, ROOT
 from mnms.data.encoders.bags import bag_weights, pool
 from mnms.data.encoders.fr_vectors import load_vectors_pipeline
 from mnms.data.tasks import load_task
 from mnms.search.controller import Controller
 from mnms.search.space import SearchSpace
 from mnms.utils.threads import torch_threads
-
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 
 
 def timed(work, repeats: int) -> float:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from rich.progress import track
 
+from bench.runs import RESULTS
 from lightning_modules.trainer import evaluate_child
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
@@ -20,7 +20,6 @@ from mnms.data.encoders import ENCODERS
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import load_task
 
-RESULTS = Path(__file__).parent / "results"
 # English sentiment, question type and spam; French and Spanish sentiment; language ID.
 TASKS = ("sst2", "trec", "sms-spam", "french-allocine-tv", "spanish-airline-tweets", "langid-tatoeba")
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from bench.runs import RESULTS, ROOT, train_search
 from mnms.data.tasks import load_task, resolve_data_dir
+from mnms.executors.trial import finished
 from mnms.search.records import TrialRecord, read_trials
 from mnms.utils.io import RunDir
 
@@ -74,8 +75,8 @@ def published(task: str) -> dict:
 
 def best_child(rows: list[TrialRecord], task: str) -> TrialRecord | None:
     """The task's finished child with the best validation reward (the first one on a tie)."""
-    finished = [r for r in rows if r.task == task and r.status == "ok"]
-    return max(finished, key=lambda r: r.reward) if finished else None
+    candidates = [r for r in rows if r.task == task and finished(r)]
+    return max(candidates, key=lambda r: r.reward) if candidates else None
 
 
 def trials_to_reach(rewards: list[float], target: float) -> int | None:
@@ -115,9 +116,9 @@ def task_result(task: str, ppo: list[TrialRecord], random: list[TrialRecord]) ->
         "best_trial": child.trial if child else None,
         "best_arch": child.decisions if child else None,
         "ppo_trials": sum(r.task == task for r in ppo),
-        "ppo_child_seconds": sum(r.wall_seconds for r in ppo if r.task == task),
-        "ppo_median_child_seconds": statistics.median(r.wall_seconds for r in ppo if r.task == task),
-        "ppo_failed": sum(r.task == task and r.status != "ok" for r in ppo),
+        "ppo_wall_seconds": sum(r.wall_seconds for r in ppo if r.task == task),
+        "ppo_median_wall_seconds": statistics.median(r.wall_seconds for r in ppo if r.task == task),
+        "ppo_failed": sum(r.task == task and not finished(r) for r in ppo),
         "random": {
             "trials": len(random_rewards),
             "median": statistics.median(random_rewards),
@@ -142,7 +143,7 @@ def child_costs(rows: list[TrialRecord], train_sizes: dict[str, int]) -> dict[st
     features came from the cache count: encoding a task is paid once, not per child."""
     seconds = defaultdict(list)
     for row in rows:
-        if row.status == "ok" and row.reused_from is None and row.metrics["features_from_cache"]:
+        if finished(row) and row.reused_from is None and row.metrics["features_from_cache"]:
             seconds[cost_kind(row.arch)].append((train_sizes[row.task], row.metrics["total_seconds"]))
     costs = {}
     for kind, pairs in sorted(seconds.items()):
@@ -184,7 +185,7 @@ def markdown(result: dict) -> str:
             *random_cells[:2],
             f"{r['best_found']:.3f}",
             random_cells[2],
-            f"{r['ppo_median_child_seconds']:.0f}",
+            f"{r['ppo_median_wall_seconds']:.0f}",
             f"{r['ppo_failed']} of {r['ppo_trials']}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -227,8 +228,8 @@ def main() -> None:
         "tasks": tasks,
         "beats_published": sum(r["beats_published"] for r in tasks.values()),
         "ppo_search_seconds": summary["seconds"]["loop"],
-        "ppo_child_seconds": sum(r.wall_seconds for r in ppo),
-        "random_child_seconds": sum(r.wall_seconds for r in random),
+        "ppo_wall_seconds": sum(r.wall_seconds for r in ppo),
+        "random_wall_seconds": sum(r.wall_seconds for r in random),
         "child_costs": child_costs(ppo + random, {task: r["train_examples"] for task, r in tasks.items()}),
     }
     RESULTS.mkdir(exist_ok=True)
@@ -237,7 +238,7 @@ def main() -> None:
     print(
         f"\nbeats the published number on {result['beats_published']} of {len(tasks)} tasks; "
         f"PPO search {result['ppo_search_seconds'] / 60:.1f} min wall, "
-        f"{result['ppo_child_seconds'] / 3600:.2f} child-hours (+{result['random_child_seconds'] / 3600:.2f} random)"
+        f"{result['ppo_wall_seconds'] / 3600:.2f} child wall-hours (+{result['random_wall_seconds'] / 3600:.2f} random)"
     )
 
 

@@ -29,8 +29,13 @@ from pathlib import Path
 import numpy as np
 
 from bench.runs import RESULTS, ROOT, train_search
+from mnms.child.stopping import stops_after
+from mnms.executors.trial import PRUNED, finished
+from mnms.report.load import child_seconds, run_config
+from mnms.search.config import SearchConfig
 from mnms.search.pruning import Pruner, curve_of
 from mnms.search.records import TrialRecord, read_trials
+from mnms.utils.config import from_config
 from mnms.utils.io import RunDir
 
 TASKS = ("trec", "global-warming", "corporate-messaging")
@@ -44,42 +49,31 @@ def task_rows(rows: list[TrialRecord], task: str) -> list[TrialRecord]:
     return [row for row in rows if row.task == task]
 
 
-def cost(row: TrialRecord) -> float:
-    """A child's training seconds; a child that failed before reporting them costs its wall time.
-
-    Training rather than wall time: a child's wall time includes encoding its task with a
-    new encoder, paid once per task and encoder and then shared through the feature cache
-    by every later search, so the first search to meet an encoder would be charged for all.
-    """
-    if row.reused_from is not None:
-        return 0.0
-    return row.metrics.get("train_seconds", row.wall_seconds)
-
-
 def compute_to_reach(rows: list[TrialRecord], target: float) -> dict | None:
     """Trials, child training seconds and epochs spent until the best reward reached ``target``; None if never."""
     seconds = epochs = 0.0
     for count, row in enumerate(rows, start=1):
-        seconds += cost(row)
+        seconds += child_seconds(row)
         epochs += row.metrics.get("epochs", 0) if row.reused_from is None else 0
-        if row.status == "ok" and row.reward >= target:
+        if finished(row) and row.reward >= target:
             return {"trials": count, "child_seconds": seconds, "epochs": epochs}
     return None
 
 
 def best(rows: list[TrialRecord]) -> float:
-    return max((row.reward for row in rows if row.status == "ok"), default=0.0)
+    return max((row.reward for row in rows if finished(row)), default=0.0)
 
 
-def false_prunes(rows: list[TrialRecord], pruner: Pruner) -> dict:
-    """Replay ``pruner`` on an unpruned search's own children, with bars from earlier trials only.
+def false_prunes(rows: list[TrialRecord], pruner: Pruner, max_epochs: int) -> dict:
+    """Replay ``pruner`` on an unpruned search's own children (``trainer.max_epochs``), with bars from earlier
+    trials only, by the rule a child applies (``stops_after``).
 
     The same proposals, so this isolates what pruning saves and whom it stops from how it
     changes the controller's course: children it would have stopped, how many of the
     task's top decile among them, the share of training compute saved (a stopped child
     costing its epochs so far, pro rata), and whether the task's best child survives.
     """
-    trained = [row for row in rows if row.reused_from is None and curve_of(row.status, row.metrics)]
+    trained = [row for row in rows if row.reused_from is None and curve_of(row)]
     if len(trained) < 10:
         return {"children": len(trained)}
     top = float(np.percentile([row.reward for row in trained], 90))
@@ -88,19 +82,18 @@ def false_prunes(rows: list[TrialRecord], pruner: Pruner) -> dict:
     saved = total = 0.0
     best_survives = True
     for row in trained:
-        curve = curve_of(row.status, row.metrics)
-        # As in a sync search: bars from the steps before this child's. A bar at a curve's
-        # last epoch stops nothing (its last epoch, or the one it converged at).
-        bars = pruner.bars(curve_of(r.status, r.metrics) for r in trained if r.step < row.step)
-        stop = next(
-            (e for e, bar in sorted(bars.items()) if e < len(curve.accuracies) and curve.best_at(e) < bar), None
-        )
-        total += cost(row)
+        curve = curve_of(row)
+        # As in a sync search: bars from the steps before this child's. A bar at the curve's
+        # last epoch stops nothing: the child stopped there anyway (out of epochs, or converged).
+        bars = pruner.bars(curve_of(r) for r in trained if r.step < row.step)
+        last = len(curve.accuracies)
+        stop = next((e for e in sorted(bars) if e < last and stops_after(bars, e, curve.best_at(e), max_epochs)), None)
+        total += child_seconds(row)
         tops += row.reward >= top
         if stop is not None:
             stopped += 1
             stopped_top += row.reward >= top
-            saved += cost(row) * (1 - stop / len(curve.accuracies))
+            saved += child_seconds(row) * (1 - stop / len(curve.accuracies))
             best_survives = best_survives and row is not best_row
     first = [row.metrics["val_curve"][0] for row in trained]
     return {
@@ -112,6 +105,14 @@ def false_prunes(rows: list[TrialRecord], pruner: Pruner) -> dict:
         "best_survives": best_survives,
         "spearman_epoch1_final": spearman(first, [row.reward for row in trained]),
     }
+
+
+def replay_pruner(out: Path, kind: str, seed: int) -> Pruner:
+    """The pruner ``kind`` as its searches in ``out`` ran it, or with the defaults when none ran it."""
+    ran = run_dir(out, kind, seed)
+    return (
+        from_config(SearchConfig, run_config(ran).search).pruning if ran.is_dir() else SearchConfig(pruner=kind).pruning
+    )
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -126,6 +127,8 @@ def analyse(out: Path, tasks: list[str], seeds: list[int], pruners: list[str]) -
         raise SystemExit(f"no seed of {seeds} has a finished search for every pruner of {pruners} in {out}")
     seeds = done
     rows = {(p, s): read_trials(run_dir(out, p, s)) for p in pruners for s in seeds}
+    max_epochs = {s: run_config(run_dir(out, "none", s)).trainer.max_epochs for s in seeds}
+    replayed = {kind: replay_pruner(out, kind, seeds[0]) for kind in ("asha", "median")}
     result: dict = {"seeds": seeds, "tasks": {}}
     for task in tasks:
         unpruned = [best(task_rows(rows["none", s], task)) for s in seeds]
@@ -141,9 +144,9 @@ def analyse(out: Path, tasks: list[str], seeds: list[int], pruners: list[str]) -
                         "seed": seed,
                         "best": best(mine),
                         "reached": compute_to_reach(mine, target),
-                        "total_child_seconds": sum(cost(row) for row in mine),
+                        "total_child_seconds": sum(child_seconds(row) for row in mine),
                         "total_wall_seconds": sum(row.wall_seconds for row in mine),
-                        "pruned": sum(row.status == "pruned" for row in mine),
+                        "pruned": sum(row.status == PRUNED for row in mine),
                         "trials": len(mine),
                     }
                 )
@@ -155,7 +158,7 @@ def analyse(out: Path, tasks: list[str], seeds: list[int], pruners: list[str]) -
                     run["speedup_seconds"] = reference["child_seconds"] / run["reached"]["child_seconds"]
                     run["speedup_epochs"] = reference["epochs"] / max(run["reached"]["epochs"], 1)
         entry["bias"] = {
-            kind: [false_prunes(task_rows(rows["none", s], task), Pruner(kind)) for s in seeds]
+            kind: [false_prunes(task_rows(rows["none", s], task), replayed[kind], max_epochs[s]) for s in seeds]
             for kind in ("asha", "median")
         }
         result["tasks"][task] = entry

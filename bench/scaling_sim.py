@@ -22,6 +22,7 @@ Writes ``bench/results/scaling_sim.json`` and prints markdown for docs/scaling.m
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import heapq
 import itertools
 import json
@@ -37,9 +38,13 @@ import yaml
 
 from bench.runs import RESULTS, ROOT
 from mnms.child.arch import Architecture
-from mnms.executors.base import Executor, TrialOutcome, TrialRequest
-from mnms.executors.schedule import cost_key
-from mnms.search.loop import Search, SearchConfig
+from mnms.child.config import ChildTrainerConfig
+from mnms.child.cost import cost_key
+from mnms.executors.base import Executor
+from mnms.executors.trial import TrialOutcome, TrialRequest, has_metrics
+from mnms.search import resume
+from mnms.search.config import SearchConfig
+from mnms.search.loop import Search
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import make_strategy, strategy_config
@@ -49,9 +54,9 @@ TABLE = RESULTS / "child_times.json"
 RECORDED = [ROOT / "outputs" / "bench" / "human_baselines" / kind for kind in ("ppo", "random")]
 
 
-def kind_of(request: TrialRequest) -> str:
-    """A child's cost kind: ``cost_key`` without the task (the table is per task already)."""
-    return json.dumps(cost_key(request)[1:])
+def kind_of(key: tuple) -> str:
+    """A child's cost kind: its ``cost_key`` without the task (the table is per task already)."""
+    return json.dumps(key[1:])
 
 
 def record_table(run_dirs: list[Path]) -> dict:
@@ -60,8 +65,8 @@ def record_table(run_dirs: list[Path]) -> dict:
     for run_dir in run_dirs:
         for row in read_trials(run_dir):
             if row.reused_from is None:
-                request = TrialRequest(row.trial, row.task, row.arch, row.seed)
-                table[row.task][kind_of(request)].append([row.wall_seconds, row.status, row.metrics])
+                kind = kind_of(cost_key(row.task, row.arch))
+                table[row.task][kind].append([row.wall_seconds, row.status, row.metrics])
     return {"recorded_from": [str(d.relative_to(ROOT)) for d in run_dirs], "tasks": table}
 
 
@@ -94,9 +99,10 @@ class SimulatedExecutor(Executor):
     def _sample(self, request: TrialRequest) -> tuple[float, TrialOutcome]:
         kinds = self.table[request.task]
         seconds, status, metrics = self.rng.choice(
-            kinds.get(kind_of(request)) or [child for children in kinds.values() for child in children]
+            kinds.get(kind_of(request.cost_key)) or [child for children in kinds.values() for child in children]
         )
-        return seconds, TrialOutcome(status, metrics, None if status in ("ok", "pruned") else "recorded", seconds)
+        outcome = TrialOutcome(status, metrics, wall_seconds=seconds)
+        return seconds, outcome if has_metrics(outcome) else dataclasses.replace(outcome, error="recorded")
 
     def _start_queued(self) -> None:
         while self._queue and len(self._events) < self.capacity:
@@ -123,13 +129,34 @@ class SimulatedExecutor(Executor):
 
 
 def simulate(
-    table: dict, workers: int, mode: str, trials: int, args: argparse.Namespace, space: SearchSpace, defaults: dict
+    table: dict,
+    workers: int,
+    mode: str,
+    trials: int,
+    args: argparse.Namespace,
+    space: SearchSpace,
+    defaults: Architecture,
 ) -> dict:
     tasks = sorted(table["tasks"])
     batch = max(8, workers) if mode == "sync" else 8
     executor = SimulatedExecutor(workers, table["tasks"], args.seed)
-    strategy = make_strategy(strategy_config({"kind": "ppo"}), space, tasks, args.seed)
+    strategy_cfg = strategy_config({"kind": "ppo"})
+    strategy = make_strategy(strategy_cfg, space, tasks, args.seed)
     cfg = SearchConfig(trials=trials, batch_size=batch, progress=False, mode=mode, reuse_rewards=False)
+    # Simulated children: no data and no trainer, and a run dir thrown away; the signature
+    # says what the search is, examples none.
+    signature = resume.signature(
+        tasks=tasks,
+        seed=args.seed,
+        space=space,
+        search=cfg,
+        strategy=strategy_cfg,
+        child=defaults,
+        trainer=ChildTrainerConfig(),
+        encoders={},
+        examples={},
+        transfer=None,
+    )
     with tempfile.TemporaryDirectory() as run_dir:
         logged = "offline" if args.wandb else "disabled"
         tracking = TrackingConfig(mode=logged, dir=run_dir, probabilities_every=args.probabilities_every)
@@ -140,9 +167,9 @@ def simulate(
                 strategy,
                 executor,
                 Path(run_dir),
-                child_defaults=defaults,
+                child_defaults=defaults.to_dict(),
                 seed=args.seed,
-                signature={},
+                signature=signature,
                 tracker=tracker,
             )
             started = time.perf_counter()
@@ -200,7 +227,7 @@ def main() -> None:
         TABLE.write_text(json.dumps(record_table(args.record or RECORDED)) + "\n")
     table = json.loads(TABLE.read_text())
     space = SearchSpace.from_config(yaml.safe_load((ROOT / "conf" / "search_space" / "default.yaml").read_text()))
-    defaults = Architecture().to_dict()  # conf/child/default.yaml sets none of its own
+    defaults = Architecture()  # conf/child/default.yaml sets none of its own
     runs = []
     for workers in args.workers:
         for mode in args.modes:

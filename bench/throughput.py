@@ -27,19 +27,20 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.runs import RESULTS
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig
 from mnms.data.tasks import load_task
 from mnms.executors import executor_config, make_executor
-from mnms.executors.base import Executor, TrialRequest
+from mnms.executors.base import Executor
 from mnms.executors.runner import ChildRunner
-from mnms.search.loop import Search, SearchConfig
+from mnms.executors.trial import TrialRequest
+from mnms.search.config import SearchConfig
+from mnms.search.job import SearchJob
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
-from mnms.search.strategies import make_strategy, strategy_config
 from mnms.tracking import Tracker, TrackingConfig
 
-RESULTS = Path(__file__).parent / "results"
 TASKS = ("trec", "langid-tatoeba")
 DEFAULT_RUN_TASKS = ("sst2", "trec", "french-allocine-tv", "langid-tatoeba")  # conf/mode/search.yaml's tasks
 SPACE = {
@@ -68,25 +69,11 @@ def cpu_times() -> tuple[int, int]:
     return values[3] + values[4], sum(values)  # idle + iowait
 
 
-def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> dict:
+def timed_search(executor: Executor, job: SearchJob, work: Path) -> dict:
     """One full search (fresh run dir, W&B offline as a default run would) timed around ``run``."""
-    space = SearchSpace.from_config(SPACE)
-    strategy = make_strategy(strategy_config({"kind": "ppo"}), space, list(TASKS), seed=0)
-    # reuse_rewards=False: every trial trains, so each executor does the same work.
-    cfg = SearchConfig(trials=args.trials, batch_size=args.batch_size, progress=False, reuse_rewards=False)
     run_dir = Path(tempfile.mkdtemp(dir=work))
     with Tracker(TrackingConfig(mode="offline", dir=str(run_dir)), {"bench": "throughput"}) as tracker:
-        search = Search(
-            cfg,
-            list(TASKS),
-            strategy,
-            executor,
-            run_dir,
-            child_defaults=CHILD_DEFAULTS,
-            seed=0,
-            signature={},
-            tracker=tracker,
-        )
+        search = job.build(run_dir, executor=executor, tracker=tracker)
         load, cpu, started = load_average(), cpu_times(), time.perf_counter()
         summary = search.run()
         seconds = time.perf_counter() - started
@@ -94,7 +81,7 @@ def timed_search(executor: Executor, args: argparse.Namespace, work: Path) -> di
     rows = read_trials(run_dir)
     driver = {key: summary["seconds"][key] / len(rows) for key in ("policy", "records", "checkpoint", "tracking")}
     child = [row.wall_seconds for row in rows]
-    steps = [child[start : start + args.batch_size] for start in range(0, len(child), args.batch_size)]
+    steps = [child[start : start + job.search.batch_size] for start in range(0, len(child), job.search.batch_size)]
     return {
         "seconds": seconds,
         "trials_per_minute": 60 * len(rows) / seconds,
@@ -159,8 +146,16 @@ def main() -> None:
     args = parser.parse_args()
     data_dir = os.environ["MNMS_DATA_DIR"]
     work = Path(tempfile.mkdtemp(prefix="mnms-throughput-"))
-    tasks = {name: load_task(name, data_dir, max_examples=args.max_examples, seed=0) for name in TASKS}
-    runner = ChildRunner(tasks, ChildTrainerConfig(max_epochs=args.epochs), str(work / "cache"))
+    job = SearchJob(
+        tasks={name: load_task(name, data_dir, max_examples=args.max_examples, seed=0) for name in TASKS},
+        space=SearchSpace.from_config(SPACE),
+        # reuse_rewards=False: every trial trains, so each executor does the same work.
+        search=SearchConfig(trials=args.trials, batch_size=args.batch_size, progress=False, reuse_rewards=False),
+        trainer=ChildTrainerConfig(max_epochs=args.epochs),
+        child=Architecture(**CHILD_DEFAULTS),
+        cache_dir=work / "cache",
+    )
+    runner = job.runner()
     for task in TASKS:  # encode once, so timed runs measure training and dispatch only
         for encoder in ("words", "char-ngrams"):
             runner(TrialRequest(0, task, Architecture(encoder=encoder).to_dict(), 0))
@@ -178,7 +173,7 @@ def main() -> None:
             names = list(SETUPS)
             order = names[repeat % len(names) :] + names[: repeat % len(names)]
             for name in order:
-                runs[name].append(timed_search(executors[name], args, work))
+                runs[name].append(timed_search(executors[name], job, work))
                 run = runs[name][-1]
                 print(
                     f"repeat {repeat} {name:>14}: {run['trials_per_minute']:6.1f} trials/min (load "

@@ -30,13 +30,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.runs import RESULTS, ROOT
 from mnms.report import build_report
 from mnms.report.load import find_run_dirs, load_jobs, load_trials
 from mnms.report.tables import FRACTIONS, censored_median, mode_sort_key, run_stats, speed_up
 from mnms.utils.io import RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).parent / "results"
 # Unseen by pretraining (conf/experiment/pretrain.yaml): English sentiment and question
 # type, Spanish sentiment, and a Spanish-or-not language ID task.
 HELD_OUT = ("mr", "new-years-resolutions", "spanish-airline-tweets", "is-spanish")
@@ -44,24 +43,18 @@ HELD_OUT = ("mr", "new-years-resolutions", "spanish-airline-tweets", "is-spanish
 BASELINES = ("random", "optuna")
 LEARNING = ("transfer", "transfer_descriptor", "scratch")
 STEPS = ("baselines", "pretrain", "learning", "report")
-# The learning setting bench/controller_tuning.py chose on pretraining tasks only: the std
-# advantage concentrates the policy on each task's best choices (0.50 vs 0.35 at 40 trials).
-LEARNER = ("strategy.policy.advantage=std",)
-# Pretraining also learns the descriptor projection, so one controller serves both
-# transfer.init=random (the paper's) and transfer.init=descriptor.
-DESCRIPTORS = "strategy.controller.task_descriptors=true"
+# The learner settings (strategy.policy.advantage=std, descriptors in pretraining) are the
+# study's configs' own: conf/experiment/pretrain.yaml and conf/study/.
 
 
 def pretrain(run_dir: Path, args: argparse.Namespace) -> None:
     if RunDir(run_dir).controller.is_file():
         return
     resume = [f"resume={run_dir}"] if RunDir(run_dir).checkpoint.is_file() else []
-    train(["experiment=pretrain", f"hydra.run.dir={run_dir}", *resume, DESCRIPTORS, *args.learner, *args.overrides])
+    train(["experiment=pretrain", f"hydra.run.dir={run_dir}", *resume, *args.overrides])
 
 
-def study(
-    sweep_dir: Path, modes: tuple[str, ...], pretrained: Path, args: argparse.Namespace, learner: list[str]
-) -> None:
+def study(sweep_dir: Path, modes: tuple[str, ...], pretrained: Path, args: argparse.Namespace) -> None:
     """One step's modes x held-out tasks x seeds as a Hydra sweep into ``sweep_dir``; only the
     modes in ``args.modes``, so a step can be split across processes or machines."""
     modes = tuple(mode for mode in modes if mode in args.modes)
@@ -76,7 +69,6 @@ def study(
             f"seed={','.join(map(str, range(args.seeds)))}",
             f"search.trials={args.trials}",
             f"hydra.sweep.dir={sweep_dir}",
-            *learner,
             *args.overrides,
         ],
         multirun=True,
@@ -168,24 +160,17 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench" / "transfer_study")
     parser.add_argument("--report", type=Path, default=ROOT / "docs" / "transfer_study")
-    parser.add_argument(
-        "--learner",
-        nargs="*",
-        default=list(LEARNER),
-        help="overrides of the learning strategy, for pretraining and the learning modes only "
-        "(random and Optuna have no strategy.policy)",
-    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every search of the study")
     args = parser.parse_args()
 
     out = args.out.resolve()
     sweeps = [out / "baselines", out / "learning"]
     if "baselines" in args.steps:
-        study(sweeps[0], BASELINES, out / "pretrain", args, [])
+        study(sweeps[0], BASELINES, out / "pretrain", args)
     if "pretrain" in args.steps:
         pretrain(out / "pretrain", args)
     if "learning" in args.steps:
-        study(sweeps[1], LEARNING, out / "pretrain", args, args.learner)
+        study(sweeps[1], LEARNING, out / "pretrain", args)
     if "report" not in args.steps:
         return
     report = build_report(sweeps, args.report)

@@ -220,7 +220,7 @@ def test_transfer_prior_reports_cost_prior_and_where_held_out_tasks_start(
     result = json.loads((tmp_path / "prior.json").read_text())
     trials = read_trials(pretrained_with_descriptors)
     assert result["task_descriptors"] and result["cost"]["children"] == len(trials) == 16
-    assert result["cost"]["child_seconds"] == pytest.approx(sum(t.wall_seconds for t in trials), abs=0.1)
+    assert result["cost"]["child_wall_seconds"] == pytest.approx(sum(t.wall_seconds for t in trials), abs=0.1)
     assert set(result["prior"]) == set(PRETRAIN_TASKS)
     for task in PRETRAIN_TASKS:
         assert 0 < result["prior"][task]["top_encoder_probability"] <= 1
