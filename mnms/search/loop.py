@@ -7,13 +7,12 @@ away: the trial book and the reuse rule (``book.py``), the resume contract
 (``resume.py``), the pruning bars (``pruning.py``) and the budget (``config.py``). A
 resumed search restores the checkpoint, replays the trials the log already holds for
 the interrupted step, and evaluates only the rest, so it produces exactly the trial
-sequence of a search that never stopped.
+sequence of a search that never stopped. ``search.mode=async`` hands the same parts to
+its own scheduler (``asynchronous.py``).
 """
 
 from __future__ import annotations
 
-import itertools
-from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ from mnms.child.arch import complete_arch
 from mnms.child.cost import cost_key
 from mnms.executors.base import Executor
 from mnms.executors.trial import OK, PRUNED, TrialOutcome, TrialRequest, has_metrics
+from mnms.search.asynchronous import AsyncScheduler
 from mnms.search.book import TrialBook
 from mnms.search.config import SearchConfig
 from mnms.search.progress import SearchProgress, Stopwatch
@@ -126,18 +126,19 @@ class Search:
         )
         self.book.since_checkpoint = []
 
-    def _save(self, trials: int) -> None:
+    def save(self, trials: int) -> None:
+        """Checkpoint, covering the first ``trials`` trials."""
         with self.timed("checkpoint"):
             self._checkpoint(trials)
         kill_point("checkpoint.written")
 
-    # --- one trial --------------------------------------------------------------------
-    def _next_task(self) -> str:
+    # --- one trial: what both schedulers ask of the search ------------------------------
+    def next_task(self) -> str:
         if self.cfg.task_schedule == "round_robin":
             return self.tasks[self.step % len(self.tasks)]
         return self.tasks[int(torch.randint(len(self.tasks), (1,), generator=self.task_rng))]
 
-    def _request(self, trial: int, task: str, arch: dict[str, Any], bars_from: int) -> TrialRequest:
+    def request(self, trial: int, task: str, arch: dict[str, Any], bars_from: int) -> TrialRequest:
         """The request for a child; its bars come from the trials before ``bars_from``."""
         bars = self.bars.before(bars_from, task, self.book.log.rows)
         return TrialRequest(trial, task, arch, self.seed, bars, cost_key(task, arch))
@@ -148,7 +149,7 @@ class Search:
         scored = has_metrics(outcome) and (outcome.status != PRUNED or self.cfg.pruned_reward == "best_so_far")
         return outcome.metrics[self.cfg.reward] if scored else self.cfg.failure_reward
 
-    def _row(
+    def row(
         self,
         trial: int,
         task: str,
@@ -158,6 +159,7 @@ class Search:
         reused_from: int | None = None,
         step: int | None = None,
     ) -> TrialRecord:
+        """The record of ``trial``: ``proposal`` for ``task``, trained to ``outcome`` (or sharing ``reused_from``'s)."""
         return TrialRecord(
             trial=trial,
             step=self.step if step is None else step,
@@ -175,14 +177,14 @@ class Search:
         )
 
     # --- learning: what both schedulers do with a task's finished trials ------------------
-    def _learn(self, task: str, rows: list[TrialRecord], proposals: list[Proposal], *, step: int, trials: int) -> None:
+    def learn(self, task: str, rows: list[TrialRecord], proposals: list[Proposal], *, step: int, trials: int) -> None:
         """Observe the rewards of ``rows``, log them at controller step ``step``, checkpoint ``trials``."""
         with self.timed("policy"):
             stats = self.strategy.observe(task, proposals, [row.reward for row in rows])
         kill_point("search.observed")
         with self.timed("tracking"):
             self._track(task, rows, stats, step)
-        self._save(trials)
+        self.save(trials)
 
     def _track(self, task: str, rows: list[TrialRecord], stats: Mapping[str, float], step: int) -> None:
         for row in rows:
@@ -201,7 +203,7 @@ class Search:
         with SearchProgress(self.cfg.trials, self.tasks, enabled=self.cfg.progress) as progress:
             if self.cfg.mode == "async":
                 with self.timed("loop"):
-                    self._run_async(progress)
+                    AsyncScheduler(self).run(progress)
             else:
                 self._run_sync(progress)
         self.book.log.close()
@@ -218,7 +220,7 @@ class Search:
 
     def _step(self, trials: int) -> int:
         """One controller step: propose, evaluate, record, learn, log, checkpoint."""
-        task = self._next_task()
+        task = self.next_task()
         with self.timed("policy"):
             proposals = self.strategy.propose(task, min(self.cfg.batch_size, self.cfg.trials - trials))
         kill_point("search.proposed")
@@ -227,7 +229,7 @@ class Search:
         with self.timed("records"):
             self.book.record(rows)
         self.step += 1
-        self._learn(task, rows, proposals, step=self.step - 1, trials=trials + len(rows))
+        self.learn(task, rows, proposals, step=self.step - 1, trials=trials + len(rows))
         return trials + len(rows)
 
     def _rows_for(self, task: str, first_trial: int, proposals: list[Proposal]) -> list[TrialRecord]:
@@ -237,99 +239,17 @@ class Search:
         rows: dict[int, TrialRecord] = dict(plan.replayed)
         for slot, source in plan.reused.items():
             outcome = TrialOutcome(OK, source.metrics)
-            rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome, source.trial)
-        requests = [self._request(first_trial + slot, task, archs[slot], first_trial) for slot in plan.train]
+            rows[slot] = self.row(first_trial + slot, task, archs[slot], proposals[slot], outcome, source.trial)
+        requests = [self.request(first_trial + slot, task, archs[slot], first_trial) for slot in plan.train]
         with self.timed("evaluate"):
             outcomes = self.executor.evaluate(requests) if requests else []
         for slot, outcome in zip(plan.train, outcomes, strict=True):
-            rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome)
+            rows[slot] = self.row(first_trial + slot, task, archs[slot], proposals[slot], outcome)
         for slot, source_slot in plan.twins.items():
             source = rows[source_slot]
             outcome = TrialOutcome(source.status, source.metrics, source.error)
-            rows[slot] = self._row(first_trial + slot, task, archs[slot], proposals[slot], outcome, source.trial)
+            rows[slot] = self.row(first_trial + slot, task, archs[slot], proposals[slot], outcome, source.trial)
         return [rows[slot] for slot in range(len(proposals))]
-
-    # --- asynchronous search: a free worker gets the next proposal at once -----------------
-    def _run_async(self, progress: SearchProgress) -> None:
-        """Keep every worker busy: a free one gets the next proposal at once; learn per finished batch.
-
-        Proposals are still made a batch at a time, for the task the schedule picks, from the
-        strategy as it is then; a child's pruning bars come from the trials recorded when it
-        is submitted. Trials are numbered in the order they finish. A proposal identical to
-        one still training waits for it (the reuse rule, ``book.py``).
-        """
-        queue: deque[tuple[str, Proposal, int]] = deque()  # proposed, not submitted: (task, proposal, step)
-        flying: dict[int, tuple[Proposal, int]] = {}  # submitted: ticket -> (proposal, step)
-        training: dict[str, int] = {}  # identity of each child in flight -> its ticket
-        twins: dict[int, list[tuple[Proposal, int]]] = defaultdict(list)  # ticket -> proposals waiting on it
-        tickets = itertools.count()
-        book = self.book
-        progress.update(len(book), book.best)
-        while len(book) < self.cfg.trials:
-            while self.executor.in_flight < self.executor.capacity:
-                pending = len(flying) + sum(map(len, twins.values()))
-                if not queue and not self._propose_into(queue, self.cfg.trials - len(book) - pending):
-                    break
-                task, proposal, step = queue.popleft()
-                arch = complete_arch(proposal.arch, self.child_defaults)
-                key = book.key(task, arch)
-                if (source := book.source(task, arch)) is not None:
-                    outcome = TrialOutcome(OK, source.metrics)
-                    self._finished(self._row(len(book), task, arch, proposal, outcome, source.trial, step))
-                elif book.reuse and key in training:
-                    twins[training[key]].append((proposal, step))
-                else:
-                    ticket = next(tickets)
-                    flying[ticket] = (proposal, step)
-                    if book.reuse:
-                        training[key] = ticket
-                    self.executor.submit(self._request(ticket, task, arch, len(book)))
-            if not flying:
-                continue  # every proposal was a reused result; propose again
-            with self.timed("evaluate"):
-                finished = self.executor.wait()
-            kill_point("search.evaluated")
-            for request, outcome in finished:
-                proposal, step = flying.pop(request.trial)
-                training.pop(book.key(request.task, request.arch), None)  # absent without reuse
-                row = self._row(len(book), request.task, request.arch, proposal, outcome, None, step)
-                self._finished(row)
-                # Its twins go back to the front of the queue: the book now holds its result if
-                # that stands for them, and otherwise (failed, pruned, out of time) they train.
-                queue.extendleft(
-                    (row.task, proposal, step) for proposal, step in reversed(twins.pop(request.trial, []))
-                )
-            progress.update(len(book), book.best)
-        for task in [task for task, trials in book.unobserved.items() if trials]:
-            self._learn_unobserved(task)  # the last, partial batches
-
-    def _propose_into(self, queue: deque, room: int) -> bool:
-        """Queue the next step's proposals (at most ``room``); False when the budget has no room left."""
-        if room <= 0:
-            return False
-        task = self._next_task()
-        with self.timed("policy"):
-            proposals = self.strategy.propose(task, min(self.cfg.batch_size, room))
-        kill_point("search.proposed")
-        queue.extend((task, proposal, self.step) for proposal in proposals)
-        self.step += 1
-        # Saved before any of them trains: a resume must not propose them again, since those
-        # already logged by then are adopted and the rest are simply dropped.
-        self._save(len(self.book))
-        return True
-
-    def _finished(self, row: TrialRecord) -> None:
-        """Record one finished trial; learn once its task has a batch of unobserved trials."""
-        with self.timed("records"):
-            self.book.record([row])
-        self.book.unobserved[row.task].append(row.trial)
-        if len(self.book.unobserved[row.task]) >= self.cfg.batch_size:
-            self._learn_unobserved(row.task)
-
-    def _learn_unobserved(self, task: str) -> None:
-        rows = [self.book.log.rows[trial] for trial in self.book.unobserved.pop(task)]
-        proposals = [Proposal(row.decisions, row.log_prob) for row in rows]
-        self._learn(task, rows, proposals, step=self.step, trials=len(self.book))
 
     def summary(self) -> dict[str, Any]:
         """Best architecture per task and where the time went."""
