@@ -25,12 +25,14 @@ from mnms.child.config import EPOCH_SELECTIONS, ChildTrainerConfig
 from mnms.data.encoders import ENCODERS, encoder_resume_settings
 from mnms.search import resume
 from mnms.search.config import MODES, PRUNED_REWARDS, REWARDS, SCHEDULES, SearchConfig
+from mnms.search.job import SearchJob
 from mnms.search.pruning import PRUNERS
 from mnms.search.records import TrialLog, load_checkpoint, read_trials, save_checkpoint
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES, strategy_config
 from mnms.search.strategies.policy_gradient import ADVANTAGES
 from mnms.utils.config import ConfigError, free_fields
+from mnms.utils.io import RunDir
 
 # Every choice a string setting has, for finding another valid value of each.
 WORDS = (
@@ -189,6 +191,10 @@ def test_every_setting_is_in_the_signature_unless_declared_free_with_a_reason() 
         "pruned_reward",
     }
     assert "progress" not in signature["encoders"]["minilm"]  # an encoder's free option
+    # REINFORCE shares PPO's config but reads none of its PPO settings.
+    reinforce = resume.signature(**base_parts("reinforce", "words"))["strategy"]["policy"]
+    assert {"ppo_clip", "ppo_epochs", "minibatch_size", "bank_capacity"}.isdisjoint(reinforce)
+    assert {"ppo_clip", "ppo_epochs", "minibatch_size", "bank_capacity"} <= set(signature["strategy"]["policy"])
 
 
 def test_every_section_of_a_composed_search_is_a_signature_source_or_free() -> None:
@@ -197,56 +203,88 @@ def test_every_section_of_a_composed_search_is_a_signature_source_or_free() -> N
         assert keys <= set(resume.SOURCES) | set(resume.FREE_SECTIONS), keys - set(resume.SOURCES)
 
 
-# The free settings, each changed when a half-done search resumes, and its value then.
+# The free settings, each changed when a half-done search resumes, and its value then. Not
+# here: trainer.accelerator, the deliberate exception (a GPU changes the numerics), and
+# search.max_examples, whose effect is checked (test_train_py_checks_an_example_cap_by_its_effect).
 FREE_CHANGES = {
     "search.progress": ("search", {"progress": True}),
-    "search.max_examples": ("search", {"max_examples": 300}),  # the tasks, and so their sizes, stay as they were
     "trainer.progress_bar": ("trainer", {"progress_bar": True}),
-    "trainer.accelerator": ("trainer", {"accelerator": "cpu"}),
     "encoders.minilm.progress": ("encoders", {"minilm": {"progress": False}}),
 }
 
 
+def half_then_resumed(job: SearchJob, run_dir: Path, later: SearchJob) -> list[dict]:
+    """``job`` for half its trials in ``run_dir``, then ``later`` resuming it to the full budget."""
+    dataclasses.replace(job, search=dataclasses.replace(job.search, trials=job.search.trials // 2)).build(run_dir).run()
+    later.build(run_dir).run()
+    return comparable(read_trials(run_dir))
+
+
 def test_a_resume_that_changes_only_free_settings_records_the_trials_it_would_have(data_dir, tmp_path) -> None:
-    assert {f"search.{name}" for name in FREE[SearchConfig] - {"trials"}} | {
-        f"trainer.{name}" for name in FREE[ChildTrainerConfig]
-    } <= set(FREE_CHANGES)
+    assert set(FREE_CHANGES) | {"search.max_examples", "trainer.accelerator"} >= {
+        f"{section}.{name}"
+        for section, cls in (("search", SearchConfig), ("trainer", ChildTrainerConfig))
+        for name in FREE[cls] - {"trials"}
+    }
     job = tiny_job(data_dir, tmp_path / "cache", trials=8)
     job.build(tmp_path / "reference").run()
     reference = comparable(read_trials(tmp_path / "reference"))
     for name, (section, change) in FREE_CHANGES.items():
-        run_dir = tmp_path / name
-        dataclasses.replace(job, search=dataclasses.replace(job.search, trials=4)).build(run_dir).run()
         value = getattr(job, section)
         later = {**value, **change} if isinstance(value, dict) else dataclasses.replace(value, **change)
-        dataclasses.replace(job, **{section: later}).build(run_dir).run()  # search.trials=8 extends it
-        assert comparable(read_trials(run_dir)) == reference, name
-    # A run dir of the mnms before the derived signature (flat settings, no failure_reward,
-    # reuse_rewards, encoders or transfer) resumes to the same trials too.
-    run_dir = tmp_path / "flat"
-    dataclasses.replace(job, search=dataclasses.replace(job.search, trials=4)).build(run_dir).run()
-    state = load_checkpoint(run_dir)
-    save_checkpoint(run_dir, {**state, "signature": flat_signature(state["signature"])})
-    job.build(run_dir).run()
-    assert comparable(read_trials(run_dir)) == reference
+        assert half_then_resumed(job, tmp_path / name, dataclasses.replace(job, **{section: later})) == reference
+
+
+@pytest.mark.parametrize(("kind", "pruner"), [("ppo", "none"), ("reinforce", "asha")])
+def test_a_run_dir_from_before_the_derived_signature_resumes_to_the_same_trials(kind, pruner, data_dir, tmp_path):
+    """Its flat signature lacked failure_reward, reuse_rewards, the encoders and transfer; REINFORCE's
+    held only the policy fields it reads."""
+    job = tiny_job(data_dir, tmp_path / "cache", kind=kind, trials=8, pruner=pruner, pruner_startup_trials=2)
+    job.build(tmp_path / "reference").run()
+    half = dataclasses.replace(job, search=dataclasses.replace(job.search, trials=4))
+    half.build(tmp_path / "flat").run()
+    state = load_checkpoint(tmp_path / "flat")
+    save_checkpoint(tmp_path / "flat", {**state, "signature": flat_signature(state["signature"])})
+    job.build(tmp_path / "flat").run()
+    assert comparable(read_trials(tmp_path / "flat")) == comparable(read_trials(tmp_path / "reference"))
+
+
+def test_settings_an_old_signature_lacks_are_what_its_run_recorded(tmp_path) -> None:
+    """A setting the flat signature did not hold is compared with the run's own config.yaml, or else
+    with what it meant then; a run that recorded none cannot have changed it unnoticed since."""
+    parts = {**base_parts("ppo", "words"), "transfer": None, "search": SearchConfig(failure_reward=0.5)}
+    resume.Checkpoint(tmp_path, flat_signature(resume.signature(**parts))).save({})
+    log = TrialLog(tmp_path)
+    with pytest.raises(ValueError, match=r"its search.failure_reward is 0.0, this run's is 0.5"):
+        resume.Checkpoint(tmp_path, resume.signature(**parts)).load(log)
+    RunDir(tmp_path).config.write_text("search:\n  failure_reward: 0.5\n")
+    assert resume.Checkpoint(tmp_path, resume.signature(**parts)).load(log) is not None
+    other = {**parts, "search": SearchConfig(failure_reward=0.0)}
+    with pytest.raises(ValueError, match=r"its search.failure_reward is 0.5, this run's is 0.0"):
+        resume.Checkpoint(tmp_path, resume.signature(**other)).load(log)
 
 
 def flat_signature(derived: dict[str, Any]) -> dict[str, Any]:
-    """The signature mnms wrote before it was derived (``resume_signature`` at 03bb710), for a search not pruned."""
-    search = derived["search"]
+    """The signature mnms wrote before it was derived (``resume_signature`` at 03bb710)."""
+    search, strategy = derived["search"], dict(derived["strategy"])
+    if strategy["kind"] == "reinforce":  # it recorded the policy fields its update reads
+        read = ("learning_rate", "embedding_learning_rate", "entropy_weight", "baseline_decay", "advantage")
+        strategy["policy"] = {key: strategy["policy"][key] for key in (*read, "max_grad_norm")}
+    pruning = {key: value for key, value in search.items() if key.startswith("prune")}
     return {
         "tasks": derived["tasks"],
         "seed": derived["seed"],
         "space": derived["space"],
-        "strategy": derived["strategy"],
+        "strategy": strategy,
         "batch_size": search["batch_size"],
         "task_schedule": search["task_schedule"],
         "reward": search["reward"],
         "mode": search["mode"],
-        "pruning": {"pruner": "none"},
+        "pruning": pruning,
         "child": derived["child"],
         "trainer": {**derived["trainer"], "progress_bar": False},
         "examples": derived["examples"],
+        **({"transfer": derived["transfer"]} if derived["transfer"] else {}),
     }
 
 
@@ -264,3 +302,15 @@ def test_train_py_refuses_a_resume_that_changes_how_trials_are_scored_or_shared(
     # Only the budget changes: the search extends.
     tiny_run(tmp_path / "ignored", session_cache_dir, "tasks=[trec]", "search.trials=8", f"resume={tmp_path / 'run'}")
     assert [row.trial for row in read_trials(tmp_path / "run")] == list(range(8))
+
+
+def test_train_py_checks_an_example_cap_by_its_effect(session_cache_dir, tmp_path) -> None:
+    """search.max_examples is free, its effect (each task's split sizes) is not: a cap above every
+    split of is-spanish (1600/200/200 examples) changes nothing, one below refuses the resume."""
+    common = ("tasks=[is-spanish]", "max_examples=null", "search.trials=4")
+    run_dir = tmp_path / "run"
+    tiny_run(run_dir, session_cache_dir, *common, "search.max_examples=5000")
+    with pytest.raises(ValueError, match=r"its examples.is-spanish.train is 1600, this run's is 100"):
+        tiny_run(tmp_path / "ignored", session_cache_dir, *common, "search.max_examples=100", f"resume={run_dir}")
+    tiny_run(tmp_path / "ignored", session_cache_dir, *common[:2], "search.trials=8", f"resume={run_dir}")
+    assert [row.trial for row in read_trials(run_dir)] == list(range(8))

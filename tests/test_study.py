@@ -21,9 +21,11 @@ from helpers.configs import ROOT, compose_config  # noqa: E402
 from helpers.wandb_reader import find_offline_runs, read_offline_run  # noqa: E402
 from mnms.app.study import JobStatusCallback, check_study_job  # noqa: E402
 from mnms.report import build_report  # noqa: E402
+from mnms.search.config import SearchConfig  # noqa: E402
 from mnms.search.records import read_trials  # noqa: E402
-from mnms.search.strategies import STRATEGIES  # noqa: E402
+from mnms.search.strategies import STRATEGIES, strategy_config  # noqa: E402
 from mnms.transfer.artifact import load_controller_artifact  # noqa: E402
+from mnms.utils.config import from_config  # noqa: E402
 from mnms.utils.io import RunDir, write_json_atomic  # noqa: E402
 
 
@@ -84,6 +86,37 @@ def test_a_strategy_override_that_contradicts_the_mode_is_refused(mode, strategy
     with pytest.raises(ValueError, match=message + r".*study=transfer,scratch strategy=reinforce"):
         check_study_job(cfg, None, trains_controller=STRATEGIES[strategy].trains_controller)
     check_study_job(study_config("study=scratch", "strategy=reinforce"), None, trains_controller=True)
+
+
+EXPERIMENTS = sorted(path.stem for path in (ROOT / "conf" / "experiment").glob("*.yaml"))
+STUDY_MODES = sorted(path.stem for path in (ROOT / "conf" / "study").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes_a_valid_search(experiment) -> None:
+    cfg = compose_config(f"experiment={experiment}")
+    from_config(SearchConfig, cfg.search)
+    strategy_config(cfg.strategy)
+
+
+def test_the_study_learns_as_pretraining_did_on_the_budget_pretraining_used() -> None:
+    """The learner and the budget are the configs' own (strategy/ppo_std.yaml, experiment/study_budget.yaml),
+    not a script's: the learning modes share pretraining's, the baselines keep their own strategies."""
+    pretrain = compose_config("experiment=pretrain")
+    learner = strategy_config(pretrain.strategy)
+    assert (learner.kind, learner.policy.advantage, learner.controller.task_descriptors) == ("ppo", "std", True)
+    budget = ("max_examples", "batch_size", "pruner")
+    for mode in STUDY_MODES:
+        cfg = study_config(f"study={mode}")
+        assert [cfg.search[key] for key in budget] == [pretrain.search[key] for key in budget], mode
+        assert cfg.trainer.time_limit_s == pretrain.trainer.time_limit_s == 45
+        strategy = strategy_config(cfg.strategy)
+        if mode in ("random", "optuna"):
+            assert strategy.kind == mode
+        else:
+            assert (strategy.kind, strategy.policy.advantage) == ("ppo", "std"), mode
+    # A strategy on the command line replaces the mode's learner.
+    assert strategy_config(study_config("study=scratch", "strategy=reinforce").strategy).policy.advantage == "relative"
 
 
 def test_the_study_is_search_only_and_pretraining_has_no_study() -> None:

@@ -16,8 +16,9 @@ reaches a search is in it unless its dataclass declares it ``free`` with the rea
 
 ``FREE_SECTIONS`` names the config sections that reach no search result at all. A
 checkpoint written by an older mnms holds an older shape of signature;
-``upgraded_signature`` rewrites it in today's, filling what it lacks with frozen literals
-of what those runs meant (never with today's defaults, which may move).
+``upgraded_signature`` rewrites it in today's, filling what it lacks with what that run
+meant: the value its own ``config.yaml`` recorded, or else a frozen literal of the
+default then (never today's default, which may move).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+import yaml
+from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mnms.data.encoders import encoder_resume_settings
 from mnms.search.config import SearchConfig
@@ -37,7 +42,9 @@ from mnms.search.records import (
     with_pre_0_3_fields,
 )
 from mnms.search.space import SearchSpace
-from mnms.utils.config import resume_settings
+from mnms.search.strategies import STRATEGIES
+from mnms.utils.config import plain, resume_settings
+from mnms.utils.io import RunDir
 
 # Config sections (of `python train.py --cfg job`) a search reads that change no trial: why each is free.
 FREE_SECTIONS = {
@@ -53,9 +60,9 @@ FREE_SECTIONS = {
 # The sections the signature is derived from (top-level keys of the composed config).
 SOURCES = ("tasks", "seed", "search_space", "search", "strategy", "child", "trainer", "encoders", "transfer")
 
-# What settings added since meant for a run dir written before them. Literals: a default may move.
+# What settings added since meant for a run dir written before them that did not record them
+# in its config.yaml. Literals: a default may move.
 _SEARCH_BEFORE_DERIVED = {"reuse_rewards": True, "failure_reward": 0.0}  # signatures before the derived one lacked them
-_PPO_POLICY_FOR_REINFORCE = {"ppo_clip": 0.2, "ppo_epochs": 4, "minibatch_size": 32, "bank_capacity": 64}
 _ENCODERS_BEFORE_DERIVED = {
     "char-ngrams": {
         "boundary_markers": True,
@@ -98,7 +105,7 @@ def signature(
         "seed": seed,
         "space": space.signature(),
         "search": search.resume_settings(),
-        "strategy": resume_settings(strategy),
+        "strategy": strategy_settings(strategy),
         "child": resume_settings(child),
         "trainer": resume_settings(trainer),
         "encoders": encoder_resume_settings(encoders),
@@ -107,26 +114,42 @@ def signature(
     }
 
 
-def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
-    """A checkpoint's signature in today's shape.
+def strategy_settings(config: Any) -> dict[str, Any]:
+    """The strategy section as a resume shares it: every setting but those its strategy never reads."""
+    settings = resume_settings(config)
+    for dotted in STRATEGIES[config.kind].unread_settings:
+        *path, name = dotted.split(".")
+        section = settings
+        for key in path:
+            section = section[key]
+        del section[name]
+    return settings
+
+
+def upgraded_signature(saved: Mapping[str, Any], recorded: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A checkpoint's signature in today's shape; ``recorded`` is the run's own config (its ``config.yaml``).
 
     mnms 0.1.0 named the strategy's settings ``controller``, with the controller's sizes
-    under ``network`` and Optuna's TPE settings under ``policy``; until this shape, the
-    search's settings were top-level keys and pruning a section of its own. Settings
-    added later get the value that reproduces how the older run trained, so an old run
-    resumes exactly once the new settings are given those values.
+    under ``network`` and Optuna's TPE settings under ``policy``; until the signature was
+    derived, the search's settings were top-level keys, pruning a section of its own, and
+    neither ``failure_reward``, ``reuse_rewards`` nor the encoders' options were in it.
+    A setting added later gets what the run recorded, or else the value that reproduces
+    how the older run trained, so an old run resumes exactly with its own settings.
     """
+    recorded = recorded or {}
     upgraded = dict(saved)
     upgraded["child"] = with_pre_0_3_fields(saved.get("child", {}))
     upgraded["trainer"] = {**TRAINER_BEFORE_0_3, **saved.get("trainer", {})}
     if "search" not in saved:  # the flat, hand-listed shape before the derived signature
+        ran = recorded.get("search") or {}
         upgraded["search"] = {
-            **_SEARCH_BEFORE_DERIVED,
+            **{key: ran.get(key, literal) for key, literal in _SEARCH_BEFORE_DERIVED.items()},
             **{key: upgraded.pop(key) for key in ("batch_size", "task_schedule", "reward") if key in upgraded},
             "mode": upgraded.pop("mode", "sync"),  # before mnms 0.4 every search was synchronous,
             **upgraded.pop("pruning", {"pruner": "none"}),  # and no child was pruned
         }
-        upgraded.setdefault("encoders", _ENCODERS_BEFORE_DERIVED)
+        encoders = recorded.get("encoders")
+        upgraded["encoders"] = _ENCODERS_BEFORE_DERIVED if encoders is None else encoder_resume_settings(encoders)
         upgraded.setdefault("transfer", None)
     if "controller" in saved:
         del upgraded["controller"]
@@ -144,8 +167,7 @@ def upgraded_signature(saved: Mapping[str, Any]) -> dict[str, Any]:
         upgraded["strategy"] = {
             **strategy,
             "controller": {"task_descriptors": False, **strategy["controller"]},
-            # REINFORCE recorded only the policy fields it reads; the PPO ones it ignores.
-            "policy": {"embedding_learning_rate": None, **_PPO_POLICY_FOR_REINFORCE, **strategy["policy"]},
+            "policy": {"embedding_learning_rate": None, **strategy["policy"]},
         }
     return upgraded
 
@@ -189,13 +211,24 @@ class Checkpoint:
                     "start a new run dir"
                 )
             return None
-        if difference := first_difference(upgraded_signature(state["signature"]), self.signature):
+        saved = upgraded_signature(state["signature"], recorded_config(self.run_dir))
+        if difference := first_difference(saved, self.signature):
             key, theirs, ours = difference
             raise ValueError(
                 f"cannot resume {self.run_dir}: its {key} is {theirs!r}, this run's is {ours!r}; "
                 "rerun with the original settings"
             )
         return state
+
+
+def recorded_config(run_dir: Path) -> dict[str, Any] | None:
+    """The config the search in ``run_dir`` recorded (its ``config.yaml``, written once a search has
+    passed this check), or None when it has none or it cannot be read."""
+    path = RunDir(run_dir).config
+    try:
+        return plain(OmegaConf.load(path)) if path.is_file() else None
+    except (OmegaConfBaseException, OSError, yaml.YAMLError):
+        return None
 
 
 def recover_lost_rows(log: TrialLog, trials_done: int, batch: list[dict[str, Any]], where: str) -> None:

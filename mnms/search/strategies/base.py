@@ -36,6 +36,9 @@ class Strategy(ABC):
     # Whether it can learn from any subset of its proposals, in any order, and be saved while
     # proposals are still out (what search.mode=async needs); a strategy says so explicitly.
     asynchronous: ClassVar[bool] = False
+    # Dotted fields of its Config it never reads (a subclass sharing another's Config): they
+    # change nothing it proposes, so a resumed search may change them (mnms.search.resume).
+    unread_settings: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     @abstractmethod

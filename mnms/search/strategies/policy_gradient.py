@@ -334,6 +334,8 @@ class PolicyGradientStrategy(Strategy):
 class ReinforceStrategy(PolicyGradientStrategy):
     """REINFORCE: one on-policy gradient step per batch of rewards, no replay."""
 
+    unread_settings = ("policy.ppo_clip", "policy.ppo_epochs", "policy.minibatch_size", "policy.bank_capacity")
+
     def _update(self, task: str, proposals: list[Proposal], rewards: list[float]) -> dict[str, float]:
         return reinforce_update(
             self.controller, self.optimizer, self.baselines, self.config, task, [p.arch for p in proposals], rewards
