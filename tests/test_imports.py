@@ -116,26 +116,21 @@ def test_every_module_imports_alone_in_a_fresh_interpreter_in_a_random_order() -
     assert done.returncode == 0, f"import order (random seed {seed}): {names}\n{done.stderr[-3000:]}"
 
 
-def test_the_executor_seam_imports_no_torch() -> None:
-    """An executor never looks inside a child (``mnms/executors/base.py``): its seam loads no torch nor Lightning."""
-    script = (
-        "import sys\n"
-        "import mnms.executors.base, mnms.executors.trial, mnms.executors.schedule\n"
-        "print(sorted(name for name in ('torch', 'pytorch_lightning') if name in sys.modules))\n"
-    )
+def heavy_modules_loaded(statements: str, heavy: tuple[str, ...]) -> list[str]:
+    """Which of ``heavy`` a fresh interpreter has loaded after running ``statements``."""
+    script = f"import sys\n{statements}\nprint(sorted(name for name in {heavy!r} if name in sys.modules))\n"
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    return ast.literal_eval(done.stdout.strip())
+
+
+def test_the_executor_seam_imports_no_torch() -> None:
+    """An executor never looks inside a child (``mnms/executors/base.py``): its seam loads no torch nor Lightning."""
+    seam = "import mnms.executors.base, mnms.executors.trial, mnms.executors.schedule"
+    assert heavy_modules_loaded(seam, ("torch", "pytorch_lightning")) == []
 
 
 def test_composing_imports_neither_lightning_nor_ray() -> None:
     """train.py registers the schemas before Hydra composes, so `--help` and tab completion pay only for these."""
-    script = (
-        "import sys\n"
-        "from mnms.app.schemas import register_schemas\n"
-        "register_schemas()\n"
-        "print(sorted(name for name in ('pytorch_lightning', 'lightning', 'ray') if name in sys.modules))\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[]"
+    compose = "from mnms.app.schemas import register_schemas\nregister_schemas()"
+    assert heavy_modules_loaded(compose, ("pytorch_lightning", "lightning", "ray")) == []
