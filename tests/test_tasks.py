@@ -99,6 +99,16 @@ def test_fingerprint_is_stable_and_content_addressed(data_dir: Path) -> None:
         first.fingerprint("dev")
 
 
+@pytest.mark.parametrize("name", ["../outside", "..", "sub/trec", "/etc/trec"])
+def test_a_task_name_that_is_a_path_is_refused_before_any_file_is_read(name, data_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "outside.yaml").write_text("name: outside\n")  # would be found through `..`
+    with pytest.raises(
+        TaskError, match="a task name is a folder of paths.data_dir or a spec file's name.*never a path"
+    ):
+        load_task(name, data_dir, spec_dirs=[tmp_path / "specs"])
+
+
 def test_unknown_task_lists_close_matches_first(data_dir: Path) -> None:
     with pytest.raises(TaskError) as caught:
         load_task("sst-2", data_dir, spec_dirs=[CONF_DATASET])

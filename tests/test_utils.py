@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import ClassVar
 
@@ -12,6 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from mnms.utils import io as io_module
 from mnms.utils.config import ConfigError, check, from_config, plain
 from mnms.utils.io import RunDir, atomic_write, torch_save_atomic, write_json_atomic
 
@@ -110,3 +115,23 @@ def test_run_dir_names_its_files(tmp_path: Path) -> None:
         "controller.pt",
     )
     assert (run.config, run.hydra_config) == (tmp_path / "config.yaml", tmp_path / ".hydra" / "config.yaml")
+
+
+def test_atomic_writes_keep_the_umask_and_clear_what_a_killed_writer_left(tmp_path) -> None:
+    target = tmp_path / "summary.json"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    host = socket.gethostname().replace(".", "-")
+    orphan = tmp_path / f".summary.json.{host}.{dead.stdout.strip()}.abc123.tmp"  # its writer was killed
+    live = tmp_path / f".summary.json.{host}.{os.getpid()}.def456.tmp"  # this process: a write in progress
+    orphan.write_text("partial")
+    live.write_text("partial")
+    old = os.umask(0o027)  # a group-readable setup
+    io_module._umask.cache_clear()
+    try:
+        write_json_atomic(target, {"ok": True})
+    finally:
+        os.umask(old)
+        io_module._umask.cache_clear()
+    assert json.loads(target.read_text()) == {"ok": True}
+    assert stat.S_IMODE(target.stat().st_mode) == 0o640  # as open() would make it, not mkstemp's 0600
+    assert not orphan.exists() and live.exists()

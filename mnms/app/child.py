@@ -38,20 +38,25 @@ from mnms.model.folder import CHECKPOINT, staging_folder, write_model
 from mnms.search.selection import ChildSourceConfig
 from mnms.tracking import Tracker
 from mnms.utils.config import from_config, plain
-from mnms.utils.io import RunDir, write_json_atomic
+from mnms.utils.io import RunDir, RunDirError, write_json_atomic
 
 ARCH_PREFIX = "child.arch."
 
 
 def run_child(cfg: DictConfig, run_dir: Path) -> float:
     """Train the child once; writes ``result.json`` and the model folder, returns its validation accuracy."""
+    files = RunDir(run_dir)
+    if files.result.exists() or files.model.exists():
+        raise RunDirError(
+            f"{run_dir} already holds a trained child ({files.RESULT if files.result.exists() else files.MODEL}): "
+            "mode=child never replaces one; give this run a new run dir (drop hydra.run.dir, or name another)"
+        )
     trainer_cfg = child_trainer(cfg)  # conf/mode/child.yaml turns its progress bar on
     settings = ChildSourceConfig.from_mapping(cfg.child)
     arch, source = child_architecture(cfg, settings)
     task = load_configured_task(cfg, cfg.task)
     cache = FeatureCache(cfg.paths.cache_dir)
     options = encoder_options(cfg)
-    files = RunDir(run_dir)
     tracking = tracking_config(cfg, run_dir)
     staging = staging_folder(files.model) if settings.save else None
     with Tracker(tracking, plain(cfg)) as tracker, _removed_afterwards(staging):

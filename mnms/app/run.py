@@ -13,6 +13,7 @@ from mnms.app.predict import run_predict
 from mnms.app.propose import run_propose
 from mnms.app.search import run_search
 from mnms.utils.config import ConfigError
+from mnms.utils.io import RunDir
 
 RUN_MODES: dict[str, Callable[[DictConfig, Path], Any]] = {
     "child": run_child,
@@ -23,7 +24,13 @@ RUN_MODES: dict[str, Callable[[DictConfig, Path], Any]] = {
 
 
 def run(cfg: DictConfig, run_dir: Path) -> Any:
-    """Run ``cfg.mode`` in ``run_dir``."""
+    """Run ``cfg.mode`` in ``run_dir``, its only writer: a second run started there fails at once, naming the first.
+
+    A search locks the run dir it writes itself (``resume=`` names another than Hydra's).
+    """
     if cfg.mode not in RUN_MODES:
         raise ConfigError(f"mode={cfg.mode!r} is unknown; valid modes are {sorted(RUN_MODES)}")
-    return RUN_MODES[cfg.mode](cfg, run_dir)
+    if cfg.mode == "search":
+        return run_search(cfg, run_dir)
+    with RunDir(run_dir).lock(f"mode={cfg.mode}"):
+        return RUN_MODES[cfg.mode](cfg, run_dir)

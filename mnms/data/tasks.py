@@ -163,6 +163,12 @@ def find_spec(name: str, spec_dirs: Sequence[str | Path]) -> TaskSpec | None:
     """The task spec ``load_task(name)`` reads, or None when ``name`` is a plain folder of the data dir."""
     if name.endswith((".yaml", ".yml")):
         return TaskSpec.from_yaml(name)
+    if Path(name).name != name or name in ("", ".", ".."):
+        raise task_error(
+            name,
+            "a task name is a folder of paths.data_dir or a spec file's name in a spec dir, never a path",
+            "give the name alone (task=trec), or a spec file by its path ending in .yaml",
+        )
     candidates = (Path(d) / f"{name}{suffix}" for d in spec_dirs for suffix in (".yaml", ".yml"))
     return next((TaskSpec.from_yaml(p) for p in candidates if p.is_file()), None)
 

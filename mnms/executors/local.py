@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import multiprocessing
 import os
 import pickle
@@ -30,6 +31,8 @@ from typing import ClassVar
 from mnms.executors.base import Executor, Runner
 from mnms.executors.trial import TrialOutcome, TrialRequest
 from mnms.utils.config import check, is_int
+
+log = logging.getLogger(__name__)
 
 START_METHODS = ("spawn", "forkserver")
 
@@ -79,6 +82,24 @@ def available_cores() -> list[int]:
     if hasattr(os, "sched_getaffinity"):
         return sorted(os.sched_getaffinity(0))
     return list(range(os.cpu_count() or 1))
+
+
+def worker_count(workers: int | None, threads: int, cores: int) -> int:
+    """``executor.workers``, or one worker per ``threads`` of the ``cores``; a warning when they oversubscribe."""
+    fitting = max(1, cores // threads)
+    count = workers or fitting
+    if count * threads > cores:
+        log.warning(
+            "executor.workers=%d x trainer.threads=%d asks for %d cores and this process may use %d: the "
+            "children share them, each slower, and the first trials take that much longer; set "
+            "executor.workers=%d (or null, one per core)",
+            count,
+            threads,
+            count * threads,
+            cores,
+            fitting,
+        )
+    return count
 
 
 def core_shares(cores: list[int], workers: int, per_worker: int) -> list[list[int]]:
@@ -143,7 +164,7 @@ class LocalExecutor(Executor):
     def __init__(self, runner: Runner, cfg: LocalConfig) -> None:
         super().__init__()
         cores = available_cores()
-        count = cfg.workers or max(1, len(cores) // runner.threads)
+        count = worker_count(cfg.workers, runner.threads, len(cores))
         per_worker = cfg.cores_per_worker or max(1, len(cores) // count)
         self.cfg = cfg
         self.capacity = count

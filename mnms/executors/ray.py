@@ -20,6 +20,7 @@ import os
 import shutil
 import socket
 import tempfile
+import time
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, ClassVar
@@ -103,12 +104,20 @@ def _ray() -> ModuleType:
     return ray
 
 
+# An HTTP/2 client's connection preface and an empty SETTINGS frame: a gRPC server (the
+# GCS, a Ray Client server) answers with a SETTINGS frame of its own.
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
+SETTINGS = 4  # the frame type, byte 3 of a frame header
+
+
 def reach(address: str, timeout_s: float) -> None:
-    """Fail in ``timeout_s`` if nothing listens at a cluster ``address`` (``ray.init`` would retry forever).
+    """Fail in ``timeout_s`` unless a gRPC server answers at a cluster ``address``: ``ray.init`` would
+    retry forever (and ignore SIGTERM) at an address where nothing, or something else, listens.
 
     ``address`` is ``ray://<head>[:10001]`` (Ray Client) or ``<head>[:6379]`` (the GCS, from a
-    cluster node); an IPv6 head is written ``[::1]``. Only the TCP port is probed: a cluster
-    that answers is Ray's to judge, and a host name is resolved before the clock starts.
+    cluster node); an IPv6 head is written ``[::1]``. The probe opens the TCP port and sends
+    an HTTP/2 preface, which both Ray servers answer at once; whether the cluster is healthy
+    is Ray's to judge. A host name is resolved before the clock starts.
     """
     client = address.startswith("ray://")
     parts = urlsplit(address if client else f"//{address}")
@@ -118,16 +127,44 @@ def reach(address: str, timeout_s: float) -> None:
         raise ConfigError(
             f"executor.address={address!r} is not <head>:<port> or ray://<head>:<port>, e.g. ray://10.0.0.5:10001"
         ) from None
+    ports = "(ray://<head>:10001 for Ray Client, <head>:6379 from a cluster node)"
+    deadline = time.monotonic() + timeout_s
     try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
+        connection = socket.create_connection((host, port), timeout=timeout_s)
     except OSError as error:
         reason = "no answer" if isinstance(error, TimeoutError) else error.strerror or type(error).__name__
         raise ConfigError(
             f"executor.address={address!r}: cannot reach {host}:{port} within executor.connect_timeout_s="
             f"{timeout_s:g} ({reason}). Is the cluster up (`ray status` on its head)? Check the host and the port "
-            "(ray://<head>:10001 for Ray Client, <head>:6379 from a cluster node), raise "
-            "executor.connect_timeout_s for a slow network, or drop executor.address to run a private Ray"
+            f"{ports}, raise executor.connect_timeout_s for a slow network, or drop executor.address to run a "
+            "private Ray"
         ) from None
+    with connection:
+        reply = _first_bytes(connection, 9, deadline)
+    if len(reply) < 9 or reply[3] != SETTINGS:
+        said = f"answered {reply[:16]!r}" if reply else f"said nothing within executor.connect_timeout_s={timeout_s:g}"
+        raise ConfigError(
+            f"executor.address={address!r}: {host}:{port} accepts connections but {said}, not as a Ray cluster "
+            f"(gRPC) does: it is another service. Check the port {ports}, or drop executor.address to run a "
+            "private Ray"
+        )
+
+
+def _first_bytes(connection: socket.socket, count: int, deadline: float) -> bytes:
+    """Up to ``count`` bytes the server sends after the HTTP/2 preface, by ``deadline``; fewer if it stops."""
+    received = b""
+    try:
+        connection.settimeout(max(deadline - time.monotonic(), 0.01))
+        connection.sendall(HTTP2_PREFACE)
+        while len(received) < count:
+            connection.settimeout(max(deadline - time.monotonic(), 0.01))
+            chunk = connection.recv(count - len(received))
+            if not chunk:
+                break
+            received += chunk
+    except OSError:  # a timeout, or a reset: what arrived is all there is
+        pass
+    return received
 
 
 def capacity(cfg: RayConfig, nodes: list[dict[str, float]]) -> int:

@@ -25,7 +25,7 @@ from lightning_modules.datamodule import EVAL_BATCH_SIZE, InMemoryBatches
 from lightning_modules.trainer import build_classifier
 from mnms.child.inputs import ChildInputs, child_inputs
 from mnms.data.feature_cache import FeatureCache
-from mnms.model.folder import SavedModel, read_model
+from mnms.model.folder import CHECKPOINT, MANIFEST, ModelError, SavedModel, read_model
 from mnms.utils.threads import torch_threads
 
 SPLIT = "predict"
@@ -129,7 +129,15 @@ class Model:
         if self._module is None:
             with torch.random.fork_rng(devices=[]):
                 module = build_classifier(self.saved.arch, inputs, len(self.classes))
-            module.load_state_dict(self.saved.state_dict)
+            try:
+                module.load_state_dict(self.saved.state_dict)
+            except RuntimeError as error:  # missing, unexpected or mis-shaped weights
+                problem = str(error).splitlines()[0]
+                raise ModelError(
+                    f"{self.saved.folder / CHECKPOINT} does not hold the weights {MANIFEST} describes "
+                    f"({len(self.classes)} labels, its architecture): {problem}. The two files come from different "
+                    "models or one was edited: copy the model folder again, or train it again"
+                ) from None
             self._module = module.eval()
         return self._module
 

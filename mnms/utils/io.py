@@ -8,6 +8,8 @@ target never share a temporary file.
 
 from __future__ import annotations
 
+import functools
+import glob
 import json
 import os
 import re
@@ -32,14 +34,22 @@ except ImportError:  # Windows: no run dir lock
 
 
 def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
-    """Create or replace ``path`` with what ``write`` writes into a binary file handle."""
+    """Create or replace ``path`` with what ``write`` writes into a binary file handle.
+
+    The file gets the mode a plain ``open`` would (the user's umask), not the temporary
+    file's 0600. The temporary file is named for its host and process, so the next write
+    to ``path`` removes one a killed writer on this host left behind.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _remove_orphaned_temp_files(path)
+    prefix = f".{path.name}.{_HOST}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
+            os.fchmod(handle.fileno(), 0o666 & ~_umask())
             os.fsync(handle.fileno())
         kill_point("atomic.before_replace")
         os.replace(tmp, path)
@@ -47,6 +57,35 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+_HOST = socket.gethostname().replace(".", "-")
+
+
+@functools.cache
+def _umask() -> int:
+    """This process's umask, read once (``os.umask`` can only be read by setting it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _remove_orphaned_temp_files(path: Path) -> None:
+    """Delete the temporary files of writes to ``path`` whose writer, a process of this host, is gone."""
+    for temp in path.parent.glob(f".{glob.escape(path.name)}.{_HOST}.*.tmp"):
+        pid = temp.name.removeprefix(f".{path.name}.{_HOST}.").split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            temp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def write_text_atomic(path: str | Path, text: str) -> Path:
@@ -115,7 +154,7 @@ class RunDir:
     PROPOSALS: ClassVar[str] = "proposals.json"  # what mode=propose decoded
     CONFIG: ClassVar[str] = "config.yaml"  # the composed config of the search that last wrote the run dir
     HYDRA_CONFIG: ClassVar[str] = ".hydra/config.yaml"  # Hydra's copy: the last job started here, even a failed one
-    LOCK: ClassVar[str] = ".lock"  # held by the search writing the run dir; names its process
+    LOCK: ClassVar[str] = ".lock"  # held by the run writing the run dir, whatever its mode; names its process
     FAILURE: ClassVar[str] = "failure.json"  # the error of the last job that failed in the run dir
 
     path: Path
@@ -190,8 +229,8 @@ class RunDir:
                     handle.seek(0)
                     holder = handle.read().strip() or "another process"
                     raise RunDirError(
-                        f"{self.path} is being written by {holder}: wait for that search to end, or give this one "
-                        "another run dir"
+                        f"{self.path} is being written by {holder}: wait for it to end, or give this run another "
+                        "run dir"
                     ) from None
             handle.seek(0)
             handle.truncate()
@@ -204,4 +243,4 @@ class RunDir:
 
 
 class RunDirError(ValueError):
-    """A run dir this run cannot use: not writable, or being written by another search."""
+    """A run dir this run cannot use: not writable, being written by another run, or holding a finished one."""

