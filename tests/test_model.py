@@ -65,11 +65,11 @@ def winner(pretrained, session_cache_dir, tmp_path_factory) -> Path:  # noqa: F8
     return run_dir
 
 
-def _predict(model: Path, input_file: Path, output: Path, cache: Path, *extra: str) -> None:
+def _predict(model: Path, input_file: Path, output: Path, cache: Path, *extra: str, run_dir: Path | None = None):
     cfg = compose_config(
         "mode=predict", f"model={model}", f"input={input_file}", f"output={output}", f"paths.cache_dir={cache}", *extra
     )
-    run(cfg, output.parent)
+    run(cfg, run_dir or output.parent)
 
 
 def test_search_to_winner_to_predict_reproduces_the_test_accuracy_exactly(
@@ -241,6 +241,15 @@ def test_bad_inputs_fail_before_predicting_naming_the_file_the_line_and_the_fix(
     (tmp_path / "taken.jsonl").write_text('{"text": "what ?", "prediction": "x"}\n')
     with pytest.raises(InputError, match=r"already has the column\(s\) \['prediction'\]"):
         _predict(winner / "model", tmp_path / "taken.jsonl", tmp_path / "o.jsonl", tmp_path / "cache")
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "folder.csv").mkdir()
+    unwritable = {
+        tmp_path / "folder.csv": r"is a folder.*name a file",
+        tmp_path / "a-file" / "p.csv": r"a-file is a file",
+    }
+    for output, message in unwritable.items():  # refused before a text is encoded
+        with pytest.raises(InputError, match=message):
+            _predict(winner / "model", tmp_path / "good.txt", output, tmp_path / "cache", run_dir=tmp_path / "run")
     with pytest.raises(ConfigError, match="mode=predict needs input=<file>"):
         run(compose_config("mode=predict", f"model={winner / 'model'}"), tmp_path)
     with pytest.raises(ConfigError, match="mode=predict needs model=<folder>"):
@@ -288,6 +297,11 @@ def test_model_folders_that_cannot_be_used_are_refused_with_the_fix(winner, tmp_
     (stale / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match=f"encoder '{encoder}' computed features of version 0"):
         mnms.load_model(stale)
+    swapped = copy("swapped")  # an arch naming an encoder the model was not saved with
+    edited = json.loads((swapped / MANIFEST).read_text())
+    (swapped / MANIFEST).write_text(json.dumps({**edited, "arch": {**edited["arch"], "encoder": "st:/elsewhere"}}))
+    with pytest.raises(ModelError, match=r"names the encoder 'st:/elsewhere' in its arch but saved none by that name"):
+        mnms.load_model(swapped)
     relabelled = copy("relabelled")  # a label more than the weights have
     labels = json.loads((relabelled / MANIFEST).read_text())
     (relabelled / MANIFEST).write_text(json.dumps({**labels, "labels": [*labels["labels"], "extra"]}))

@@ -210,6 +210,21 @@ def test_a_run_dir_that_cannot_be_written_is_named_with_the_fix(session_cache_di
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
+def test_train_py_names_a_run_dir_hydra_could_not_make_instead_of_an_os_error(tmp_path) -> None:
+    (tmp_path / "a-file").write_text("")
+    for key, mode in (("hydra.run.dir", ()), ("hydra.sweep.dir", ("--multirun",))):
+        done = subprocess.run(
+            [sys.executable, "train.py", *mode, "mode=child", "task=trec", f"{key}={tmp_path / 'a-file' / 'run'}"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr[-2000:]
+        assert f"Error: {key}='{tmp_path / 'a-file' / 'run'}' cannot be made: " in done.stderr
+        assert "a-file is a file, not a folder; point" in done.stderr and "Traceback" not in done.stderr
+
+
 # --- a failure never costs a finished run its results ---------------------------------------------
 
 STATUS_CALLBACK = "+hydra.callbacks.job_status._target_=mnms.app.study.JobStatusCallback"  # as experiments set it

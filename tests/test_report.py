@@ -32,6 +32,7 @@ from mnms.report.__main__ import main as report_main  # noqa: E402
 from mnms.report.plots import inherited_tasks, placement_table  # noqa: E402
 from mnms.report.tables import censored_median, run_stats, speed_up  # noqa: E402
 from mnms.transfer.artifact import save_controller_artifact  # noqa: E402
+from mnms.utils.io import RunDir, RunDirError  # noqa: E402
 
 SPACE = {
     "decisions": [
@@ -221,6 +222,41 @@ def test_a_crafted_controller_file_is_refused_unread(study_dir: Path, tmp_path: 
     with pytest.raises(ValueError, match=r"controller.pt holds more than tensors and plain containers.*refused unread"):
         build_report([runs], tmp_path / "report")
     assert not marker.exists()
+
+
+DAMAGED = {
+    "summary.json": ("{not json", r"summary.json is not valid UTF-8 JSON"),
+    "summary.json ": ("[1, 2]", r"summary.json holds a JSON list, not a search's summary"),
+    "config.yaml": ("search: [unclosed", r"config.yaml is not valid YAML"),
+    "config.yaml ": ("{}", r"config.yaml has no 'seed': it is not a search's config"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGED))
+def test_a_damaged_run_dir_is_named_with_its_file_and_the_fix(name, study_dir: Path, tmp_path: Path) -> None:
+    content, message = DAMAGED[name]
+    damaged = shutil.copytree(study_dir / "ppo-seed0", tmp_path / "runs" / "damaged")
+    (damaged / name.strip()).write_text(content)
+    with pytest.raises(ValueError, match=message):
+        build_report([tmp_path / "runs"], tmp_path / "report")
+
+
+def test_a_trial_row_of_the_wrong_types_and_an_unwritable_out_are_named(study_dir: Path, tmp_path: Path) -> None:
+    damaged = shutil.copytree(study_dir / "ppo-seed0", tmp_path / "runs" / "damaged")
+    lines = (damaged / "trials.jsonl").read_text().splitlines()
+    lines[3] = json.dumps({**json.loads(lines[3]), "reward": "high"})
+    (damaged / "trials.jsonl").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=r"trials.jsonl line 4 has mistyped fields \[\"reward='high'\"\]"):
+        build_report([tmp_path / "runs"], tmp_path / "report")
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ValueError, match=r"--out .*a-file/report: cannot create or write it"):
+        build_report([study_dir / "ppo-seed0"], tmp_path / "a-file" / "report")
+    # One report writes into a folder at a time (a search may still be writing its run dir there).
+    out = tmp_path / "shared-out"
+    refusal = pytest.raises(RunDirError, match=r"shared-out is being written by another report of process")
+    with RunDir(out).lock("another report", RunDir.REPORT_LOCK), RunDir(out).lock("a search"), refusal:
+        build_report([study_dir / "ppo-seed0"], out)
+    assert not (out / "report.md").exists()
 
 
 def _curve_trials(run: str, mode: str, seed: int, accuracies: list[float], seconds: float) -> list[dict]:

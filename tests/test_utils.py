@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import socket
 import stat
 import subprocess
@@ -16,9 +17,10 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from helpers.crafted import WritesAFile
 from mnms.utils import io as io_module
 from mnms.utils.config import ConfigError, check, from_config, plain
-from mnms.utils.io import RunDir, atomic_write, torch_save_atomic, write_json_atomic
+from mnms.utils.io import RunDir, UnreadableFile, atomic_write, torch_load_safe, torch_save_atomic, write_json_atomic
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,3 +137,16 @@ def test_atomic_writes_keep_the_umask_and_clear_what_a_killed_writer_left(tmp_pa
     assert json.loads(target.read_text()) == {"ok": True}
     assert stat.S_IMODE(target.stat().st_mode) == 0o640  # as open() would make it, not mkstemp's 0600
     assert not orphan.exists() and live.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_raw_crafted_pickle_is_named_as_holding_more_than_tensors(protocol, tmp_path) -> None:
+    """torch's reader stops at protocol 5's first opcode; the message must still say what the file holds."""
+    marker, path = tmp_path / "ran", tmp_path / "checkpoint.pt"
+    path.write_bytes(pickle.dumps({"payload": WritesAFile(marker)}, protocol=protocol))
+    with pytest.raises(UnreadableFile, match=r"holds more than tensors and plain containers \(it names io.open\)"):
+        torch_load_safe(path)
+    path.write_bytes(b"not a torch file")
+    with pytest.raises(UnreadableFile, match="is damaged, truncated or not a file torch.save wrote"):
+        torch_load_safe(path)
+    assert not marker.exists()

@@ -9,6 +9,7 @@ written to a temporary file and moved into place, so it is complete or absent.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -187,7 +188,8 @@ def output_format(path: Path) -> str:
 
 
 def check_output(path: Path, inputs: Inputs, classes: tuple[str, ...]) -> None:
-    """Refuse, before predicting, an output whose format is unknown or whose new columns the input already has."""
+    """Refuse, before predicting, an output whose format is unknown, whose new columns the input already
+    has, or that cannot be written (a folder, a path through a file, a folder this user may not write)."""
     fmt = output_format(path)
     added = {PREDICTION, PROBABILITIES} if fmt == "jsonl" else {PREDICTION, *_probability_columns(classes)}
     if taken := sorted(added & set(inputs.rows[0])):
@@ -197,6 +199,13 @@ def check_output(path: Path, inputs: Inputs, classes: tuple[str, ...]) -> None:
         )
     if path.resolve() == inputs.path.resolve():
         raise _fail(f"output={str(path)!r} is the input file", "write the predictions to another file")
+    if path.is_dir():
+        raise _fail(f"output={str(path)!r} is a folder", f"name a file in it, e.g. output={path / 'predictions.csv'}")
+    folder = next(parent for parent in path.parents if parent.exists())  # the nearest that exists
+    if not folder.is_dir():
+        raise _fail(f"output={str(path)!r}: {folder} is a file, not a folder", "give an output path through folders")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _fail(f"output={str(path)!r}: this user may not write in {folder}", "give an output in a folder you own")
 
 
 def write_predictions(path: Path, inputs: Inputs, predictions: Predictions) -> Path:

@@ -129,6 +129,11 @@ def read_model(folder: str | Path) -> SavedModel:
     manifest = _manifest(folder)
     arch = _field(folder, manifest, "arch", lambda value: from_config(Architecture, value, f"{folder / MANIFEST} arch"))
     encoders = _field(folder, manifest, "encoders", dict)
+    if arch.encoder not in encoders:  # a model is loaded only with the encoder its weights were trained on
+        raise ModelError(
+            f"{folder / MANIFEST} names the encoder {arch.encoder!r} in its arch but saved none by that name "
+            f"(it saved {sorted(encoders)}): the file was edited; copy the model folder again, or train it again"
+        )
     for name, entry in encoders.items():
         current = encoder_class(name).version
         if entry["version"] != current:

@@ -24,7 +24,7 @@ from mnms.report.plots import (
     similarity_figure,
 )
 from mnms.report.tables import LEGEND, jobs_table, mode_sort_key, run_stats, task_table
-from mnms.utils.io import atomic_write, write_text_atomic
+from mnms.utils.io import RunDir, atomic_write, write_text_atomic
 
 REPORT_FILE = "report.md"
 FIRST_DECISION = "encoder"
@@ -43,7 +43,12 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     run_dirs = [path.resolve() for path in find_run_dirs(paths)]
     root = Path(os.path.commonpath(run_dirs))
     out = Path(out) if out is not None else root
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(
+            f"--out {out}: cannot create or write it ({error.strerror}): give a folder you may write"
+        ) from None
     jobs = load_jobs(run_dirs, root)
     trials = load_trials(jobs)
     stats = run_stats(trials)
@@ -60,9 +65,6 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
         figures["task_similarity.png"] = similarity_figure(searches)
     if transfers:
         figures["task_placement.png"] = placement_figure(transfers, own)
-    for name, figure in figures.items():
-        atomic_write(out / name, lambda handle, figure=figure: figure.savefig(handle, format="png", dpi=110))
-
     modes = ", ".join(sorted(jobs["mode"].unique(), key=mode_sort_key))
     seeds = sorted(int(seed) for seed in jobs["seed"].unique())
     sections = [
@@ -81,7 +83,10 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
         )
     sections += ["## Runs", jobs_table(jobs, trials)]
     report = out / REPORT_FILE
-    write_text_atomic(report, "\n\n".join(sections) + "\n")
+    with RunDir(out).lock("the report", RunDir.REPORT_LOCK):  # one report writes into a folder at a time
+        for name, figure in figures.items():
+            atomic_write(out / name, lambda handle, figure=figure: figure.savefig(handle, format="png", dpi=110))
+        write_text_atomic(report, "\n\n".join(sections) + "\n")
     return report
 
 

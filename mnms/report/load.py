@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from mnms.executors.trial import finished
 from mnms.search.records import TrialRecord, read_trials
@@ -51,8 +53,7 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
     for run_dir in run_dirs:
         cfg = run_config(run_dir)
         files = RunDir(run_dir)
-        summary_path = files.summary
-        summary = json.loads(summary_path.read_text()) if summary_path.exists() else None
+        summary = _summary(files.summary) if files.summary.exists() else None
         status = "incomplete" if summary is None else summary.get("status", "ok")
         controller = files.controller
         rows.append(
@@ -60,14 +61,36 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
                 "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
                 "path": run_dir,
                 "mode": OmegaConf.select(cfg, "logger.job_type") or _strategy_kind(cfg),
-                "seed": int(cfg.seed),
-                "tasks": list(cfg.tasks),
+                "seed": int(_required(cfg, "seed", run_dir)),
+                "tasks": list(_required(cfg, "tasks", run_dir)),
                 "status": status,
                 "error": summary.get("error") if summary else None,
                 "controller": controller if controller.exists() else None,
             }
         )
     return pd.DataFrame(rows)
+
+
+def _summary(path: Path) -> dict:
+    """A run's ``summary.json``, or an error naming the file (the report leaves such a run out only by hand)."""
+    fix = "restore it from a copy, or leave this run dir out of the report"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid UTF-8 JSON ({error}): {fix}") from None
+    if not isinstance(summary, dict):
+        raise ValueError(f"{path} holds a JSON {type(summary).__name__}, not a search's summary (an object): {fix}")
+    return summary
+
+
+def _required(cfg: DictConfig, key: str, run_dir: Path) -> object:
+    """``cfg.<key>``, which every search's config has; its absence names the run's config file."""
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        files = RunDir(run_dir)
+        path = files.config if files.config.exists() else files.hydra_config
+        raise ValueError(f"{path} has no {key!r}: it is not a search's config; restore it or leave {run_dir} out")
+    return value
 
 
 def _strategy_kind(cfg: DictConfig) -> str | None:
@@ -89,7 +112,14 @@ def run_config(run_dir: Path) -> DictConfig:
             f"{files.hydra_config} is missing: the report labels runs by their config (mode, seed, tasks); "
             "run searches through train.py, or leave this run dir out"
         )
-    return OmegaConf.load(path)
+    try:
+        cfg = OmegaConf.load(path)
+    except (OmegaConfBaseException, yaml.YAMLError, UnicodeDecodeError) as error:
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise ValueError(f"{path} is not valid YAML ({reason}): restore it, or leave {run_dir} out") from None
+    if not isinstance(cfg, DictConfig):
+        raise ValueError(f"{path} holds no mapping of settings: restore it, or leave {run_dir} out")
+    return cfg
 
 
 def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:

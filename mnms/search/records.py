@@ -70,9 +70,14 @@ class TrialRecord:
     @classmethod
     def from_json(cls, values: Mapping[str, Any], where: str = "a trial record") -> TrialRecord:
         names = [field.name for field in dataclasses.fields(cls)]
+        if not isinstance(values, Mapping):
+            raise ValueError(f"{where} is not an mnms trial record (a JSON object), it is {type(values).__name__}")
         unknown, missing = unknown_keys(values, names), sorted(set(names) - set(values))
         if unknown or missing:
             raise ValueError(f"{where} is not an mnms trial record (unknown keys {unknown}, missing {missing})")
+        wrong = [f"{name}={values[name]!r}" for name, ok in _FIELD_CHECKS.items() if not ok(values[name])]
+        if wrong:
+            raise ValueError(f"{where} has mistyped fields {wrong}: the log was edited or damaged; restore it")
         return cls(**values)
 
     def table_row(self) -> dict[str, Any]:
@@ -83,6 +88,32 @@ class TrialRecord:
         flat.update({f"arch.{key}": value for key, value in self.arch.items()})
         flat.update({key: self.metrics.get(key) for key in METRICS})
         return flat
+
+
+def _int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# What each field of a logged record must be (JSON has no other way to say it).
+_FIELD_CHECKS = {
+    "trial": _int,
+    "step": _int,
+    "task": lambda value: isinstance(value, str),
+    "arch": lambda value: isinstance(value, dict),
+    "decisions": lambda value: isinstance(value, dict),
+    "seed": _int,
+    "reward": _number,
+    "status": lambda value: isinstance(value, str),
+    "error": lambda value: value is None or isinstance(value, str),
+    "metrics": lambda value: isinstance(value, dict),
+    "reused_from": lambda value: value is None or _int(value),
+    "wall_seconds": _number,
+    "log_prob": _number,
+}
 
 
 class TrialLog:

@@ -12,6 +12,7 @@ import functools
 import glob
 import json
 import os
+import pickletools
 import re
 import socket
 import tempfile
@@ -106,6 +107,23 @@ class UnreadableFile(ValueError):
     """A file mnms will not load: damaged, of another kind, or holding objects that could run code."""
 
 
+def _pickled_global(path: Path) -> str | None:
+    """The first importable name a raw pickle file refers to (what torch's reader stops before,
+    on pickles it cannot parse), read from its opcodes without unpickling; None if it names none."""
+    try:
+        strings: list[str] = []
+        for opcode, argument, _ in pickletools.genops(path.read_bytes()):
+            if opcode.name == "GLOBAL":
+                return str(argument).replace(" ", ".")
+            if opcode.name == "STACK_GLOBAL" and len(strings) >= 2:
+                return f"{strings[-2]}.{strings[-1]}"
+            if isinstance(argument, str):
+                strings.append(argument)
+    except Exception:  # noqa: BLE001 - not a pickle (a damaged zip, a foreign file): nothing named
+        return None
+    return None
+
+
 def torch_load_safe(path: str | Path, fix: str = "") -> Any:
     """``torch.load`` that runs no code from the file: it may hold tensors and plain containers only.
 
@@ -124,9 +142,10 @@ def torch_load_safe(path: str | Path, fix: str = "") -> Any:
         problem = ANSI.sub("", str(error))
         kind = type(error).__name__
     fix = f". {fix}" if fix else ""
-    if unsafe := re.search(r"Unsupported global: GLOBAL (\S+)", problem):
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", problem)
+    if named := unsafe.group(1) if unsafe else _pickled_global(Path(path)):
         raise UnreadableFile(
-            f"{path} holds more than tensors and plain containers (it names {unsafe.group(1)}), so mnms did not "
+            f"{path} holds more than tensors and plain containers (it names {named}), so mnms did not "
             f"write it; it is refused unread, since loading it could run code{fix}"
         )
     detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", problem)
@@ -155,6 +174,7 @@ class RunDir:
     CONFIG: ClassVar[str] = "config.yaml"  # the composed config of the search that last wrote the run dir
     HYDRA_CONFIG: ClassVar[str] = ".hydra/config.yaml"  # Hydra's copy: the last job started here, even a failed one
     LOCK: ClassVar[str] = ".lock"  # held by the run writing the run dir, whatever its mode; names its process
+    REPORT_LOCK: ClassVar[str] = ".report.lock"  # held by the report writing into a folder (runs may go on there)
     FAILURE: ClassVar[str] = "failure.json"  # the error of the last job that failed in the run dir
 
     path: Path
@@ -207,7 +227,7 @@ class RunDir:
         return self.path / self.FAILURE
 
     @contextmanager
-    def lock(self, holder: str = "the search") -> Iterator[None]:
+    def lock(self, holder: str = "the search", file: str = LOCK) -> Iterator[None]:
         """Hold the run dir while ``holder`` writes it: a second writer fails at once, naming the first.
 
         The lock is the OS's (``flock``), so it goes with its process, however that ends.
@@ -215,7 +235,7 @@ class RunDir:
         """
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-            handle = (self.path / self.LOCK).open("a+", encoding="utf-8")
+            handle = (self.path / file).open("a+", encoding="utf-8")
         except OSError as error:
             raise RunDirError(
                 f"cannot write the run dir {self.path} ({error.strerror}): point hydra.run.dir (or resume=) at "
