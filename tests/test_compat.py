@@ -23,7 +23,8 @@ from mnms.transfer.artifact import load_controller_artifact  # noqa: E402
 
 FIXTURE = Path(__file__).parent / "fixtures" / "run-0.1.0"
 # The settings of the fixture's search under today's names (controller.network.* became
-# strategy.controller.*), with the trainer settings that reproduce how 0.1.0 trained children.
+# strategy.controller.*), with the trainer settings that reproduce how 0.1.0 trained children
+# and counted trials.
 SETTINGS = [
     "tasks=[trec,langid-tatoeba]",
     "trainer.patience=null",
@@ -31,6 +32,7 @@ SETTINGS = [
     "strategy.controller.hidden_size=16",
     "strategy.controller.choice_embedding_size=8",
     "strategy.controller.task_embedding_size=8",
+    "search.repeats=reuse",  # 0.1.0's trial counting: a repeated proposal shares its result
 ]
 
 

@@ -14,6 +14,7 @@ from helpers.tiny_search import CONF, tiny_run
 from mnms.search.records import read_trials
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import Strategy, strategy_config
+from mnms.search.strategies.base import Proposal
 from mnms.search.strategies.optuna import OptunaStrategy
 
 DEFAULT = SearchSpace.from_config(OmegaConf.to_container(OmegaConf.load(CONF / "search_space" / "default.yaml")))
@@ -105,11 +106,15 @@ def test_an_optuna_search_resumes_exactly_and_saves_no_controller(data_dir, sess
 def test_observe_must_follow_propose() -> None:
     strategy = optuna_strategy(["a"])
     proposals = strategy.propose("a", 2)
-    with pytest.raises(RuntimeError, match="never observed"):
-        strategy.propose("a", 1)
+    extra = strategy.propose("a", 1)  # a step may draw in several calls (redrawn repeats)
     with pytest.raises(RuntimeError, match="between propose\\(\\) and observe\\(\\)"):
         strategy.state_dict()
-    with pytest.raises(ValueError, match="observe exactly the last proposals"):
+    strategy.discard("a", extra)
+    with pytest.raises(ValueError, match="not pending"):  # an equal copy is not the proposal
+        strategy.observe("a", [Proposal(dict(proposals[0].arch), 0.0), proposals[1]], [0.5, 0.4])
+    with pytest.raises(ValueError, match="would still be pending after observe"):
         strategy.observe("a", proposals[:1], [0.5])
-    # observe() consumed the pending trials; a fresh batch works again
+    strategy.observe("a", proposals, [0.5, 0.4])
+    study = strategy.studies["a"]
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL"]  # the discarded one teaches nothing
     assert len(strategy.propose("a", 1)) == 1

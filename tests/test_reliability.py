@@ -27,7 +27,9 @@ from mnms.transfer.artifact import load_controller_artifact
 from mnms.utils.faults import POINTS
 from mnms.utils.io import RunDir, RunDirError, UnreadableFile
 
-SEARCH = ("tasks=[trec]", "search.trials=8")
+# Every step a full batch of 4 (a repeat reuses its result rather than shortening the step):
+# the kill points and torn logs below are counted in steps of the batch.
+SEARCH = ("tasks=[trec]", "search.trials=8", "search.repeats=reuse")
 
 
 @pytest.fixture(scope="module")

@@ -24,13 +24,13 @@ from mnms.child.arch import ACTIVATIONS, NORMALISATIONS, OPTIMIZERS, POOLINGS, W
 from mnms.child.config import EPOCH_SELECTIONS, ChildTrainerConfig
 from mnms.data.encoders import ENCODERS, encoder_resume_settings
 from mnms.search import resume
-from mnms.search.config import MODES, PRUNED_REWARDS, REWARDS, SCHEDULES, SearchConfig
+from mnms.search.config import MODES, PRUNED_REWARDS, REPEATS, REWARDS, SCHEDULES, SearchConfig
 from mnms.search.job import SearchJob
 from mnms.search.pruning import PRUNERS
 from mnms.search.records import TrialLog, load_checkpoint, read_trials, save_checkpoint
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES, strategy_config
-from mnms.search.strategies.policy_gradient import ADVANTAGES
+from mnms.search.strategies.policy_gradient import ADVANTAGES, ANCHORS
 from mnms.utils.config import ConfigError, free_fields
 from mnms.utils.io import RunDir
 
@@ -39,9 +39,11 @@ WORDS = (
     *SCHEDULES,
     *REWARDS,
     *MODES,
+    *REPEATS,
     *PRUNERS,
     *PRUNED_REWARDS,
     *ADVANTAGES,
+    *ANCHORS,
     *EPOCH_SELECTIONS,
     *ENCODERS,
     *POOLINGS,
@@ -238,8 +240,10 @@ def test_a_resume_that_changes_only_free_settings_records_the_trials_it_would_ha
 @pytest.mark.parametrize(("kind", "pruner"), [("ppo", "none"), ("reinforce", "asha")])
 def test_a_run_dir_from_before_the_derived_signature_resumes_to_the_same_trials(kind, pruner, data_dir, tmp_path):
     """Its flat signature lacked failure_reward, reuse_rewards, the encoders and transfer; REINFORCE's
-    held only the policy fields it reads."""
-    job = tiny_job(data_dir, tmp_path / "cache", kind=kind, trials=8, pruner=pruner, pruner_startup_trials=2)
+    held only the policy fields it reads; and its search reused a repeat's result."""
+    job = tiny_job(
+        data_dir, tmp_path / "cache", kind=kind, trials=8, pruner=pruner, pruner_startup_trials=2, repeats="reuse"
+    )
     job.build(tmp_path / "reference").run()
     half = dataclasses.replace(job, search=dataclasses.replace(job.search, trials=4))
     half.build(tmp_path / "flat").run()
@@ -252,14 +256,18 @@ def test_a_run_dir_from_before_the_derived_signature_resumes_to_the_same_trials(
 def test_settings_an_old_signature_lacks_are_what_its_run_recorded(tmp_path) -> None:
     """A setting the flat signature did not hold is compared with the run's own config.yaml, or else
     with what it meant then; a run that recorded none cannot have changed it unnoticed since."""
-    parts = {**base_parts("ppo", "words"), "transfer": None, "search": SearchConfig(failure_reward=0.5)}
+    parts = {
+        **base_parts("ppo", "words"),
+        "transfer": None,
+        "search": SearchConfig(failure_reward=0.5, repeats="reuse"),
+    }
     resume.Checkpoint(tmp_path, flat_signature(resume.signature(**parts))).save({})
     log = TrialLog(tmp_path)
     with pytest.raises(ValueError, match=r"its search.failure_reward is 0.0, this run's is 0.5"):
         resume.Checkpoint(tmp_path, resume.signature(**parts)).load(log)
     RunDir(tmp_path).config.write_text("search:\n  failure_reward: 0.5\n")
     assert resume.Checkpoint(tmp_path, resume.signature(**parts)).load(log) is not None
-    other = {**parts, "search": SearchConfig(failure_reward=0.0)}
+    other = {**parts, "search": SearchConfig(failure_reward=0.0, repeats="reuse")}
     with pytest.raises(ValueError, match=r"its search.failure_reward is 0.5, this run's is 0.0"):
         resume.Checkpoint(tmp_path, resume.signature(**other)).load(log)
 

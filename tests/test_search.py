@@ -6,6 +6,7 @@ milliseconds, so whole searches run in seconds.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -49,7 +50,8 @@ def make_search(
 
 
 def test_search_records_every_trial_and_the_best_per_task(data_dir, tmp_path) -> None:
-    summary = make_search(tmp_path / "run", data_dir, tmp_path / "cache").run()
+    search = make_search(tmp_path / "run", data_dir, tmp_path / "cache")
+    summary = search.run()
     rows = read_trials(tmp_path / "run")
     assert [row.trial for row in rows] == list(range(12))
     assert {row.task for row in rows} == set(TASKS)
@@ -59,7 +61,14 @@ def test_search_records_every_trial_and_the_best_per_task(data_dir, tmp_path) ->
         assert set(row.decisions) <= set(row.arch) and row.arch["batch_size"] == 32
     for task in TASKS:
         assert summary["best"][task]["reward"] == max(row.reward for row in rows if row.task == task)
-    assert summary["trials"] == 12 and summary["steps"] == 3
+    # Repeats are drawn again: each trained trial is a new child of its task, and a trial shares
+    # an earlier result only in a step where every draw repeated (the 8-architecture space runs out).
+    trained = [(row.task, json.dumps(row.decisions, sort_keys=True)) for row in rows if row.reused_from is None]
+    assert len(trained) == len(set(trained))
+    assert summary["distinct"] == {task: sum(t == task for t, _ in trained) for task in TASKS}
+    exhausted = {step for step, _, draws, repeats in search.draw_log if draws == repeats}
+    assert all(row.step in exhausted for row in rows if row.reused_from is not None)
+    assert summary["trials"] == 12 and summary["steps"] == len(search.draw_log) >= 3
 
 
 def test_identical_architectures_reuse_their_reward(data_dir, tmp_path) -> None:

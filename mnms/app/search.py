@@ -154,8 +154,9 @@ def _nothing_succeeded(unsuccessful: dict[str, dict[str, Any]], files: RunDir) -
 
 def _print_search_summary(summary: dict, files: RunDir) -> None:
     table = Table(title=f"best architecture per task ({summary['trials']} trials, {summary['strategy']})")
-    for column in ("task", "val acc", "test acc", "trial", "searched decisions"):
-        table.add_column(column, justify="right" if "acc" in column or column == "trial" else "left")
+    for column in ("task", "val acc", "test acc", "trial", "distinct", "searched decisions"):
+        table.add_column(column, justify="left" if column in ("task", "searched decisions") else "right")
+    distinct = summary.get("distinct", {})  # architectures each task trained: a reused trial trains none
     for task, best in summary["best"].items():
         arch = ", ".join(f"{k}={v}" for k, v in best["decisions"].items())
         table.add_row(
@@ -163,6 +164,7 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             f"{best['metrics']['val_accuracy']:.4f}",
             f"{best['metrics']['test_accuracy']:.4f}",
             str(best["trial"]),
+            str(distinct.get(task, "-")),
             arch,
         )
     for task, entry in summary["unsuccessful"].items():
@@ -171,7 +173,7 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             if entry["trials"]
             else "not searched: search.trials ran out before its turn"
         )
-        table.add_row(task, "-", "-", "-", f"[red]{escape(failed)}[/red]")
+        table.add_row(task, "-", "-", "-", "-", f"[red]{escape(failed)}[/red]")
     console = Console()
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")

@@ -38,6 +38,8 @@ class Driver(Protocol):
 
     def next_task(self) -> str: ...
 
+    def propose(self, task: str, n: int, holding: set[str]) -> list[Proposal]: ...
+
     def request(self, trial: int, task: str, arch: dict[str, Any], bars_from: int) -> TrialRequest: ...
 
     def row(
@@ -68,10 +70,11 @@ class AsyncScheduler:
         self.training: dict[str, int] = {}  # identity of each child in flight -> its ticket
         self.twins: dict[int, list[tuple[Proposal, int]]] = defaultdict(list)  # ticket -> proposals waiting on it
         self.tickets = itertools.count()
+        self.holding: set[str] = set()  # identities proposed and not yet recorded: a redraw avoids them too
 
     def run(self, progress: SearchProgress) -> None:
         search, book = self.search, self.search.book
-        progress.update(len(book), book.best)
+        progress.update(len(book), book)
         while len(book) < search.cfg.trials:
             self._fill()
             if not self.flying:
@@ -88,7 +91,7 @@ class AsyncScheduler:
                 # that stands for them, and otherwise (failed, pruned, out of time) they train.
                 waiting = reversed(self.twins.pop(request.trial, []))
                 self.queue.extendleft((row.task, proposal, step) for proposal, step in waiting)
-            progress.update(len(book), book.best)
+            progress.update(len(book), book)
         for task in [task for task, trials in book.unobserved.items() if trials]:
             self._learn(task)  # the last, partial batches
 
@@ -121,8 +124,9 @@ class AsyncScheduler:
             return False
         task = search.next_task()
         with search.timed("policy"):
-            proposals = search.strategy.propose(task, min(search.cfg.batch_size, room))
+            proposals = search.propose(task, min(search.cfg.batch_size, room), self.holding)
         kill_point("search.proposed")
+        self.holding.update(search.book.key(task, complete_arch(p.arch, search.child_defaults)) for p in proposals)
         self.queue.extend((task, proposal, search.step) for proposal in proposals)
         search.step += 1
         search.save(len(search.book))  # before any of them trains
@@ -133,6 +137,7 @@ class AsyncScheduler:
         book = self.search.book
         with self.search.timed("records"):
             book.record([row])
+        self.holding.discard(book.key(row.task, row.arch))
         book.unobserved[row.task].append(row.trial)
         if len(book.unobserved[row.task]) >= self.search.cfg.batch_size:
             self._learn(row.task)

@@ -44,6 +44,8 @@ class TrialBook:
         self.seed, self.reuse = seed, reuse
         self.best: dict[str, TrialRecord] = {}  # each task's best finished trial
         self.memo: dict[str, TrialRecord] = {}  # first reusable trial of each (task, arch, seed)
+        self.tried: set[str] = set()  # every (task, arch, seed) a logged trial holds: what a redraw avoids
+        self.trained: defaultdict[str, set[str]] = defaultdict(set)  # per task, the keys of trials that trained
         self.unobserved: defaultdict[str, list[int]] = defaultdict(list)  # async: trials not learned from yet
         self.since_checkpoint: list[TrialRecord] = []  # rows recorded after the last checkpoint
 
@@ -96,6 +98,9 @@ class TrialBook:
         self.since_checkpoint.extend(rows)
 
     def remember(self, row: TrialRecord) -> None:
+        self.tried.add(self.key(row.task, row.arch))
+        if row.reused_from is None:
+            self.trained[row.task].add(self.key(row.task, row.arch))
         if reusable(row):
             self.memo.setdefault(self.key(row.task, row.arch), row)
 
@@ -121,6 +126,10 @@ class TrialBook:
             self.record(unlearned)
             for row in unlearned:
                 self.unobserved[row.task].append(row.trial)
+
+    def distinct(self, tasks: Sequence[str]) -> dict[str, int]:
+        """Distinct architectures each task trained (a trial that shared an earlier result trained nothing)."""
+        return {task: len(self.trained[task]) for task in tasks}
 
     def unsuccessful(self, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Each task no child finished for: its trial count and its most common error (what to fix first)."""

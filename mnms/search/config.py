@@ -17,6 +17,7 @@ SCHEDULES = ("round_robin", "uniform")
 REWARDS = ("val_accuracy", "val_macro_f1")
 PRUNED_REWARDS = ("best_so_far", "failure")
 MODES = ("sync", "async")
+REPEATS = ("redraw", "reuse")
 
 _PRUNING = "only_with_a_pruner"  # field metadata: the setting means nothing with search.pruner=none
 
@@ -46,6 +47,13 @@ class SearchConfig:
     task_schedule: str = "round_robin"
     reward: str = "val_accuracy"
     reuse_rewards: bool = True  # an identical (task, architecture, seed) reuses its recorded result
+    # A proposal that repeats an architecture its task already tried (or its step already holds):
+    # redraw: drawn again, so a trial is always a child that trains, at most max_draws draws per
+    #   slot of the step; a step that finds nothing new takes the repeats as reused results, and
+    #   the search warns that the task's policy has settled (docs/search.md, "What a trial counts");
+    # reuse: shares the earlier result and uses a trial (the paper's loop; every search before mnms 0.6).
+    repeats: str = "redraw"
+    max_draws: int = 10
     failure_reward: float = 0.0  # reward of a child that raised, diverged or overran
     progress: bool = free(True, "a progress bar")
     # Stopping bad children early (mnms/search/pruning.py): none | median | asha.
@@ -74,6 +82,8 @@ class SearchConfig:
         check(self, "task_schedule", self.task_schedule in SCHEDULES, f"one of {list(SCHEDULES)}")
         check(self, "reward", self.reward in REWARDS, f"one of {list(REWARDS)}")
         check(self, "mode", self.mode in MODES, f"one of {list(MODES)}")
+        check(self, "repeats", self.repeats in REPEATS, f"one of {list(REPEATS)}")
+        check(self, "max_draws", is_int(self.max_draws) and self.max_draws >= 1, "an integer >= 1")
         check(self, "pruner", self.pruner in PRUNERS, f"one of {list(PRUNERS)}")
         check(self, "pruned_reward", self.pruned_reward in PRUNED_REWARDS, f"one of {list(PRUNED_REWARDS)}")
         for name in ("pruner_startup_trials", "pruner_warmup_epochs", "pruner_min_epochs"):
@@ -102,6 +112,8 @@ class SearchConfig:
             for item in dataclasses.fields(self):
                 if item.metadata.get(_PRUNING):
                     del settings[item.name]
+        if self.repeats == "reuse":
+            del settings["max_draws"]  # nothing is drawn again
         return settings
 
     def warn_if_tasks_go_unsearched(self, tasks: Sequence[str]) -> None:

@@ -13,7 +13,9 @@ its own scheduler (``asynchronous.py``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ from mnms.utils.config import ConfigError
 from mnms.utils.faults import kill_point
 
 __all__ = ["Search", "SearchConfig"]
+
+log = logging.getLogger(__name__)
 
 
 class Search:
@@ -71,6 +75,12 @@ class Search:
         self.timed = Stopwatch()
         self.trials_done = 0  # trials covered by the last checkpoint
         self.updates = 0  # strategy updates made by this process (for logging cadences)
+        # Per task, proposals drawn and how many repeated an architecture the task had tried or
+        # the step held (before any redraw): whether its policy still searches.
+        self.draws: Counter[str] = Counter()
+        self.repeats: Counter[str] = Counter()
+        self.draw_log: list[tuple[int, str, int, int]] = []  # (step, task, draws, repeats) of this process
+        self.settled: set[str] = set()  # tasks warned about
         if cfg.mode == "async" and not strategy.asynchronous:
             raise ConfigError(
                 f"search.mode=async needs a strategy that learns from trials in any order (ppo, reinforce, random); "
@@ -104,6 +114,8 @@ class Search:
         self.step = state["step"]
         self.timed.seconds.update(state["seconds"])
         self.book.load_state_dict(state, f"{self.run_dir} checkpoint")
+        self.draws.update(state.get("draws", {}))
+        self.repeats.update(state.get("repeats", {}))
         self.trials_done = state["trials"]
         recover_lost_rows(log_file, self.trials_done, state.get("batch", []), str(self.run_dir))
         if self.cfg.trials < len(log_file):
@@ -121,6 +133,8 @@ class Search:
                 "step": self.step,
                 "trials": trials,
                 "seconds": self.timed.seconds,
+                "draws": dict(self.draws),
+                "repeats": dict(self.repeats),
                 **self.book.state_dict(),
             }
         )
@@ -137,6 +151,55 @@ class Search:
         if self.cfg.task_schedule == "round_robin":
             return self.tasks[self.step % len(self.tasks)]
         return self.tasks[int(torch.randint(len(self.tasks), (1,), generator=self.task_rng))]
+
+    def propose(self, task: str, n: int, holding: Collection[str] = ()) -> list[Proposal]:
+        """Up to ``n`` proposals for ``task``'s next step, none a repeat under ``search.repeats=redraw``.
+
+        A repeat is an architecture the task already tried, one an earlier slot of the step
+        holds, or one of ``holding`` (async: proposed and not yet recorded). Redrawn repeats
+        are discarded by the strategy, so they are never evidence. After ``max_draws`` draws
+        per slot with nothing new, the step takes the repeats (reused results, which use trials).
+        """
+        redraw = self.cfg.repeats == "redraw"
+        fresh: list[Proposal] = []
+        repeats: list[Proposal] = []
+        seen, draws = set(holding), 0
+        while len(fresh) < n and (draws == 0 or (redraw and draws < n * self.cfg.max_draws)):
+            for proposal in self.strategy.propose(task, n - len(fresh) if redraw else n):
+                draws += 1
+                key = self.book.key(task, complete_arch(proposal.arch, self.child_defaults))
+                if key in self.book.tried or key in seen:
+                    repeats.append(proposal)
+                    if redraw:
+                        continue
+                else:
+                    seen.add(key)
+                fresh.append(proposal)
+        self._count_draws(task, draws, len(repeats))
+        if redraw and not fresh:  # nothing new within the draws: the step reuses what it drew
+            fresh, repeats = repeats[:n], repeats[n:]
+        if redraw:
+            self.strategy.discard(task, repeats)
+        return fresh
+
+    def _count_draws(self, task: str, draws: int, repeats: int) -> None:
+        self.draws[task] += draws
+        self.repeats[task] += repeats
+        self.draw_log.append((self.step, task, draws, repeats))
+        if 2 * repeats > draws and task not in self.settled and len(self.book) < self.cfg.trials:
+            self.settled.add(task)
+            log.warning(
+                "%s: %d of the %d architectures the strategy drew at step %d repeat ones the task already tried, "
+                "with %d trials of the budget left: its policy has settled (%s). %s",
+                task,
+                repeats,
+                draws,
+                self.step,
+                self.cfg.trials - len(self.book),
+                "repeats are drawn again" if self.cfg.repeats == "redraw" else "repeats use trials and train nothing",
+                "More trials will add few new children; to keep exploring raise strategy.policy.entropy_weight "
+                "or stop the search (docs/search.md, 'What a trial counts').",
+            )
 
     def request(self, trial: int, task: str, arch: dict[str, Any], bars_from: int) -> TrialRequest:
         """The request for a child; its bars come from the trials before ``bars_from``."""
@@ -192,6 +255,10 @@ class Search:
         rewards = [row.reward for row in rows]
         best = self.book.best[task].reward if task in self.book.best else 0.0
         metrics = {f"{task}/reward": sum(rewards) / len(rewards), f"{task}/best": best}
+        if self.draw_log and self.draw_log[-1][1] == task:
+            _, _, draws, repeats = self.draw_log[-1]
+            metrics[f"{task}/repeat_fraction"] = repeats / draws
+        metrics[f"{task}/distinct"] = len(self.book.trained[task])
         metrics.update({f"{task}/{key}": value for key, value in stats.items()})
         if self.tracker.wants_probabilities(self.updates):
             for decision, probs in self.strategy.choice_probabilities(task).items():
@@ -212,17 +279,17 @@ class Search:
     # --- synchronous search: a batch per controller step ----------------------------------
     def _run_sync(self, progress: SearchProgress) -> None:
         trials = self.trials_done
-        progress.update(trials, self.book.best)
+        progress.update(trials, self.book)
         while trials < self.cfg.trials:
             with self.timed("loop"):
                 trials = self._step(trials)
-            progress.update(trials, self.book.best)
+            progress.update(trials, self.book)
 
     def _step(self, trials: int) -> int:
         """One controller step: propose, evaluate, record, learn, log, checkpoint."""
         task = self.next_task()
         with self.timed("policy"):
-            proposals = self.strategy.propose(task, min(self.cfg.batch_size, self.cfg.trials - trials))
+            proposals = self.propose(task, min(self.cfg.batch_size, self.cfg.trials - trials))
         kill_point("search.proposed")
         rows = self._rows_for(task, trials, proposals)
         kill_point("search.evaluated")
@@ -256,6 +323,8 @@ class Search:
         return {
             "trials": len(self.book),
             "steps": self.step,
+            "distinct": self.book.distinct(self.tasks),  # architectures each task trained
+            "repeat_fraction": {task: self.repeats[task] / self.draws[task] for task in self.tasks if self.draws[task]},
             "best": {
                 task: {key: getattr(row, key) for key in ("trial", "reward", "decisions", "arch", "metrics")}
                 for task, row in self.book.best.items()

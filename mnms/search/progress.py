@@ -1,9 +1,10 @@
-"""Where a search stands: a live progress bar (trials done, ETA, best reward per task) and where its time goes."""
+"""Where a search stands: a live progress bar (trials done, ETA, best reward and distinct children per task)
+and where its time goes."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from rich.progress import (
@@ -15,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from mnms.search.records import TrialRecord
+from mnms.search.book import TrialBook
 
 
 class SearchProgress:
@@ -36,8 +37,14 @@ class SearchProgress:
         )
         self.bar = self.progress.add_task("search", total=total, best="")
 
-    def update(self, done: int, best: Mapping[str, TrialRecord]) -> None:
-        text = "  ".join(f"{task} {best[task].reward:.3f}" if task in best else f"{task} -" for task in self.tasks)
+    def update(self, done: int, book: TrialBook) -> None:
+        """Trials done, and per task its best reward and the distinct children it trained (a trial
+        that shared an earlier result trained nothing, so "96 trials" never reads as 96 models)."""
+        distinct = book.distinct(self.tasks)
+        text = "  ".join(
+            f"{task} {book.best[task].reward:.3f} ({distinct[task]} distinct)" if task in book.best else f"{task} -"
+            for task in self.tasks
+        )
         self.progress.update(self.bar, completed=done, best=f"best: {text}")
 
     def __enter__(self) -> SearchProgress:

@@ -151,6 +151,8 @@ def upgraded_signature(saved: Mapping[str, Any], recorded: Mapping[str, Any] | N
         encoders = recorded.get("encoders")
         upgraded["encoders"] = _ENCODERS_BEFORE_DERIVED if encoders is None else encoder_resume_settings(encoders)
         upgraded.setdefault("transfer", None)
+    # Before search.repeats, a repeated proposal shared its earlier result and used a trial.
+    upgraded["search"] = {"repeats": "reuse", **upgraded.get("search", {})}
     if "controller" in saved:
         del upgraded["controller"]
         strategy = saved["controller"]
@@ -169,6 +171,9 @@ def upgraded_signature(saved: Mapping[str, Any], recorded: Mapping[str, Any] | N
             "controller": {"task_descriptors": False, **strategy["controller"]},
             "policy": {"embedding_learning_rate": None, **strategy["policy"]},
         }
+    if "policy" in upgraded.get("strategy", {}):  # before ppo_anchor, PPO's ratio was against the behaviour policy
+        strategy = upgraded["strategy"]
+        upgraded["strategy"] = {**strategy, "policy": {"ppo_anchor": "behaviour", **strategy["policy"]}}
     return upgraded
 
 

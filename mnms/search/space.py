@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,6 +243,21 @@ class SearchSpace:
         """
         canonical = json.dumps(self.to_config(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+    def architectures(self) -> Iterator[dict[str, Any]]:
+        """Every distinct architecture (active decisions only), in the order of the decisions and choices.
+
+        For spaces small enough to evaluate exhaustively (a tabular benchmark); ``size`` counts
+        without enumerating.
+        """
+        partials: list[dict[str, Any]] = [{}]
+        for decision in self.decisions:
+            partials = [
+                {**arch, decision.name: choice} if decision.active(arch) else arch
+                for arch in partials
+                for choice in (decision.choices if decision.active(arch) else (None,))
+            ]
+        yield from partials
 
     def size(self) -> int:
         """Number of distinct complete architectures.

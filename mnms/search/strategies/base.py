@@ -49,6 +49,10 @@ class Strategy(ABC):
     def propose(self, task: str, n: int) -> list[Proposal]:
         """``n`` architectures to train next for ``task``."""
 
+    def discard(self, task: str, proposals: list[Proposal]) -> None:  # noqa: B027 - most strategies hold nothing
+        """Forget ``proposals``: the search will neither train nor observe them (repeats it draws again,
+        ``search.repeats=redraw``), so they must not count as evidence."""
+
     @abstractmethod
     def observe(self, task: str, proposals: list[Proposal], rewards: list[float]) -> dict[str, float]:
         """Learn from the rewards (in [0, 1]) of ``proposals``; return statistics worth logging."""

@@ -91,7 +91,7 @@ class OptunaStrategy(Strategy):
         self.distributions = {d.name: CategoricalDistribution(list(d.choices)) for d in space.decisions}
         self.studies = {task: self._new_study(task) for task in task_names}
         self.told: dict[str, list[dict[str, Any]]] = {task: [] for task in task_names}
-        self.pending: dict[str, list[optuna.Trial]] = {}
+        self.pending: dict[str, list[tuple[Proposal, optuna.Trial]]] = {}  # asked, not yet told
 
     @classmethod
     def build(cls, config: OptunaConfig, space: SearchSpace, tasks: Sequence[str], seed: int) -> OptunaStrategy:
@@ -116,33 +116,53 @@ class OptunaStrategy(Strategy):
         return self.studies[task]
 
     def propose(self, task: str, n: int) -> list[Proposal]:
+        """Ask ``n`` trials; they stay pending until observed or discarded (proposals of a step may be drawn
+        in several calls when the search redraws repeats)."""
         study = self._study(task)
-        if self.pending.get(task):
-            raise RuntimeError(
-                f"{len(self.pending[task])} proposals for {task!r} were never observed; "
-                "call observe() before proposing again"
-            )
-        trials, proposals = [], []
+        pending = self.pending.setdefault(task, [])
+        proposals = []
         for _ in range(n):
             trial = study.ask()
             arch: dict[str, Any] = {}
             for decision in self.space.decisions:
                 if decision.active(arch):  # define-by-run: inactive decisions are never suggested
                     arch[decision.name] = trial.suggest_categorical(decision.name, list(decision.choices))
-            trials.append(trial)
-            proposals.append(Proposal(arch, 0.0))
-        self.pending[task] = trials
+            proposal = Proposal(arch, 0.0)
+            pending.append((proposal, trial))
+            proposals.append(proposal)
         return proposals
 
+    def _pending_trials(self, task: str, proposals: list[Proposal]) -> list[optuna.Trial]:
+        """The pending trials of ``proposals`` (the very objects ``propose`` returned), removed from pending."""
+        pending = self.pending.get(task, [])
+        by_identity = {id(asked): trial for asked, trial in pending}
+        for proposal in proposals:
+            if id(proposal) not in by_identity:
+                raise ValueError(
+                    f"a proposal for {task!r} that is not pending: {proposal.arch}; observe what propose gave"
+                )
+        taken = {id(proposal) for proposal in proposals}
+        self.pending[task] = [(asked, trial) for asked, trial in pending if id(asked) not in taken]
+        return [by_identity[id(proposal)] for proposal in proposals]
+
+    def discard(self, task: str, proposals: list[Proposal]) -> None:
+        """Tell TPE the trials failed: a failed trial is not modelled, so a repeat teaches it nothing."""
+        study = self._study(task)
+        for trial in self._pending_trials(task, proposals):
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
     def observe(self, task: str, proposals: list[Proposal], rewards: list[float]) -> dict[str, float]:
-        trials = self.pending.pop(task, [])
-        if len(trials) != len(proposals) or len(proposals) != len(rewards):
-            raise ValueError(
-                f"observe({task!r}) got {len(proposals)} proposals and {len(rewards)} rewards, "
-                f"but {len(trials)} trials are pending; observe exactly the last proposals"
-            )
+        if len(proposals) != len(rewards):
+            raise ValueError(f"observe({task!r}) got {len(proposals)} proposals and {len(rewards)} rewards")
         if not all(math.isfinite(r) for r in rewards):
             raise ValueError(f"rewards must be finite (Optuna would record a NaN as a failed trial), got {rewards}")
+        left = len(self.pending.get(task, [])) - len(proposals)
+        if left > 0:
+            raise ValueError(
+                f"{left} proposals for {task!r} would still be pending after observe; "
+                "observe or discard every proposal of a step"
+            )
+        trials = self._pending_trials(task, proposals)
         study = self._study(task)
         for trial, proposal, reward in zip(trials, proposals, rewards):
             study.tell(trial, float(reward))

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -27,6 +27,8 @@ from mnms.utils.config import check, is_int, is_number
 from mnms.utils.threads import torch_threads
 
 ADVANTAGES = ("relative", "std", "raw")
+ANCHORS = ("behaviour", "pre_update")
+KL_SAMPLES = 64  # architectures drawn from the pre-update policy to estimate an update's KL
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,12 @@ class PolicyConfig:
     ``embedding_learning_rate``: the task embeddings' own rate (rows and descriptor
     projection); null is ``learning_rate``. Task vectors get one gradient per task
     against the body's one per trial, so at the body's rate they barely leave their start.
+    ``ppo_anchor``: what PPO's importance ratio compares the policy with. ``behaviour``
+    (the paper's) is the log-prob each trial was proposed with, so an old trial of the
+    bank, proposed by a policy the controller has since left, starts an update with a
+    ratio far outside the clip; ``pre_update`` is the policy as the update starts, so
+    the clip bounds what one update moves, with the behaviour log-prob kept as an
+    importance weight truncated at 1 on the advantage.
     PPO fields (``ppo_*``, ``minibatch_size``, ``bank_capacity``) are ignored by REINFORCE.
     """
 
@@ -50,12 +58,14 @@ class PolicyConfig:
     advantage: str = "relative"
     ppo_clip: float = 0.2  # clip the importance ratio to [1 - clip, 1 + clip]
     ppo_epochs: int = 4  # shuffled passes over the bank after every batch of rewards
+    ppo_anchor: str = "behaviour"
     minibatch_size: int = 32
     bank_capacity: int = 64  # most recent trials (all tasks) kept for replay
     max_grad_norm: float = 1.0
 
     def __post_init__(self) -> None:
         check(self, "advantage", self.advantage in ADVANTAGES, f"one of {list(ADVANTAGES)}")
+        check(self, "ppo_anchor", self.ppo_anchor in ANCHORS, f"one of {list(ANCHORS)}")
         check(self, "learning_rate", is_number(self.learning_rate) and self.learning_rate > 0, "a number > 0")
         check(
             self,
@@ -224,15 +234,20 @@ def ppo_update(
     """Off-policy PPO over the multitask bank: ``ppo_epochs`` shuffled passes of minibatches.
 
     Each experience's advantage uses its task's *current* baseline, so old children
-    that the policy has since outgrown are pushed down.  The clipped importance
-    ratio against the behaviour log-prob keeps each update close to the policy that
-    collected the data.
+    that the policy has since outgrown are pushed down.  The clipped importance ratio
+    (against the behaviour log-prob, or the pre-update policy: ``ppo_anchor``) keeps
+    each update close to the policy it compares with.
     """
     experiences = list(bank.items)
     tasks = [e.task for e in experiences]
     archs = [e.arch for e in experiences]
     advantages = torch.tensor([baselines.advantage(e.task, e.reward, config.advantage) for e in experiences])
     behaviour = torch.tensor([e.log_prob for e in experiences])
+    anchor = behaviour
+    if config.ppo_anchor == "pre_update":
+        with torch.no_grad():
+            anchor, _ = controller.log_prob_and_entropy(tasks, archs)
+        advantages = advantages * (anchor - behaviour).exp().clamp(max=1.0)
     totals = {"policy_loss": 0.0, "entropy": 0.0, "clip_fraction": 0.0, "approx_kl": 0.0, "grad_norm": 0.0}
     steps = 0
     for _ in range(config.ppo_epochs):
@@ -240,7 +255,7 @@ def ppo_update(
         for start in range(0, len(order), config.minibatch_size):
             batch = order[start : start + config.minibatch_size]
             log_prob, entropy = controller.log_prob_and_entropy([tasks[i] for i in batch], [archs[i] for i in batch])
-            log_ratio = log_prob - behaviour[batch]
+            log_ratio = log_prob - anchor[batch]
             ratio = log_ratio.exp()
             adv = advantages[batch]
             clipped = ratio.clamp(1 - config.ppo_clip, 1 + config.ppo_clip)
@@ -255,6 +270,27 @@ def ppo_update(
     stats = {k: v / steps for k, v in totals.items()}
     stats["advantage_mean"] = float(advantages.mean())
     return stats
+
+
+@torch_threads(1)
+def policy_shift(controller: Controller, task: str, update: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Run ``update`` and measure what it did to ``task``'s policy: KL(before || after), entropy before and after.
+
+    Estimated on ``KL_SAMPLES`` architectures drawn from the pre-update policy with a
+    generator of its own, so measuring never changes what the search samples.
+    """
+    archs = controller.sample(task, KL_SAMPLES, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        before, entropy_before = controller.log_prob_and_entropy(task, archs)
+    stats = update()
+    with torch.no_grad():
+        after, entropy_after = controller.log_prob_and_entropy(task, archs)
+    return {
+        **stats,
+        "kl_update": float((before - after).mean()),
+        "task_entropy": float(entropy_after.mean()),
+        "task_entropy_change": float((entropy_after - entropy_before).mean()),
+    }
 
 
 class PolicyGradientStrategy(Strategy):
@@ -305,7 +341,7 @@ class PolicyGradientStrategy(Strategy):
         if not all(math.isfinite(r) for r in rewards):
             raise ValueError(f"rewards must be finite (a NaN would poison the task's baseline), got {rewards}")
         self.baselines.update(task, rewards)
-        stats = self._update(task, proposals, rewards)
+        stats = policy_shift(self.controller, task, lambda: self._update(task, proposals, rewards))
         return {**stats, "baseline": self.baselines.mean[task], "reward_mean": sum(rewards) / len(rewards)}
 
     @abstractmethod
@@ -334,7 +370,13 @@ class PolicyGradientStrategy(Strategy):
 class ReinforceStrategy(PolicyGradientStrategy):
     """REINFORCE: one on-policy gradient step per batch of rewards, no replay."""
 
-    unread_settings = ("policy.ppo_clip", "policy.ppo_epochs", "policy.minibatch_size", "policy.bank_capacity")
+    unread_settings = (
+        "policy.ppo_clip",
+        "policy.ppo_epochs",
+        "policy.ppo_anchor",
+        "policy.minibatch_size",
+        "policy.bank_capacity",
+    )
 
     def _update(self, task: str, proposals: list[Proposal], rewards: list[float]) -> dict[str, float]:
         return reinforce_update(
