@@ -33,6 +33,7 @@ SETTINGS = [
     "strategy.controller.choice_embedding_size=8",
     "strategy.controller.task_embedding_size=8",
     "search.repeats=reuse",  # 0.1.0's trial counting: a repeated proposal shares its result
+    "strategy=ppo_paper",  # 0.1.0's PPO: the relative advantage, 4 epochs per update
 ]
 
 

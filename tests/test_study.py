@@ -116,7 +116,8 @@ def test_the_study_learns_as_pretraining_did_on_the_budget_pretraining_used() ->
         else:
             assert (strategy.kind, strategy.policy.advantage) == ("ppo", "std"), mode
     # A strategy on the command line replaces the mode's learner.
-    assert strategy_config(study_config("study=scratch", "strategy=reinforce").strategy).policy.advantage == "relative"
+    replaced = strategy_config(study_config("study=scratch", "strategy=reinforce").strategy)
+    assert (replaced.kind, replaced.policy.ppo_epochs) == ("reinforce", 1)
 
 
 def test_the_study_is_search_only_and_pretraining_has_no_study() -> None:
