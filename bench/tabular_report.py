@@ -15,7 +15,8 @@ the one seed each of its trials drew.
 - specialisation: the controller's most probable architecture per task within 1 point
   of the task's best.
 - repeats: per controller step of a task, the share of the architectures the strategy
-  drew (before any redraw) that the task had already tried or the step already held.
+  proposed (its first draw of each slot, before any redraw) that the task had already
+  tried or the step already held.
 """
 
 from __future__ import annotations
@@ -101,12 +102,12 @@ class Scores:
         return sum(self.means[task][pick] >= best - 0.01 for pick in picks) / len(picks)
 
     def repeat_fraction(self, setting: str, task: str) -> list[float]:
-        """Per controller step of ``task`` (its 1st, 2nd, ...), the median share of draws that repeated."""
+        """Per controller step of ``task`` (its 1st, 2nd, ...), the median share of its proposals that repeated."""
         per_step: defaultdict[int, list[float]] = defaultdict(list)
         for found in self.seeds(setting):
-            steps = [(draws, repeats) for _, name, draws, repeats in found["draws"] if name == task]
-            for index, (draws, repeats) in enumerate(steps):
-                per_step[index].append(repeats / draws)
+            steps = [(proposed, repeats) for _, name, proposed, repeats in found["draws"] if name == task]
+            for index, (proposed, repeats) in enumerate(steps):
+                per_step[index].append(repeats / proposed)
         return [statistics.median(per_step[i]) for i in sorted(per_step)]
 
 
@@ -230,7 +231,7 @@ def markdown(scores: Scores, bench: Benchmark) -> str:
     lines += ["| task | " + " | ".join(learners) + " |", "|---|" + "---|" * len(learners)]
     for task in [*bench.train, *bench.held_out]:
         lines.append(f"| {task} | " + " | ".join(f"{scores.specialised(s, task):.2f}" for s in learners) + " |")
-    lines += ["", "Repeat fraction of the draws per controller step (median over seeds, averaged over tasks):", ""]
+    lines += ["", "Repeat fraction of the proposals per controller step (median over seeds, mean over tasks):", ""]
     lines += ["| setting | steps 1-2 | 3-4 | 5-6 | 7-8 |", "|---|---|---|---|---|"]
     for setting in scores.settings:
         per_task = [scores.repeat_fraction(setting, task) for task in scores.table.tasks]

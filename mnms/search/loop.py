@@ -75,11 +75,12 @@ class Search:
         self.timed = Stopwatch()
         self.trials_done = 0  # trials covered by the last checkpoint
         self.updates = 0  # strategy updates made by this process (for logging cadences)
-        # Per task, proposals drawn and how many repeated an architecture the task had tried or
-        # the step held (before any redraw): whether its policy still searches.
+        # Per task, the strategy's proposals (each step's first draw of every slot, before any
+        # redraw) and how many repeated an architecture the task had tried or the step held:
+        # whether its policy still searches, whatever the redraws then make of it.
         self.draws: Counter[str] = Counter()
         self.repeats: Counter[str] = Counter()
-        self.draw_log: list[tuple[int, str, int, int]] = []  # (step, task, draws, repeats) of this process
+        self.draw_log: list[tuple[int, str, int, int]] = []  # (step, task, proposed, repeats) of this process
         self.settled: set[str] = set()  # tasks warned about
         if cfg.mode == "async" and not strategy.asynchronous:
             raise ConfigError(
@@ -163,7 +164,7 @@ class Search:
         redraw = self.cfg.repeats == "redraw"
         fresh: list[Proposal] = []
         repeats: list[Proposal] = []
-        seen, draws = set(holding), 0
+        seen, draws, proposed = set(holding), 0, None
         while len(fresh) < n and (draws == 0 or (redraw and draws < n * self.cfg.max_draws)):
             for proposal in self.strategy.propose(task, n - len(fresh) if redraw else n):
                 draws += 1
@@ -175,25 +176,27 @@ class Search:
                 else:
                     seen.add(key)
                 fresh.append(proposal)
-        self._count_draws(task, draws, len(repeats))
+            proposed = proposed or (draws, len(repeats))  # the strategy's own proposals, before any redraw
+        self._count_proposals(task, *proposed)
         if redraw and not fresh:  # nothing new within the draws: the step reuses what it drew
             fresh, repeats = repeats[:n], repeats[n:]
         if redraw:
             self.strategy.discard(task, repeats)
         return fresh
 
-    def _count_draws(self, task: str, draws: int, repeats: int) -> None:
-        self.draws[task] += draws
+    def _count_proposals(self, task: str, proposed: int, repeats: int) -> None:
+        """Count the step's proposals that repeat (what the policy does, whatever the search then makes of it)."""
+        self.draws[task] += proposed
         self.repeats[task] += repeats
-        self.draw_log.append((self.step, task, draws, repeats))
-        if 2 * repeats > draws and task not in self.settled and len(self.book) < self.cfg.trials:
+        self.draw_log.append((self.step, task, proposed, repeats))
+        if 2 * repeats > proposed and task not in self.settled and len(self.book) < self.cfg.trials:
             self.settled.add(task)
             log.warning(
-                "%s: %d of the %d architectures the strategy drew at step %d repeat ones the task already tried, "
+                "%s: %d of the %d architectures the strategy proposed at step %d repeat ones the task already tried, "
                 "with %d trials of the budget left: its policy has settled (%s). %s",
                 task,
                 repeats,
-                draws,
+                proposed,
                 self.step,
                 self.cfg.trials - len(self.book),
                 "repeats are drawn again" if self.cfg.repeats == "redraw" else "repeats use trials and train nothing",
@@ -256,8 +259,8 @@ class Search:
         best = self.book.best[task].reward if task in self.book.best else 0.0
         metrics = {f"{task}/reward": sum(rewards) / len(rewards), f"{task}/best": best}
         if self.draw_log and self.draw_log[-1][1] == task:
-            _, _, draws, repeats = self.draw_log[-1]
-            metrics[f"{task}/repeat_fraction"] = repeats / draws
+            _, _, proposed, repeats = self.draw_log[-1]
+            metrics[f"{task}/repeat_fraction"] = repeats / proposed
         metrics[f"{task}/distinct"] = len(self.book.trained[task])
         metrics.update({f"{task}/{key}": value for key, value in stats.items()})
         if self.tracker.wants_probabilities(self.updates):
