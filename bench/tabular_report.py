@@ -134,6 +134,8 @@ def targets(scores: Scores, bench: Benchmark, learner: str = "ppo") -> list[str]
     """The issue's targets for ``learner`` on the held-out tasks, each with what it scored."""
     held_out = bench.held_out
     median_to_top = {s: {t: statistics.median(scores.to_top(s, t)) for t in held_out} for s in scores.settings}
+    if learner not in median_to_top:
+        return []
     mine = median_to_top[learner]
     lines = []
     for baseline, better, wanted in (("random", float.__lt__, 0.75), ("optuna", float.__le__, 0.5)):
