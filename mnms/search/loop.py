@@ -261,7 +261,7 @@ class Search:
         if self.draw_log and self.draw_log[-1][1] == task:
             _, _, proposed, repeats = self.draw_log[-1]
             metrics[f"{task}/repeat_fraction"] = repeats / proposed
-        metrics[f"{task}/distinct"] = len(self.book.trained[task])
+        metrics[f"{task}/distinct"] = self.book.distinct([task])[task]
         metrics.update({f"{task}/{key}": value for key, value in stats.items()})
         if self.tracker.wants_probabilities(self.updates):
             for decision, probs in self.strategy.choice_probabilities(task).items():
