@@ -19,6 +19,7 @@ from mnms.search.strategies.policy_gradient import (
     PolicyGradientStrategy,
     ReplayBank,
     TaskBaselines,
+    TaskElites,
 )
 from mnms.search.strategies.random import RandomStrategy
 from mnms.utils.config import from_config
@@ -73,6 +74,43 @@ def test_replay_bank_keeps_the_most_recent_experiences():
     assert list(restored.items) == list(bank.items)
 
 
+def test_elites_are_each_tasks_best_distinct_architectures_earlier_first_on_ties():
+    elites = TaskElites(size=2)
+    words, chars, minilm = ({"encoder": name} for name in ("words", "char-ngrams", "minilm"))
+    elites.add("a", [words, chars, words], [0.5, 0.7, 0.9])  # a repeat is one architecture: its first reward
+    elites.add("b", [minilm], [0.1])
+    elites.add("a", [minilm], [0.5])
+    assert elites.pairs() == (["a", "a", "b"], [chars, words, minilm])
+    restored = TaskElites(size=2)
+    restored.load_state_dict(copy.deepcopy(elites.state_dict()))
+    assert restored.pairs() == elites.pairs()
+
+
+def test_the_elite_term_makes_a_tasks_best_architecture_more_probable():
+    """Same controller, same batch: with ``elite_weight`` the best-rewarded proposal gains more log-probability."""
+    gains = {}
+    for weight in (0.0, 1.0):
+        config = strategy_config({"kind": "reinforce", "policy": {"elite_weight": weight}})
+        search = make_strategy(config, DEFAULT, ["a"], seed=0)
+        proposals = search.propose("a", BATCH)
+        rewards = [0.5 + 0.01 * i for i in range(BATCH)]
+        best = proposals[-1].arch
+        before, _ = search.controller.log_prob_and_entropy("a", [best])
+        search.observe("a", proposals, rewards)
+        after, _ = search.controller.log_prob_and_entropy("a", [best])
+        gains[weight] = float(after - before)
+    assert gains[1.0] > gains[0.0] > 0
+
+
+def test_a_new_controller_starts_uniform_over_every_decision_for_every_task():
+    """Like random search's first batch, not from whichever architectures a random initialisation favours."""
+    controller = strategy("ppo", ["a", "b"], seed=3).controller
+    for task in ("a", "b"):
+        for decision, probabilities in controller.choice_probabilities(task).items():
+            uniform = 1 / len(DEFAULT[decision].choices)
+            assert list(probabilities.values()) == pytest.approx([uniform] * len(probabilities)), decision
+
+
 def test_policy_config_validation():
     assert from_config(PolicyConfig, {"advantage": "std"}).advantage == "std"
     with pytest.raises(ValueError, match=r"unknown key\(s\) \['strategy.policy.lr'\]"):
@@ -85,6 +123,8 @@ def test_policy_config_validation():
         {"ppo_epochs": 0},
         {"bank_capacity": 2.5},
         {"entropy_weight": -1.0},
+        {"elite_weight": -0.1},
+        {"elite_size": 0},
     ):
         with pytest.raises(ValueError):
             PolicyConfig(**bad)

@@ -240,10 +240,11 @@ def test_a_resume_that_changes_only_free_settings_records_the_trials_it_would_ha
 @pytest.mark.parametrize(("kind", "pruner"), [("ppo", "none"), ("reinforce", "asha")])
 def test_a_run_dir_from_before_the_derived_signature_resumes_to_the_same_trials(kind, pruner, data_dir, tmp_path):
     """Its flat signature lacked failure_reward, reuse_rewards, the encoders and transfer; REINFORCE's
-    held only the policy fields it reads; and its search reused a repeat's result."""
+    held only the policy fields it reads; its search reused a repeat's result; and it had no elite term."""
     job = tiny_job(
         data_dir, tmp_path / "cache", kind=kind, trials=8, pruner=pruner, pruner_startup_trials=2, repeats="reuse"
     )
+    job = dataclasses.replace(job, strategy=strategy_config({"kind": kind, "policy": {"elite_weight": 0.0}}))
     job.build(tmp_path / "reference").run()
     half = dataclasses.replace(job, search=dataclasses.replace(job.search, trials=4))
     half.build(tmp_path / "flat").run()

@@ -171,9 +171,12 @@ def upgraded_signature(saved: Mapping[str, Any], recorded: Mapping[str, Any] | N
             "controller": {"task_descriptors": False, **strategy["controller"]},
             "policy": {"embedding_learning_rate": None, **strategy["policy"]},
         }
-    if "policy" in upgraded.get("strategy", {}):  # before ppo_anchor, PPO's ratio was against the behaviour policy
+    if "policy" in upgraded.get("strategy", {}):
+        # Before ppo_anchor, PPO's ratio was against the behaviour policy; before elite_weight, nothing
+        # but the rewards' advantages moved the policy.
         strategy = upgraded["strategy"]
-        upgraded["strategy"] = {**strategy, "policy": {"ppo_anchor": "behaviour", **strategy["policy"]}}
+        before = {"ppo_anchor": "behaviour", "elite_weight": 0.0, "elite_size": 1}
+        upgraded["strategy"] = {**strategy, "policy": {**before, **strategy["policy"]}}
     return upgraded
 
 
