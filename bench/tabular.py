@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import dataclasses
 import functools
 import gzip
@@ -192,13 +193,17 @@ def pack(bench: Benchmark, path: Path) -> ResultTable:
     return table
 
 
+def strategy_group(name: str) -> dict[str, Any]:
+    """What ``conf/strategy/<name>.yaml`` sets over the ppo it extends (its own keys, defaults list aside)."""
+    values = OmegaConf.to_container(OmegaConf.load(CONF / "strategy" / f"{name}.yaml"))
+    values.pop("defaults")
+    return {"kind": "ppo", **values}
+
+
 # What each setting changes from the shipped defaults: (strategy section, search section).
 SETTINGS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "ppo": ({"kind": "ppo"}, {}),
-    "ppo-paper": (
-        {"kind": "ppo", "policy": {"advantage": "relative", "ppo_epochs": 4, "ppo_anchor": "behaviour"}},
-        {"repeats": "reuse"},
-    ),
+    "ppo-paper": (strategy_group("ppo_paper"), {"repeats": "reuse"}),
     "reinforce": ({"kind": "reinforce"}, {}),
     "random": ({"kind": "random"}, {}),
     "optuna": ({"kind": "optuna"}, {}),
@@ -209,7 +214,7 @@ TRANSFER = "transfer"  # one more setting: search_all runs it as transfer_once
 def setting(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """A named setting, or ``base+key=value+...`` (dotted strategy keys; ``search.`` for the search section)."""
     base, *changes = name.split("+")
-    strategy, search = (dict(part) for part in SETTINGS[base])
+    strategy, search = copy.deepcopy(SETTINGS[base])
     for change in changes:
         key, value = change.split("=", 1)
         parsed = yaml_value(value)
@@ -246,30 +251,49 @@ def transfer_once(
     table: ResultTable, tasks: Mapping[str, Task], train: Sequence[str], seed: int, trials_per_task: int
 ) -> dict[str, Any]:
     """Transfer on the table: PPO pre-trained on ``train`` (a multitask search, ``trials_per_task`` each), then
-    each other task searched alone for ``trials_per_task`` trials from that controller (``transfer``, the
-    paper's fresh random task embedding), from a fresh one (``scratch``) and by random search."""
+    each other task searched alone for ``trials_per_task`` trials: from that controller with the paper's fresh
+    random task embedding (``transfer``); from one pre-trained with task descriptors, the new task starting at
+    its descriptor (``transfer-descriptor``); from a fresh controller (``scratch``); and by random search."""
     from mnms.search.strategies import strategy_config
     from mnms.transfer.artifact import save_controller_artifact
     from mnms.transfer.warm_start import TransferConfig, warm_start
 
-    ppo, random_search = {"kind": "ppo"}, {"kind": "random"}
+    ppo = {"kind": "ppo"}
+    inits = {"transfer": (ppo, "random"), "transfer-descriptor": (DESCRIBED_PPO, "descriptor")}
+    found: dict[str, dict[str, Any]] = {mode: {} for mode in [*inits, "scratch", "random"]}
     pretrain = {name: tasks[name] for name in train}
-    found: dict[str, dict[str, Any]] = {"transfer": {}, "scratch": {}, "random": {}}
     with tempfile.TemporaryDirectory() as scratch_dir:
-        source = Path(scratch_dir) / "controller.pt"
-        with table_search(table, pretrain, ppo, (trials_per_task + SLACK) * len(train), seed) as (search, _):
-            save_controller_artifact(source, search.strategy, table.space, {"benchmark": "tabular", "seed": seed})
+        sources = {mode: Path(scratch_dir) / f"{mode}.pt" for mode in inits}
+        for mode, (strategy, _) in inits.items():
+            with table_search(table, pretrain, strategy, (trials_per_task + SLACK) * len(train), seed) as (search, _):
+                save_controller_artifact(sources[mode], search.strategy, table.space, {"benchmark": "tabular"})
         for name in (task for task in tasks if task not in train):
             alone = {name: tasks[name]}
-            warm = warm_start(TransferConfig(source=str(source)), strategy_config(ppo), table.space, [name], seed)
-            for mode, strategy, controller in (
-                ("transfer", ppo, warm),
+            runs: list[tuple[str, Mapping[str, Any], Any]] = [
                 ("scratch", ppo, None),
-                ("random", random_search, None),
-            ):
+                ("random", {"kind": "random"}, None),
+            ]
+            for mode, (strategy, init) in inits.items():
+                transfer = TransferConfig(source=str(sources[mode]), init=init)
+                warm = warm_start(transfer, strategy_config(strategy), table.space, [name], seed, describe)
+                runs.append((mode, strategy, warm))
+            for mode, strategy, controller in runs:
                 with table_search(table, alone, strategy, trials_per_task, seed, controller=controller) as (run, _):
                     found[mode] |= what_each_task_tried(table, run, alone)
     return found
+
+
+# PPO whose task embeddings are projections of the tasks' data descriptors (mnms/data/descriptor.py).
+DESCRIBED_PPO = {"kind": "ppo", "controller": {"task_descriptors": True}}
+
+
+def describe(name: str) -> Any:
+    """The descriptor of the table's task ``name`` (MiniLM through the benchmark's feature cache)."""
+    from mnms.data.descriptor import describe_task
+    from mnms.data.feature_cache import FeatureCache
+
+    _, tasks = _worker_state()
+    return describe_task(tasks[name], FeatureCache(OUT / "cache"))
 
 
 @contextlib.contextmanager
@@ -294,7 +318,11 @@ def table_search(
     search_cfg = from_config(SearchConfig, {"trials": trials, "progress": False, **(search_changes or {})})
     job = SearchJob(tasks, table.space, OUT / "cache", strategy=strategy_config(strategy), search=search_cfg, seed=seed)
     table.check(job.space, job.task_names)
-    built = job.make_strategy(controller=controller) if controller is not None else None
+    built = None
+    if controller is not None:
+        built = job.make_strategy(controller=controller)
+    elif getattr(getattr(job.strategy, "controller", None), "task_descriptors", False):
+        built = job.make_strategy(descriptors={name: describe(name) for name in tasks})
     with tempfile.TemporaryDirectory() as run_dir:
         search = job.build(Path(run_dir), strategy=built, executor=SequentialExecutor(TableRunner(table)))
         with warnings_quiet():

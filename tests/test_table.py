@@ -196,8 +196,10 @@ def test_the_benchmark_searches_every_task_resumably_and_its_report_scores_them(
         assert (probable == {None}) == (name == "random")
     bench = Benchmark.load()
     transfer = results["3"]["transfer"]["0"]
-    assert set(transfer) == {"transfer", "scratch", "random"}
+    assert set(transfer) == {"transfer", "transfer-descriptor", "scratch", "random"}
     assert all(set(by_task) == set(bench.held_out) for by_task in transfer.values())
-    assert transfer["transfer"]["mr"]["tried"] != transfer["scratch"]["mr"]["tried"]  # it starts from the prior
+    for mode in ("transfer", "transfer-descriptor"):  # each starts from its prior
+        assert transfer[mode]["mr"]["tried"] != transfer["scratch"]["mr"]["tried"]
     report = markdown(Scores(shipped, results, 3), bench)
-    assert "| ppo | held out |" in report and "is-spanish (held out)" in report and "scratch / transfer" in report
+    assert "| ppo | held out |" in report and "is-spanish (held out)" in report
+    assert "scratch / transfer |" in report and "scratch / transfer-descriptor |" in report
