@@ -32,11 +32,16 @@ format: install  ## ruff: apply the formatting and the safe lint fixes
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: lint  ## ruff, then the whole test suite, slow end-to-end tests included (what CI runs)
-	$(PY) -m pytest -q --durations=15
+# Tests run on every core up to 4 (pytest-xdist; worksteal evens out the long end-to-end
+# tests); TEST_ARGS adds to it, e.g. make test-fast TEST_ARGS="-n 0 -k resume" to run serially.
+TEST_ARGS ?=
+PYTEST := $(PY) -m pytest -q -n auto --maxprocesses=4 --dist worksteal
 
-test-fast: install  ## unit tests only
-	$(PY) -m pytest -q -m "not slow"
+test: lint  ## ruff, then the whole test suite, slow end-to-end tests included (what CI runs)
+	$(PYTEST) --durations=15 $(TEST_ARGS)
+
+test-fast: install  ## unit tests only (under 2 minutes on 2 cores)
+	$(PYTEST) -m "not slow" $(TEST_ARGS)
 
 bench: install  ## reproduce docs/benchmarks.md figures
 	$(PY) -m bench.child_overhead

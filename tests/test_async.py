@@ -40,6 +40,7 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("async-cache")
 
 
+@pytest.mark.slow
 def test_submit_and_wait_return_every_child_once(data_dir, cache_dir) -> None:
     runner = make_runner(data_dir, cache_dir)
     requests = [TrialRequest(trial, "trec", {"encoder": "words", "batch_size": 32}, 0) for trial in range(3)]

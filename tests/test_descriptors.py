@@ -32,19 +32,33 @@ from mnms.utils.config import ConfigError
 QUIET = {"minilm": {"progress": False}}
 
 
+RELATED = ["sst2", "mr", "trec", "langid-tatoeba", "is-spanish", "french-allocine-tv"]
+
+
+class Described(dict):
+    """Real tasks' descriptors, each computed the first time a test asks for it."""
+
+    def __init__(self, data_dir: Path, cache: FeatureCache) -> None:
+        super().__init__()
+        self.data_dir, self.cache = data_dir, cache
+
+    def __missing__(self, name: str) -> torch.Tensor:
+        self[name] = describe_task(load_task(name, self.data_dir), self.cache, QUIET)
+        return self[name]
+
+
 @pytest.fixture(scope="module")
-def descriptors(data_dir: Path, session_cache_dir: Path) -> dict[str, torch.Tensor]:
-    cache = FeatureCache(session_cache_dir)
-    names = ["sst2", "mr", "trec", "langid-tatoeba", "is-spanish", "french-allocine-tv"]
-    return {name: describe_task(load_task(name, data_dir), cache, QUIET) for name in names}
+def descriptors(data_dir: Path, session_cache_dir: Path) -> Described:
+    return Described(data_dir, FeatureCache(session_cache_dir))
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(cosine_similarity(a[None], b[None])[0])
 
 
+@pytest.mark.slow
 def test_descriptors_of_real_tasks_place_related_tasks_together(descriptors) -> None:
-    d = descriptors
+    d = {name: descriptors[name] for name in RELATED}
     assert all(v.shape == (DESCRIPTOR_SIZE,) and torch.isfinite(v).all() for v in d.values())
     # Movie-review sentiment (mr, sst2) and Tatoeba sentences (langid-tatoeba, is-spanish) are each other's nearest.
     for task, relative in [("mr", "sst2"), ("is-spanish", "langid-tatoeba")]:
@@ -53,13 +67,14 @@ def test_descriptors_of_real_tasks_place_related_tasks_together(descriptors) -> 
     assert cosine(d["mr"], d["sst2"]) > cosine(d["mr"], d["french-allocine-tv"]) + 0.1
 
 
-def test_a_descriptor_is_cached_and_ignores_the_runs_seed_and_cap(data_dir, session_cache_dir, descriptors) -> None:
+def test_a_descriptor_is_cached_and_ignores_the_runs_seed_and_cap(data_dir, session_cache_dir) -> None:
+    first = describe_task(load_task("trec", data_dir), FeatureCache(session_cache_dir), QUIET)
     encoder = get_encoder("minilm", QUIET)
     uses = encoder.model_uses
     again = describe_task(load_task("trec", data_dir), FeatureCache(session_cache_dir), QUIET)
-    assert torch.equal(again, descriptors["trec"]) and encoder.model_uses == uses  # no model run
+    assert torch.equal(again, first) and encoder.model_uses == uses  # no model run
     cfg = compose_config(f"paths.cache_dir={session_cache_dir}", "max_examples=50", "seed=7")
-    assert torch.equal(task_descriptor(cfg, "trec"), descriptors["trec"])  # the whole task, not the run's proxy
+    assert torch.equal(task_descriptor(cfg, "trec"), first)  # the whole task, not the run's proxy
 
 
 def hand_task(texts: list[str], labels: list[int], classes: tuple[str, ...] = ("neg", "pos")) -> Task:

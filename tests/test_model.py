@@ -331,7 +331,7 @@ def test_the_api_checks_its_texts_and_leaves_the_callers_rng_alone(winner) -> No
 @pytest.mark.parametrize(
     ("task", "arch"),
     [
-        ("trec", ["child.arch.encoder=minilm", "child.arch.fine_tune_layers=1"]),
+        pytest.param("trec", ["child.arch.encoder=minilm", "child.arch.fine_tune_layers=1"], marks=pytest.mark.slow),
         ("french-allocine-tv", ["child.arch.encoder=fr-vectors", "child.arch.wide=chars"]),
         ("trec", ["child.arch.encoder=char-ngrams", "child.arch.conv_filters=8", "child.arch.pooling=max"]),
     ],

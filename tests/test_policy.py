@@ -209,6 +209,7 @@ def test_finds_the_best_arm_of_a_single_task_bandit(kind, seed):
     assert search.choice_probabilities("sst")["encoder"]["minilm-tokens"] > 0.5
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ppo", "reinforce"])
 def test_one_controller_learns_a_different_architecture_per_task(kind):
     """The paper's central property: the task embedding lets one controller specialise per task.

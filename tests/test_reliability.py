@@ -232,6 +232,7 @@ def test_train_py_names_a_run_dir_hydra_could_not_make_instead_of_an_os_error(tm
 STATUS_CALLBACK = "+hydra.callbacks.job_status._target_=mnms.app.study.JobStatusCallback"  # as experiments set it
 
 
+@pytest.mark.slow
 def test_a_failed_rerun_of_a_finished_run_keeps_its_results(finished, session_cache_dir, tmp_path) -> None:
     run_dir = copy_of(finished, tmp_path)
     kept = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file() and p.name != RunDir.LOCK}
@@ -276,6 +277,7 @@ def test_a_log_that_lost_lines_the_checkpoint_counted_is_restored_from_it(
     assert comparable(read_trials(run_dir)) == comparable(read_trials(reference))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", ["search.setup:1", "atomic.before_replace:1", "search.observed:1"])
 def test_a_search_killed_before_its_first_step_is_checkpointed_resumes(
     kill_at, finished, session_cache_dir, tmp_path

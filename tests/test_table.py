@@ -173,6 +173,7 @@ def test_a_search_against_the_table_is_exact_and_trains_no_architecture_twice(ki
     assert again["best"] == summary["best"]
 
 
+@pytest.mark.slow
 def test_the_benchmark_searches_every_task_resumably_and_its_report_scores_them(data_dir, tmp_path) -> None:
     """``bench.tabular search`` then ``bench.tabular_report``, small: 2 settings and transfer, 1 seed, 3 trials each."""
     from bench.tabular import Benchmark, load_results, search_all

@@ -187,6 +187,7 @@ def test_the_wide_tower_puts_char_ngrams_after_word_ngrams_in_one_id_space(trec,
     assert int(char_part.max()) == n_words + n_chars
 
 
+@pytest.mark.slow
 def test_untrained_top_layers_over_cached_states_give_the_frozen_minilm_vectors(trec, tmp_path) -> None:
     """Fine-tuning starts from the frozen encoder: the cached lower-layer states through a copy of
     the top layers reproduce the sentence vectors (up to the states' float16 rounding)."""
@@ -250,7 +251,10 @@ def test_early_stopping_ends_a_child_patience_epochs_after_its_best(trec, tmp_pa
         Architecture(encoder="words", conv_filters=8, conv_max_width=3, conv_batch_norm=True, pooling="max"),
         Architecture(encoder="fr-vectors", conv_filters=8, fine_tune=True, pooling="sqrtn", wide="words"),
         Architecture(encoder="char-ngrams", pooling="max", hidden_layers=0, wide="both"),
-        Architecture(encoder="minilm", fine_tune_layers=1, hidden_layers=0, wide="words", batch_size=128),
+        pytest.param(
+            Architecture(encoder="minilm", fine_tune_layers=1, hidden_layers=0, wide="words", batch_size=128),
+            marks=pytest.mark.slow,
+        ),
     ],
     ids=["words-conv", "fr-vectors-conv-wide", "char-ngrams-max-both", "minilm-top-layer-wide"],
 )
