@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.runs import RESULTS, ROOT, train_search
+from bench.runs import RESULTS, ROOT, search_ended, train_search
 from mnms.child.stopping import stops_after
 from mnms.executors.trial import PRUNED, finished
 from mnms.report.load import child_seconds, run_config
@@ -36,7 +36,6 @@ from mnms.search.config import SearchConfig
 from mnms.search.pruning import Pruner, curve_of
 from mnms.search.records import TrialRecord, read_trials
 from mnms.utils.config import from_config
-from mnms.utils.io import RunDir
 
 TASKS = ("trec", "global-warming", "corporate-messaging")
 
@@ -122,7 +121,7 @@ def spearman(a: list[float], b: list[float]) -> float:
 
 def analyse(out: Path, tasks: list[str], seeds: list[int], pruners: list[str]) -> dict:
     """Per task: each pruner's compute to the target, for the seeds whose searches of every pruner finished."""
-    done = [s for s in seeds if all(RunDir(run_dir(out, p, s)).summary.is_file() for p in pruners)]
+    done = [s for s in seeds if all(search_ended(run_dir(out, p, s)) for p in pruners)]
     if not done:
         raise SystemExit(f"no seed of {seeds} has a finished search for every pruner of {pruners} in {out}")
     seeds = done

@@ -21,7 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import numbers
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ SEARCH_STEP = "search_step"
 @dataclass
 class TrackingConfig:
     """How a run is mirrored to W&B; the Hydra group ``logger`` maps 1:1 onto these fields.
+
+    ``group``, ``job_type`` and ``name`` left null are filled by the run from what it is
+    (``mnms.app.common.tracking_config``): a search's tasks, its mode, ``<mode>-<seed>``.
 
     ``init_timeout`` bounds both ``wandb.init`` and, online, the final upload wait in
     ``finish`` (unsent data stays on disk for ``wandb sync``). ``table_every`` batches
@@ -92,6 +96,15 @@ class TrackingConfig:
         )
 
 
+RUN_FOLDER = re.compile(r"(?:offline-)?run-(\d{8}_\d{6})-(\w+)")  # wandb/<...>-<start time>-<run id>
+
+
+def previous_run_id(folder: Path) -> str | None:
+    """The id of the latest W&B run whose files are under ``folder/wandb`` (a resumed search goes on with it)."""
+    runs = [match for path in (folder / "wandb").glob("*run-*") if (match := RUN_FOLDER.fullmatch(path.name))]
+    return max(runs, key=lambda match: match.group(1)).group(2) if runs else None
+
+
 class Tracker:
     """One W&B run mirroring one search or Hydra job; a no-op when disabled or once W&B fails.
 
@@ -99,14 +112,18 @@ class Tracker:
     so every Hydra multirun job closes its own run and a crash is recorded as failed.
     """
 
-    def __init__(self, cfg: TrackingConfig, run_config: Mapping[str, Any]) -> None:
+    def __init__(
+        self, cfg: TrackingConfig, run_config: Mapping[str, Any], *, run_id: str | None = None, first_trial: int = 0
+    ) -> None:
+        """``run_id``: a W&B run to go on with (a resumed search's), whose trials so far number ``first_trial``."""
         self.cfg = cfg
+        self._run_id = run_id
         self._run: Any = None  # the live wandb Run; None means tracking is off
         self._run_path: Path | None = None
         self._table: Any = None
         self._columns: list[str] = []
         self._pending_rows = 0
-        self._trials = 0
+        self._trials = first_trial
         self._defined_metrics: set[str] = set()
         self._warned_extra_keys = False
         self._finished = False
@@ -115,6 +132,7 @@ class Tracker:
         with self._guard(f"starting the W&B run (wandb.init, logger.mode={cfg.mode})"):
             self._run = self._start(run_config)
             self._run_path = Path(self._run.dir).parent
+            self._run_id = self._run.id
 
     def _start(self, run_config: Mapping[str, Any]) -> Any:
         import wandb  # imported here so `logger=none` never pays for (or depends on) wandb
@@ -133,6 +151,8 @@ class Tracker:
             name=self.cfg.name,
             dir=self.cfg.dir,
             mode=self.cfg.mode,
+            id=self._run_id,
+            resume="allow" if self._run_id else None,
             config=plain(run_config),
             reinit="finish_previous",
             settings=wandb.Settings(
@@ -144,7 +164,8 @@ class Tracker:
             ),
         )
         run.define_metric(TRIAL_STEP)
-        run.define_metric("trial/*", step_metric=TRIAL_STEP)
+        # No summary of the last trial's numbers: the summary holds each task's best (set_summary).
+        run.define_metric("trial/*", step_metric=TRIAL_STEP, summary="none")
         run.define_metric(SEARCH_STEP)
         return run
 
@@ -158,12 +179,18 @@ class Tracker:
         return self._run is not None
 
     @property
+    def run_id(self) -> str | None:
+        """The W&B run's id, which a resumed search passes back to go on with the same run."""
+        return self._run_id
+
+    @property
     def run_path(self) -> Path | None:
         """The run's local folder (``offline-run-*`` or ``run-*``), for the end-of-search message."""
         return self._run_path
 
-    def log_trial(self, row: Mapping[str, Any]) -> None:
-        """Mirror one ``trials.jsonl`` row: a row of the ``trials`` table plus ``trial/<key>`` charts.
+    def log_trial(self, row: Mapping[str, Any], charted: Collection[str] | None = None) -> None:
+        """Mirror one ``trials.jsonl`` row: a row of the ``trials`` table plus ``trial/<key>`` charts of its
+        numeric fields (those of ``charted``, when given).
 
         The first row fixes the table's columns; later rows get None for missing keys and
         their extra keys are dropped (warned once). Rows reach W&B as one table increment
@@ -193,8 +220,14 @@ class Tracker:
             data: dict[str, Any] = {
                 f"trial/{key}": value
                 for key, value in row.items()
-                if isinstance(value, numbers.Real) and not isinstance(value, bool)
+                if isinstance(value, numbers.Real)
+                and not isinstance(value, bool)
+                and (charted is None or key in charted)
             }
+            for key in data.keys() - self._defined_metrics:
+                self._defined_metrics.add(key)
+                if "." in key:  # W&B reads a dot as nesting, which "trial/*" does not cover: escaped, it does
+                    self._run.define_metric(key.replace(".", "\\."), step_metric=TRIAL_STEP, summary="none")
             data[TRIAL_STEP] = self._trials
             if self._pending_rows >= self.cfg.table_every:
                 data[TABLE_KEY] = self._table

@@ -1,7 +1,7 @@
 """The report builds its figures and tables from real small searches' run dirs.
 
-Four real searches (PPO labelled ``scratch`` and random search, two seeds each, on two
-small real tasks) are laid out as Hydra jobs are: ``trials.jsonl``, ``summary.json``,
+Four real searches (PPO as the study's ``scratch`` mode and random search, two seeds each,
+on two small real tasks) are laid out as Hydra jobs are: ``trials.jsonl``, ``summary.json``,
 ``.hydra/config.yaml`` and, for the PPO runs, a ``controller.pt`` with the learned task
 embeddings. Values in the report are checked against the trial logs read independently.
 """
@@ -45,13 +45,13 @@ SPACE = {
 TRIALS = 24  # 12 per task: enough for the @10 column and two choice windows of 10
 
 
-def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, job_type: str | None, seed: int) -> None:
+def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, study: str | None, seed: int) -> None:
     """A real search in ``run_dir``, plus the files a Hydra job and the artifact writer leave there."""
     job = tiny_job(data_dir, cache_dir, space=SPACE, kind=kind, seed=seed, trials=TRIALS)
     strategy = job.make_strategy()
     search = job.build(run_dir, strategy=strategy)
     (run_dir / "summary.json").write_text(json.dumps(search.run()))
-    config = {"seed": seed, "tasks": list(TASKS), "strategy": {"kind": kind}, "logger": {"job_type": job_type}}
+    config = {"seed": seed, "tasks": list(TASKS), "strategy": {"kind": kind}, "study": {"mode": study}}
     (run_dir / ".hydra").mkdir()
     OmegaConf.save(OmegaConf.create(config), run_dir / ".hydra" / "config.yaml")
     if strategy.trains_controller:
@@ -60,13 +60,11 @@ def _search_run(run_dir: Path, data_dir: Path, cache_dir: Path, *, kind: str, jo
 
 @pytest.fixture(scope="module")
 def study_dir(data_dir: Path, session_cache_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scratch (PPO) and random search, seeds 0 and 1; random runs are labelled by strategy.kind."""
+    """scratch (PPO, a study job) and random search, seeds 0 and 1; random runs are their strategy's mode."""
     root = tmp_path_factory.mktemp("study")
-    for kind, job_type in (("ppo", "scratch"), ("random", None)):
+    for kind, study in (("ppo", "scratch"), ("random", None)):
         for seed in (0, 1):
-            _search_run(
-                root / f"{kind}-seed{seed}", data_dir, session_cache_dir, kind=kind, job_type=job_type, seed=seed
-            )
+            _search_run(root / f"{kind}-seed{seed}", data_dir, session_cache_dir, kind=kind, study=study, seed=seed)
     return root
 
 
@@ -191,7 +189,61 @@ def test_cli_writes_to_out_and_names_a_folder_without_runs(
     with pytest.raises(SystemExit) as exit_info:
         report_main([str(tmp_path / "empty")])
     assert exit_info.value.code == 2
-    assert f"no trials.jsonl under ['{tmp_path / 'empty'}']" in capsys.readouterr().err
+    assert f"no trials.jsonl under '{tmp_path / 'empty'}'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # among real runs, a path with none is named, not skipped
+        report_main([str(study_dir), str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
+    assert f"no trials.jsonl under '{tmp_path / 'empty'}'" in capsys.readouterr().err
+
+
+def test_one_run_is_reported_beside_it_with_runs_named_by_mode_and_seed_and_small_n_said(study_dir: Path) -> None:
+    report = build_report([study_dir / "ppo-seed0"])
+    assert report == study_dir / "ppo-seed0-report" / "report.md"  # never written inside the run dir
+    markdown = build_report([study_dir]).read_text()
+    runs = markdown.split("## Runs", 1)[1]
+    assert f"| scratch seed 0 | {', '.join(TASKS)} | {TRIALS} | ok | `ppo-seed0` |" in runs
+    assert "Fewer than 3 seeds for random (n=2), scratch (n=2)" in markdown
+    assert "No task has both transfer and scratch runs: no verdict." in markdown
+
+
+def test_the_verdict_says_helped_only_when_every_transfer_seed_beats_scratchs_median_with_three_seeds() -> None:
+    from mnms.report.tables import transfer_verdicts
+
+    rows = []
+    for seed, (low, high) in enumerate([(0.5, 0.80), (0.5, 0.81), (0.5, 0.82)]):
+        rows += _curve_trials(f"s{seed}", "scratch", seed, [low] * 5 + [high] * 5, 10.0)
+    helped = [*rows]
+    for seed in range(3):
+        helped += _curve_trials(f"t{seed}", "transfer", seed, [0.7] + [0.83 + seed / 100] * 11, 10.0)
+    (line,) = transfer_verdicts(pd.DataFrame(helped))
+    # The budget is the fewest trials any run made (10), where transfer's worst seed 0.83 > scratch's median 0.81.
+    assert line == (
+        "- **t**, transfer: **transfer helped**: its worst seed 0.830 is above scratch's median 0.810 "
+        "(n=3 transfer, 3 scratch seeds, 10 trials)."
+    )
+    overlap = [*rows]
+    for seed, best in enumerate([0.9, 0.9, 0.805]):
+        overlap += _curve_trials(f"t{seed}", "transfer", seed, [best] * 10, 10.0)
+    assert (
+        "no clear difference: its worst seed 0.805, scratch's median 0.810"
+        in transfer_verdicts(pd.DataFrame(overlap))[0]
+    )
+    two = [row for row in helped if row["run"] not in ("t2", "s2")]
+    assert (
+        "too few seeds to tell (n=2 transfer, 2 scratch seeds, 10 trials; 3 of each needed)"
+        in (transfer_verdicts(pd.DataFrame(two))[0])
+    )
+
+
+def test_flat_curves_get_a_readable_y_axis_and_reused_results_no_speed_up() -> None:
+    from mnms.report.plots import MIN_SPAN, best_so_far_figure
+
+    trials = pd.DataFrame(_curve_trials("s0", "scratch", 0, [0.801, 0.802, 0.803], 10.0))
+    (ax,) = best_so_far_figure(trials).axes
+    low, high = ax.get_ylim()
+    assert high - low == pytest.approx(MIN_SPAN) and low < 0.801 and high > 0.803
+    reached_free = pd.DataFrame({"seconds@0.99": [0.0, 0.0, 0.0], "child_seconds": [5.0] * 3})
+    scratch = pd.DataFrame({"seconds@0.99": [30.0, 40.0, 50.0], "child_seconds": [60.0] * 3})
+    assert str(speed_up(scratch, reached_free, "seconds@0.99")) == "— (reused: 0 s)"
 
 
 def test_transfer_runs_are_placed_among_their_inherited_tasks_within_their_own_controller() -> None:

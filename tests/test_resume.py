@@ -306,7 +306,7 @@ def test_train_py_refuses_a_resume_that_changes_how_trials_are_scored_or_shared(
 ) -> None:
     common = ("tasks=[trec]", "search.trials=4")
     tiny_run(tmp_path / "run", session_cache_dir, *common)
-    with pytest.raises(ValueError, match=rf"cannot resume .* its {key} is .*; rerun with the original settings"):
+    with pytest.raises(ValueError, match=rf"cannot resume .* its {key} is .*; a resumed search keeps every setting"):
         tiny_run(tmp_path / "ignored", session_cache_dir, *common, override, f"resume={tmp_path / 'run'}")
     # Only the budget changes: the search extends.
     tiny_run(tmp_path / "ignored", session_cache_dir, "tasks=[trec]", "search.trials=8", f"resume={tmp_path / 'run'}")

@@ -115,7 +115,8 @@ def test_unknown_task_lists_close_matches_first(data_dir: Path) -> None:
     message = str(caught.value)
     assert "did you mean 'sst2'" in message
     assert message.index("sst2") < message.index("sst5") < message.index("airline-sentiment")
-    assert "example_csv" in message and "Fix:" in message
+    assert "spec files: example_csv, example_download (python train.py mode=tasks lists them" in message
+    assert message.index("airline-sentiment") < message.index("spec files:") and "Fix:" in message
 
 
 # --- validation of uniform folders --------------------------------------------------------------

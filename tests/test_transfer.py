@@ -5,6 +5,7 @@ The pre-trained controller comes from a real tiny multitask search (``tiny_searc
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,7 @@ from mnms.search.strategies import make_strategy, strategy_config
 from mnms.search.task_embedding import TaskEmbedding
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.transfer.warm_start import TransferConfig, warm_start
+from mnms.utils.io import RunDir
 
 ROOT = CONF.parent
 SMALL = {
@@ -87,7 +89,7 @@ def test_transfer_search_starts_from_the_pretrained_controller(pretrained, sessi
     assert [row.task for row in rows] == ["mr"] * 8 and all(row.status == "ok" for row in rows)
     after = load_controller_artifact(tmp_path)
     assert after.task_names == [*PRETRAIN_TASKS, "mr"]
-    assert after.run_config["logger"]["job_type"] == "transfer"
+    assert json.loads(RunDir(tmp_path).summary.read_text())["mode"] == "transfer"  # what the run is, not a label
     assert after.run_config["transfer"]["from"] == str(pretrained)
     # The first batch was proposed by the pre-trained weights (plus mr's new embedding).
     start = strategy_for(pretrained, ["mr"])

@@ -27,6 +27,7 @@ from mnms.app.common import (
     command_line_keys,
     encoder_options,
     load_configured_task,
+    logged_config,
     task_provenance,
     tracking_config,
 )
@@ -37,7 +38,7 @@ from mnms.data.tasks import Task
 from mnms.model.folder import CHECKPOINT, staging_folder, write_model
 from mnms.search.selection import ChildSourceConfig
 from mnms.tracking import Tracker
-from mnms.utils.config import from_config, plain
+from mnms.utils.config import from_config
 from mnms.utils.io import RunDir, RunDirError, write_json_atomic
 
 ARCH_PREFIX = "child.arch."
@@ -57,9 +58,9 @@ def run_child(cfg: DictConfig, run_dir: Path) -> float:
     task = load_configured_task(cfg, cfg.task)
     cache = FeatureCache(cfg.paths.cache_dir)
     options = encoder_options(cfg)
-    tracking = tracking_config(cfg, run_dir)
+    tracking = tracking_config(cfg, run_dir, group=task.name, job_type="child", name=f"child-{cfg.seed}")
     staging = staging_folder(files.model) if settings.save else None
-    with Tracker(tracking, plain(cfg)) as tracker, _removed_afterwards(staging):
+    with Tracker(tracking, logged_config(cfg, tracking)) as tracker, _removed_afterwards(staging):
         result = evaluate_child(
             task,
             arch,
@@ -150,7 +151,7 @@ def _print_child_summary(
     table.add_row("epochs", f"{metrics['epochs']} (scored at epoch {metrics['best_epoch']})")
     table.add_row("wall time", f"{metrics['total_seconds']:.1f} s (training {metrics['train_seconds']:.1f} s)")
     table.add_row("features", "from cache" if metrics["features_from_cache"] else "computed, now cached")
-    console = Console()
+    console = Console(soft_wrap=True)  # a path or a command is one line, whatever the terminal's width
     console.print(table)
     if source is not None:
         overridden = f", with {', '.join(source['overridden'])} overridden" if source["overridden"] else ""

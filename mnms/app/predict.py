@@ -37,7 +37,7 @@ def run_predict(cfg: DictConfig, run_dir: Path) -> int:
         )
     write_predictions(output, inputs, predictions)
     counts = {name: predictions.labels.count(name) for name in model.classes}
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(f"{len(predictions):,} texts of {inputs.path} classified by {model.saved.folder}")
     console.print("predicted: " + ", ".join(f"{name} {count:,}" for name, count in counts.items()))
     console.print(f"predictions: {output}")

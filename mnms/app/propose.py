@@ -89,6 +89,6 @@ def _print_proposals(payload: dict[str, Any], files: RunDir) -> None:
         elif trained:
             cells += [row["status"], row["error"] or ""]
         table.add_row(*cells)
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(table)
     console.print(f"controller: {payload['controller']}  proposals: {files.proposals}")

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
@@ -16,6 +17,7 @@ from mnms.app.common import (
     child_trainer,
     encoder_options,
     load_configured_task,
+    logged_config,
     task_descriptor,
     tracking_config,
 )
@@ -23,10 +25,12 @@ from mnms.app.study import check_study_job
 from mnms.executors import executor_config, make_executor
 from mnms.search.config import SearchConfig
 from mnms.search.job import SearchJob
-from mnms.search.records import resumable_run_dir
+from mnms.search.mode import search_mode
+from mnms.search.records import TrialLog, resumable_run_dir
+from mnms.search.resume import Checkpoint
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES, Strategy, strategy_config
-from mnms.tracking import Tracker
+from mnms.tracking import Tracker, previous_run_id
 from mnms.transfer.artifact import save_controller_artifact
 from mnms.transfer.warm_start import Describe, TransferConfig, warm_start
 from mnms.utils.config import ConfigError, from_config, plain
@@ -41,6 +45,8 @@ def run_search(cfg: DictConfig, run_dir: Path) -> float:
     search started in it fails at once.
     """
     run_dir = resumable_run_dir(cfg.resume) if cfg.resume else run_dir
+    if isinstance(cfg.tasks, str):  # tasks=mr: one task, not the letters of its name
+        cfg.tasks = [cfg.tasks]
     if not cfg.tasks:
         raise ConfigError("tasks=[] names no task: give at least one, e.g. tasks=[sst2,trec]")
     with RunDir(run_dir).lock():
@@ -77,18 +83,52 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
         transfer=transfer.to_mapping() if transfer.source else None,
     )
     strategy = _strategy(job, transfer, functools.partial(task_descriptor, cfg))
-    tracking = tracking_config(cfg, run_dir)
+    mode = search_mode(
+        strategy_cfg.kind,
+        job.task_names,
+        trains_controller=strategy.trains_controller,
+        transfer_from=transfer.source,
+        transfer_init=transfer.init,
+        study_mode=OmegaConf.select(cfg, "study.mode"),
+    )
+    group = ",".join(sorted(job.task_names))
+    tracking = tracking_config(cfg, run_dir, group=group, job_type=mode, name=f"{mode}-{cfg.seed}")
+    continued = _continued(job, run_dir, Path(tracking.dir))
     executor = make_executor(executor_cfg, job.runner())
     try:
-        with Tracker(tracking, plain(cfg)) as tracker:
+        with Tracker(tracking, logged_config(cfg, tracking, unused=("task",)), **continued) as tracker:
             search = job.build(run_dir, strategy=strategy, executor=executor, tracker=tracker)
             write_text_atomic(RunDir(run_dir).config, OmegaConf.to_yaml(cfg))  # this search's settings, checked
-            summary = search.run()
+            summary = {**search.run(), "mode": mode}
+            if search.stopping:
+                _interrupted(run_dir, summary)
             tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
             wandb_path = tracker.run_path
     finally:
         executor.close()
     return _finish(cfg, run_dir, summary, strategy, job, wandb_path)
+
+
+def _continued(job: SearchJob, run_dir: Path, wandb_dir: Path) -> dict[str, Any]:
+    """For a search that goes on in ``run_dir``: refused now if it may not (before a W&B run starts), else the
+    W&B run to go on with and the trials it has; nothing for a new search."""
+    if not RunDir(run_dir).checkpoint.exists():
+        return {}
+    log = TrialLog(run_dir)
+    try:
+        Checkpoint(run_dir, job.signature()).load(log)
+        return {"run_id": previous_run_id(wandb_dir), "first_trial": len(log)}
+    finally:
+        log.close()
+
+
+def _interrupted(run_dir: Path, summary: dict[str, Any]) -> NoReturn:
+    """Ctrl-C: keep what the search found in ``summary.json`` (status ``interrupted``), say how to go on, exit 130."""
+    command = f"python train.py resume={run_dir}"
+    write_json_atomic(RunDir(run_dir).summary, {**summary, "status": "interrupted", "resume": command})
+    done = f"interrupted after {summary['trials']} trials; all of it is in {run_dir}"
+    print(f"{done}. Go on with: {command}", file=sys.stderr)
+    raise SystemExit(130)
 
 
 def _strategy(job: SearchJob, transfer: TransferConfig, describe: Describe) -> Strategy:
@@ -174,7 +214,7 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             else "not searched: search.trials ran out before its turn"
         )
         table.add_row(task, "-", "-", "-", "-", f"[red]{escape(failed)}[/red]")
-    console = Console()
+    console = Console(soft_wrap=True)  # a path or a command is one line, whatever the terminal's width
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")
     console.print(f"records: {files.trials}  summary: {files.summary}")

@@ -42,6 +42,7 @@ __all__ = [
     "Task",
     "TaskError",
     "TaskSpec",
+    "list_specs",
     "list_tasks",
     "find_spec",
     "load_task",
@@ -131,11 +132,15 @@ def resolve_data_dir(data_dir: str | Path | None) -> Path:
     return path
 
 
-def list_tasks(data_dir: str | Path | None, spec_dirs: Sequence[str | Path] = ()) -> list[str]:
-    """Names `load_task` accepts: uniform folders in the data dir and spec YAMLs in the spec dirs."""
-    folders = {p.name for p in resolve_data_dir(data_dir).iterdir() if (p / "train.jsonl").is_file()}
-    specs = {p.stem for d in spec_dirs for p in Path(d).glob("*") if p.suffix in (".yaml", ".yml")}
-    return sorted(folders | specs)
+def list_tasks(data_dir: str | Path | None) -> list[str]:
+    """The task folders of the data dir (uniform format: a ``train.jsonl`` each), by name."""
+    return sorted(p.name for p in resolve_data_dir(data_dir).iterdir() if (p / "train.jsonl").is_file())
+
+
+def list_specs(spec_dirs: Sequence[str | Path]) -> list[Path]:
+    """The task spec YAMLs of the spec dirs, by name: tasks of the user's own files or pinned downloads."""
+    found = [p for d in spec_dirs for p in Path(d).glob("*") if p.suffix in (".yaml", ".yml")]
+    return sorted(found, key=lambda p: (p.stem, str(p)))
 
 
 def load_task(
@@ -180,14 +185,16 @@ def _find_folder(name: str, data_dir: str | Path | None, spec_dirs: Sequence[str
         raise TaskError(f"task {name!r} has no spec in {[str(d) for d in spec_dirs]} and {err}") from None
     if Path(name).name == name and (root / name).is_dir():
         return root / name
-    names = list_tasks(root, spec_dirs)
-    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    names = list_tasks(root)
+    specs = sorted({p.stem for p in list_specs(spec_dirs)})
+    close = difflib.get_close_matches(name, names + specs, n=5, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise task_error(
         name,
         f"unknown task{hint}: no folder {root / name} and no {name}.yaml in spec dirs "
-        f"{[str(d) for d in spec_dirs]}. Known tasks, closest first: "
-        f"{', '.join(close + sorted(set(names) - set(close)))}",
+        f"{[str(d) for d in spec_dirs]}. Tasks of the data dir, closest first: "
+        f"{', '.join([n for n in close if n in names] + [n for n in names if n not in close])}; spec files: "
+        f"{', '.join(specs) or 'none'} (python train.py mode=tasks lists them with their sizes)",
         f"use a known name, or add a task: a folder {root}/<name>/ with {', '.join(s + '.jsonl' for s in SPLITS)} "
         "(+ optional meta.json), or a task spec YAML like conf/dataset/example_csv.yaml in a spec dir or passed by "
         "path",

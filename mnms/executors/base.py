@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -80,13 +80,19 @@ class Executor(ABC):
             self.costs.record(request, outcome)
         return finished
 
-    def evaluate(self, requests: Sequence[TrialRequest]) -> list[TrialOutcome]:
-        """Train a batch, handed out slowest-predicted first; outcomes in request order."""
+    def evaluate(
+        self, requests: Sequence[TrialRequest], on_done: Callable[[TrialOutcome], None] | None = None
+    ) -> list[TrialOutcome]:
+        """Train a batch, handed out slowest-predicted first; outcomes in request order. ``on_done`` hears of
+        each child as it finishes (a progress bar that moves per child, not per batch)."""
         for index in self.costs.longest_first(requests):
             self.submit(requests[index])
         outcomes: dict[int, TrialOutcome] = {}
         while len(outcomes) < len(requests):
-            outcomes.update((request.trial, outcome) for request, outcome in self.wait())
+            for request, outcome in self.wait():
+                outcomes[request.trial] = outcome
+                if on_done is not None:
+                    on_done(outcome)
         return [outcomes[request.trial] for request in requests]
 
     def close(self) -> None:  # noqa: B027 - a default, not abstract: an executor may hold nothing to release

@@ -23,7 +23,15 @@ from mnms.report.plots import (
     reward_figure,
     similarity_figure,
 )
-from mnms.report.tables import LEGEND, jobs_table, mode_sort_key, run_stats, task_table
+from mnms.report.tables import (
+    LEGEND,
+    MIN_SEEDS,
+    jobs_table,
+    mode_sort_key,
+    run_stats,
+    task_table,
+    transfer_verdicts,
+)
 from mnms.utils.io import RunDir, atomic_write, write_text_atomic
 
 REPORT_FILE = "report.md"
@@ -31,7 +39,10 @@ FIRST_DECISION = "encoder"
 
 
 def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int = 10, decisions: int = 3) -> Path:
-    """Write ``report.md`` and its PNGs into ``out`` (default: the runs' common parent); returns the report's path.
+    """Write ``report.md`` and its PNGs into ``out``; returns the report's path.
+
+    ``out`` defaults to the runs' common parent, or, when that is itself a run dir (one run
+    reported), a ``<run>-report`` folder beside it: a report never writes into a run dir.
 
     ``window`` is the trial window of the moving-average reward and of the choice
     frequencies; ``decisions`` how many decision figures to draw: the encoder's (the paper's
@@ -42,7 +53,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
         raise ValueError(f"window={window} must be >= 1 and decisions={decisions} >= 0")
     run_dirs = [path.resolve() for path in find_run_dirs(paths)]
     root = Path(os.path.commonpath(run_dirs))
-    out = Path(out) if out is not None else root
+    out = Path(out) if out is not None else (root.with_name(f"{root.name}-report") if root in run_dirs else root)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -58,7 +69,7 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     for name in ranked[:decisions]:
         figures[f"decision_{name}.png"] = decision_figure(trials, name, window)
     embeddings = load_task_embeddings(jobs)
-    own = dict(zip(jobs["run"], jobs["tasks"]))
+    own = dict(zip(jobs["label"], jobs["tasks"]))
     transfers = {run: embedding for run, embedding in embeddings.items() if inherited_tasks(embedding, own[run])}
     searches = {run: embedding for run, embedding in embeddings.items() if run not in transfers}
     if searches:
@@ -73,6 +84,8 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
         "## Results per task",
         LEGEND,
         *(f"### {task}\n\n{task_table(stats, task)}" for task in sorted(trials["task"].unique())),
+        "## Did transfer help?",
+        *(_verdicts(trials) or ["No task has both transfer and scratch runs: no verdict."]),
         "## Figures",
         f"Curves: the line is the mean over seeds, the band the {BAND}.",
         *(f"![{name.removesuffix('.png')}]({name})" for name in figures),
@@ -88,6 +101,17 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
             atomic_write(out / name, lambda handle, figure=figure: figure.savefig(handle, format="png", dpi=110))
         write_text_atomic(report, "\n\n".join(sections) + "\n")
     return report
+
+
+def _verdicts(trials) -> list[str]:
+    lines = transfer_verdicts(trials)
+    if not lines:
+        return []
+    rule = (
+        f"Helped: with at least {MIN_SEEDS} seeds of each, every transfer seed's best validation accuracy "
+        f"at the budget is above scratch's median; otherwise no clear difference."
+    )
+    return [rule, "\n".join(lines)]
 
 
 def _shown(path: Path) -> str:

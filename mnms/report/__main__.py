@@ -22,7 +22,10 @@ def main(argv: list[str] | None = None) -> None:
         help="search run dirs, or folders holding them (e.g. a multirun dir), searched recursively",
     )
     parser.add_argument(
-        "--out", type=Path, default=None, help="where report.md and the PNGs go (default: the runs' common parent)"
+        "--out",
+        type=Path,
+        default=None,
+        help="where report.md and the PNGs go (default: the runs' common parent; one run's: <run>-report beside it)",
     )
     parser.add_argument(
         "--window",

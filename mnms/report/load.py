@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnms.executors.trial import finished
+from mnms.search.mode import search_mode
 from mnms.search.records import TrialRecord, read_trials
+from mnms.search.strategies import STRATEGIES
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.utils.io import RunDir
 
@@ -26,28 +28,34 @@ DECISION_PREFIX = "decision."
 
 
 def find_run_dirs(paths: Iterable[Path]) -> list[Path]:
-    """Every folder under ``paths`` holding a ``trials.jsonl`` or a ``summary.json`` (a job that failed early)."""
+    """Every folder under ``paths`` holding a ``trials.jsonl`` or a ``summary.json`` (a job that failed early).
+
+    A path with none is refused, naming it, rather than skipped: a mistyped folder among
+    several would otherwise drop its runs from the report unnoticed.
+    """
     found: set[Path] = set()
     for root in map(Path, paths):
         if not root.exists():
             raise FileNotFoundError(f"{root} does not exist; pass search run dirs or a multirun dir")
-        for name in (RunDir.TRIALS, RunDir.SUMMARY):
-            found.update(path.parent for path in root.rglob(name))
-    if not found:
-        raise FileNotFoundError(
-            f"no {RunDir.TRIALS} under {[str(p) for p in paths]}: pass search run dirs or a multirun dir "
-            "such as outputs/transfer-study/<time>"
-        )
+        mine = {path.parent for name in (RunDir.TRIALS, RunDir.SUMMARY) for path in root.rglob(name)}
+        if not mine:
+            raise FileNotFoundError(
+                f"no {RunDir.TRIALS} under {str(root)!r}: pass search run dirs or a multirun dir "
+                "such as outputs/transfer-study/<time>, or leave this path out"
+            )
+        found |= mine
     return sorted(found)
 
 
 def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
-    """One row per run: ``run`` (its path relative to ``root``), ``path``, ``mode``, ``seed``, ``tasks``,
-    ``status``, ``error`` and ``controller`` (its ``controller.pt`` or None).
+    """One row per run: ``run`` (its path relative to ``root``), ``label`` (``<mode> seed <seed>``, what
+    tables and figures name it by), ``path``, ``mode``, ``seed``, ``tasks``, ``status``, ``error`` and
+    ``controller`` (its ``controller.pt`` or None).
 
-    ``mode`` is W&B's ``logger.job_type`` (transfer, scratch, ...) or, if unset,
-    ``strategy.kind``. ``status`` is ``ok``, ``failed`` (``summary.json`` says so) or
-    ``incomplete`` (no summary yet: still running, or killed).
+    ``mode`` is what the run is (``mnms.search.mode``: its study mode, transfer, scratch,
+    multitask, or a baseline's strategy), never a free-text label. ``status`` is ``ok``,
+    ``failed`` (``summary.json`` says so), ``interrupted`` (Ctrl-C: its summary holds the
+    best so far) or ``incomplete`` (no summary yet: still running, or killed).
     """
     rows = []
     for run_dir in run_dirs:
@@ -60,7 +68,7 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
             {
                 "run": str(run_dir.relative_to(root)) if run_dir != root else run_dir.name,
                 "path": run_dir,
-                "mode": OmegaConf.select(cfg, "logger.job_type") or _strategy_kind(cfg),
+                "mode": run_mode(cfg),
                 "seed": int(_required(cfg, "seed", run_dir)),
                 "tasks": list(_required(cfg, "tasks", run_dir)),
                 "status": status,
@@ -68,7 +76,20 @@ def load_jobs(run_dirs: list[Path], root: Path) -> pd.DataFrame:
                 "controller": controller if controller.exists() else None,
             }
         )
-    return pd.DataFrame(rows)
+    jobs = pd.DataFrame(rows)
+    jobs.insert(1, "label", _labels(jobs))
+    return jobs
+
+
+def _labels(jobs: pd.DataFrame) -> list[str]:
+    """``<mode> seed <seed>``, and `` #2``, `` #3`` ... (in path order) where two runs would share one."""
+    base = [f"{mode} seed {seed}" for mode, seed in zip(jobs["mode"], jobs["seed"])]
+    seen: dict[str, int] = {}
+    labels = []
+    for label in base:
+        seen[label] = seen.get(label, 0) + 1
+        labels.append(label if base.count(label) == 1 else f"{label} #{seen[label]}")
+    return labels
 
 
 def _summary(path: Path) -> dict:
@@ -96,6 +117,19 @@ def _required(cfg: DictConfig, key: str, run_dir: Path) -> object:
 def _strategy_kind(cfg: DictConfig) -> str | None:
     """The run's strategy; run dirs written before strategies had their own group named it ``controller.kind``."""
     return OmegaConf.select(cfg, "strategy.kind") or OmegaConf.select(cfg, "controller.kind")
+
+
+def run_mode(cfg: DictConfig) -> str:
+    """What the search that recorded ``cfg`` is (``mnms.search.mode.search_mode``)."""
+    kind = _strategy_kind(cfg)
+    return search_mode(
+        kind,
+        list(OmegaConf.select(cfg, "tasks") or ()),
+        trains_controller=kind in STRATEGIES and STRATEGIES[kind].trains_controller,
+        transfer_from=OmegaConf.select(cfg, "transfer.from"),
+        transfer_init=OmegaConf.select(cfg, "transfer.init") or "random",
+        study_mode=OmegaConf.select(cfg, "study.mode"),
+    )
 
 
 def run_config(run_dir: Path) -> DictConfig:
@@ -183,7 +217,7 @@ def decision_names(trials: pd.DataFrame) -> list[str]:
 
 
 def load_task_embeddings(jobs: pd.DataFrame) -> dict[str, tuple[list[str], torch.Tensor]]:
-    """``run -> (task_names, task_embeddings)`` from each run's ``controller.pt`` that embeds two or more tasks."""
+    """``label -> (task_names, task_embeddings)`` from each run's ``controller.pt`` that embeds two or more tasks."""
     embeddings = {}
     for job in jobs.itertuples():
         if pd.isna(job.controller):
@@ -191,5 +225,5 @@ def load_task_embeddings(jobs: pd.DataFrame) -> dict[str, tuple[list[str], torch
         artifact = load_controller_artifact(job.controller)  # checks the file and runs no code from it
         names, vectors = artifact.task_names, artifact.task_embeddings.float()
         if len(names) >= 2:
-            embeddings[job.run] = (names, vectors)
+            embeddings[job.label] = (names, vectors)
     return embeddings

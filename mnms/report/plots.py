@@ -22,6 +22,7 @@ from mnms.report.tables import best_so_far, mode_sort_key
 BAND = "min–max over seeds"
 PANEL = (4.2, 3.2)  # inches per panel
 MIN_WIDTH = 7.0  # inches: room for a two-line title and a legend beside a single panel
+MIN_SPAN = 0.05  # the y-axis of a curve covers at least this much accuracy or reward, so noise looks like noise
 
 
 def _modes(trials: pd.DataFrame) -> list[str]:
@@ -59,10 +60,20 @@ def _mode_curves(trials: pd.DataFrame, value: pd.Series, ylabel: str, title: str
             ax.fill_between(wide.index, wide.min(axis=1), wide.max(axis=1), color=colours[mode], alpha=0.2, lw=0)
         ax.set(title=task, xlabel="trials of this task", ylabel=ylabel)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _at_least_span(ax, MIN_SPAN)
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
     fig.suptitle(f"{title}\nline: mean over seeds, band: {BAND}")
     return fig
+
+
+def _at_least_span(ax, span: float) -> None:
+    """Widen the y-axis around its middle to ``span`` when autoscaling made it narrower: a
+    0.004-tall axis draws a difference of 0.001 as a cliff."""
+    low, high = ax.get_ylim()
+    if high - low < span:
+        middle = (low + high) / 2
+        ax.set_ylim(middle - span / 2, middle + span / 2)
 
 
 def best_so_far_figure(trials: pd.DataFrame) -> Figure:

@@ -18,6 +18,7 @@ FRACTIONS = (0.95, 0.99)  # trials needed to reach this fraction of scratch's fi
 TOP_K = 5  # test accuracy of the top-k distinct architectures chosen on validation
 OPENING = 10  # mean reward of a task's first trials: where a search starts (transfer's head start)
 BASELINE = "scratch"
+MIN_SEEDS = 3  # fewer seeds than this per mode: no verdict, and the tables say the numbers are anecdotes
 MODE_ORDER = ("transfer", "transfer-descriptor", BASELINE, "random", "optuna", "multitask")
 
 
@@ -106,6 +107,8 @@ class SpeedUp:
         return self.value >= factor and self.bound != "≤"
 
     def __str__(self) -> str:
+        if math.isinf(self.value):
+            return "— (reused: 0 s)"
         return "—" if math.isnan(self.value) else f"{self.bound}{self.value:.2f}×"
 
 
@@ -120,7 +123,9 @@ def speed_up(scratch: pd.DataFrame, mode: pd.DataFrame, cost: str) -> SpeedUp:
         theirs = censored_median(scratch[cost].fillna(scratch[budget]))
     if math.isinf(ours):
         ours = censored_median(mode[cost].fillna(mode[budget]))
-    return SpeedUp(theirs / ours, bound) if ours > 0 else SpeedUp(math.nan)
+    if ours == 0:  # reached on results reused from another run, which cost this one nothing
+        return SpeedUp(math.inf if theirs > 0 else math.nan)
+    return SpeedUp(theirs / ours, bound)
 
 
 def _median_cell(costs: pd.Series, digits: int) -> str:
@@ -128,7 +133,9 @@ def _median_cell(costs: pd.Series, digits: int) -> str:
     median = censored_median(costs)
     reached = int(costs.notna().sum())
     count = f" ({reached}/{len(costs)})" if reached < len(costs) else ""
-    return ("not reached" if math.isinf(median) else f"{median:.{digits}f}") + count
+    if math.isinf(median):
+        return "not reached" + count
+    return (f"{median:.{digits}f}" if median > 0 else "0 (reused results)") + count
 
 
 def task_table(stats: pd.DataFrame, task: str) -> str:
@@ -153,16 +160,57 @@ def task_table(stats: pd.DataFrame, task: str) -> str:
                     cells += ["n/a (no scratch runs)", "—"]
         cells.append(_cell(mine["top_test"], 3))
         lines.append("| " + " | ".join(cells) + " |")
+    few = [f"{mode} (n={count})" for mode, count in rows.groupby("mode").size().items() if count < MIN_SEEDS]
+    if few:
+        lines.append(
+            f"\n*Fewer than {MIN_SEEDS} seeds for {', '.join(few)}: a mean, a std and a speed-up from so few "
+            "runs are single observations, not evidence of a difference; run more seeds before concluding.*"
+        )
     return "\n".join(lines)
 
 
+def transfer_verdicts(trials: pd.DataFrame) -> list[str]:
+    """One line per task that has transfer and scratch runs: did transfer help?
+
+    Helped: every transfer seed's best validation accuracy at the budget (the fewest task
+    trials any of these runs made) is above the median of scratch's seeds, with at least
+    ``MIN_SEEDS`` seeds of each; otherwise "no clear difference". A strict rule on purpose:
+    with 3 seeds a transfer seed below scratch's median means the two overlap.
+    """
+    trials = trials.assign(best=best_so_far(trials))
+    lines = []
+    for task, mine in trials.groupby("task"):
+        for mode in sorted({m for m in mine["mode"].unique() if m.startswith("transfer")}, key=mode_sort_key):
+            if not (mine["mode"] == BASELINE).any():
+                continue
+            runs = mine[mine["mode"].isin([mode, BASELINE])]
+            budget = int(runs.groupby("run")["task_trial"].max().min())
+            at_budget = runs[runs["task_trial"] == budget].groupby(["mode", "run"])["best"].last()
+            ours, theirs = at_budget.get(mode, pd.Series(dtype=float)), at_budget.get(BASELINE, pd.Series(dtype=float))
+            counts = f"n={len(ours)} {mode}, {len(theirs)} {BASELINE} seeds, {budget} trials"
+            if min(len(ours), len(theirs)) < MIN_SEEDS:
+                lines.append(f"- **{task}**, {mode}: too few seeds to tell ({counts}; {MIN_SEEDS} of each needed).")
+            elif ours.min() > theirs.median():
+                lines.append(
+                    f"- **{task}**, {mode}: **transfer helped**: its worst seed {ours.min():.3f} is above "
+                    f"scratch's median {theirs.median():.3f} ({counts})."
+                )
+            else:
+                lines.append(
+                    f"- **{task}**, {mode}: no clear difference: its worst seed {ours.min():.3f}, "
+                    f"scratch's median {theirs.median():.3f} ({counts})."
+                )
+    return lines
+
+
 def jobs_table(jobs: pd.DataFrame, trials: pd.DataFrame) -> str:
-    """Every job with its mode, seed, tasks, trial count and status (a failure's error, shortened)."""
+    """Every job by its label, with its seed, tasks, trial count, status (a failure's error, shortened)
+    and, last, its folder."""
     counts = trials.groupby("run").size()
-    lines = ["| run | mode | seed | tasks | trials | status |", "|---|---|---|---|---|---|"]
+    lines = ["| run | tasks | trials | status | folder |", "|---|---|---|---|---|"]
     for job in jobs.sort_values(["mode", "seed", "run"], key=_mode_then_value).itertuples():
         status = f"{job.status}: {_shorten(job.error)}" if pd.notna(job.error) else job.status
-        cells = [f"`{job.run}`", job.mode, str(job.seed), ", ".join(job.tasks), str(counts.get(job.run, 0)), status]
+        cells = [job.label, ", ".join(job.tasks), str(counts.get(job.run, 0)), status, f"`{job.run}`"]
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     return "\n".join(lines)
 

@@ -35,6 +35,7 @@ class Driver(Protocol):
     child_defaults: dict[str, Any]
     timed: Stopwatch
     step: int
+    stopping: bool  # Ctrl-C: hand out nothing more; record the children in flight, then stop
 
     def next_task(self) -> str: ...
 
@@ -75,7 +76,7 @@ class AsyncScheduler:
     def run(self, progress: SearchProgress) -> None:
         search, book = self.search, self.search.book
         progress.update(len(book), book)
-        while len(book) < search.cfg.trials:
+        while len(book) < search.cfg.trials and not (search.stopping and not self.flying):
             self._fill()
             if not self.flying:
                 continue  # every proposal was a reused result; propose again
@@ -92,13 +93,15 @@ class AsyncScheduler:
                 waiting = reversed(self.twins.pop(request.trial, []))
                 self.queue.extendleft((row.task, proposal, step) for proposal, step in waiting)
             progress.update(len(book), book)
+        if search.stopping:
+            return  # stopped early: a resume learns from the partial batches as it goes on
         for task in [task for task, trials in book.unobserved.items() if trials]:
             self._learn(task)  # the last, partial batches
 
     def _fill(self) -> None:
         """Hand out proposals until every worker is busy or the budget has no room left."""
         search, book = self.search, self.search.book
-        while search.executor.in_flight < search.executor.capacity:
+        while search.executor.in_flight < search.executor.capacity and not search.stopping:
             pending = len(self.flying) + sum(map(len, self.twins.values()))
             if not self.queue and not self._propose(search.cfg.trials - len(book) - pending):
                 return

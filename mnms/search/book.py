@@ -127,6 +127,21 @@ class TrialBook:
             for row in unlearned:
                 self.unobserved[row.task].append(row.trial)
 
+    def standing(self, rows: Sequence[TrialRecord]) -> list[tuple[int, float | None]]:
+        """For each of ``rows`` (logged trials of one task): how many trials its task had before it, and the
+        task's best reward up to and including it (None while none has finished) -- the x and y of a
+        best-so-far curve, which is how searches of a task compare."""
+        first, task = min(row.trial for row in rows), rows[0].task
+        earlier = [row for row in self.log.rows if row.task == task and row.trial < first]
+        count, best = len(earlier), max((row.reward for row in earlier if finished(row)), default=None)
+        standing = []
+        for row in sorted(rows, key=lambda r: r.trial):
+            if finished(row):
+                best = row.reward if best is None else max(best, row.reward)
+            standing.append((count, best))
+            count += 1
+        return standing
+
     def distinct(self, tasks: Sequence[str]) -> dict[str, int]:
         """Distinct architectures each task trained (a trial that shared an earlier result trained nothing)."""
         return {task: len(self.trained[task]) for task in tasks}

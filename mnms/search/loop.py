@@ -14,8 +14,11 @@ its own scheduler (``asynchronous.py``).
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,8 @@ from mnms.utils.faults import kill_point
 __all__ = ["Search", "SearchConfig"]
 
 log = logging.getLogger(__name__)
+# One line per trial: train.log always, the console when it is not a terminal (mnms.app.logs).
+trial_lines = logging.getLogger("mnms.trials")
 
 
 class Search:
@@ -82,6 +87,8 @@ class Search:
         self.repeats: Counter[str] = Counter()
         self.draw_log: list[tuple[int, str, int, int]] = []  # (step, task, proposed, repeats) of this process
         self.settled: set[str] = set()  # tasks warned about
+        self.stopping = False  # Ctrl-C asked the search to stop early (run)
+        self.progress = SearchProgress(cfg.trials, self.tasks, enabled=False)  # run() gives it the live one
         if cfg.mode == "async" and not strategy.asynchronous:
             raise ConfigError(
                 f"search.mode=async needs a strategy that learns from trials in any order (ppo, reinforce, random); "
@@ -120,7 +127,7 @@ class Search:
         self.trials_done = state["trials"]
         recover_lost_rows(log_file, self.trials_done, state.get("batch", []), str(self.run_dir))
         if self.cfg.trials < len(log_file):
-            raise ValueError(
+            raise ConfigError(
                 f"search.trials={self.cfg.trials} is below the {len(log_file)} trials {log_file.path} holds: a "
                 f"resume goes on or extends a search; give search.trials >= {len(log_file)}"
             )
@@ -253,8 +260,13 @@ class Search:
         self.save(trials)
 
     def _track(self, task: str, rows: list[TrialRecord], stats: Mapping[str, float], step: int) -> None:
-        for row in rows:
-            self.tracker.log_trial(row.table_row())
+        ordered = sorted(rows, key=lambda r: r.trial)
+        for row, (task_trial, best_so_far) in zip(ordered, self.book.standing(ordered)):
+            table_row = {**row.table_row(), "task_trial": task_trial, "best_so_far": best_so_far}
+            # Charts of the decisions the search made, not of the fields it left at one value.
+            charted = [key for key in table_row if not key.startswith("arch.") or key[5:] in row.decisions]
+            self.tracker.log_trial(table_row, charted)
+            trial_lines.info(row.line())
         rewards = [row.reward for row in rows]
         best = self.book.best[task].reward if task in self.book.best else 0.0
         metrics = {f"{task}/reward": sum(rewards) / len(rewards), f"{task}/best": best}
@@ -270,7 +282,10 @@ class Search:
         self.tracker.log_metrics(metrics, step=step)
 
     def run(self) -> dict[str, Any]:
-        with SearchProgress(self.cfg.trials, self.tasks, enabled=self.cfg.progress) as progress:
+        """Search until the budget is spent, or until Ctrl-C (``stopping``): the children in flight are then
+        recorded and checkpointed, so the run dir goes on exactly with ``resume=``."""
+        with SearchProgress(self.cfg.trials, self.tasks, enabled=self.cfg.progress) as progress, self._interruptible():
+            self.progress = progress
             if self.cfg.mode == "async":
                 with self.timed("loop"):
                     AsyncScheduler(self).run(progress)
@@ -280,10 +295,31 @@ class Search:
         return self.summary()
 
     # --- synchronous search: a batch per controller step ----------------------------------
+    @contextmanager
+    def _interruptible(self) -> Iterator[None]:
+        """The first Ctrl-C asks the search to stop after the children in flight (a child's trainer would
+        otherwise end the whole process on it); a second one stops at once, the run dir resumable all the same."""
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def stop(signum: int, frame: object) -> None:
+            if self.stopping:
+                signal.signal(signal.SIGINT, previous)
+                raise KeyboardInterrupt
+            self.stopping = True
+            log.warning("Ctrl-C: stopping once the children in flight are recorded (Ctrl-C again stops at once)")
+
+        previous = signal.signal(signal.SIGINT, stop)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
     def _run_sync(self, progress: SearchProgress) -> None:
         trials = self.trials_done
         progress.update(trials, self.book)
-        while trials < self.cfg.trials:
+        while trials < self.cfg.trials and not self.stopping:
             with self.timed("loop"):
                 trials = self._step(trials)
             progress.update(trials, self.book)
@@ -312,7 +348,7 @@ class Search:
             rows[slot] = self.row(first_trial + slot, task, archs[slot], proposals[slot], outcome, source.trial)
         requests = [self.request(first_trial + slot, task, archs[slot], first_trial) for slot in plan.train]
         with self.timed("evaluate"):
-            outcomes = self.executor.evaluate(requests) if requests else []
+            outcomes = self.executor.evaluate(requests, self.progress.advance) if requests else []
         for slot, outcome in zip(plan.train, outcomes, strict=True):
             rows[slot] = self.row(first_trial + slot, task, archs[slot], proposals[slot], outcome)
         for slot, source_slot in plan.twins.items():

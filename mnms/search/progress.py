@@ -3,6 +3,7 @@ and where its time goes."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -23,6 +24,9 @@ class SearchProgress:
     """Context manager around a rich progress bar; a no-op when disabled."""
 
     def __init__(self, total: int, tasks: Sequence[str], *, enabled: bool = True) -> None:
+        """``enabled`` on a terminal only: redirected, a bar is one line cut to 80 columns, and the job's
+        log gets a line per trial instead (mnms.app.logs)."""
+        enabled = enabled and sys.stdout.isatty()
         self.tasks = list(tasks)
         self.progress = Progress(
             TextColumn("[bold]search"),
@@ -46,6 +50,10 @@ class SearchProgress:
             for task in self.tasks
         )
         self.progress.update(self.bar, completed=done, best=f"best: {text}")
+
+    def advance(self, _: object = None) -> None:
+        """One more child finished (the bar moves per child; ``update`` then sets the step's totals)."""
+        self.progress.advance(self.bar)
 
     def __enter__(self) -> SearchProgress:
         self.progress.start()

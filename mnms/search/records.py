@@ -22,6 +22,7 @@ from mnms.utils.faults import kill_point
 from mnms.utils.io import RunDir, torch_load_safe, torch_save_atomic
 
 METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")  # the scores every record shows
+TRAINING = ("epochs", "stopped_by", "num_parameters", "train_seconds")  # what a child's training did and cost
 
 # What a child's settings meant before they existed (mnms < 0.3): no convolution, no wide
 # tower, nothing fine-tuned but tables; every epoch trained, the last one scored. Literals,
@@ -80,13 +81,21 @@ class TrialRecord:
             raise ValueError(f"{where} has mistyped fields {wrong}: the log was edited or damaged; restore it")
         return cls(**values)
 
+    def line(self) -> str:
+        """The record as one plain-text log line: trial, task, status, reward, seconds, and whether it trained."""
+        trained = f"{self.wall_seconds:.1f} s" if self.reused_from is None else f"shares trial {self.reused_from}"
+        error = f" ({self.error.splitlines()[0][:120]})" if self.error else ""
+        return f"trial {self.trial} {self.task}: {self.status}, reward {self.reward:.4f}, {trained}{error}"
+
     def table_row(self) -> dict[str, Any]:
-        """The record as one flat row -- trial, task, each ``arch.*`` field, reward, scores, status (W&B's table)."""
+        """The record as one flat row (W&B's table): trial, task, each ``arch.*`` field, reward, scores, what
+        training did (epochs, why it stopped, parameters) and whether it shared an earlier trial's result."""
         flat = {
-            key: getattr(self, key) for key in ("trial", "step", "task", "reward", "status", "error", "wall_seconds")
+            key: getattr(self, key)
+            for key in ("trial", "step", "task", "reward", "status", "error", "wall_seconds", "reused_from")
         }
         flat.update({f"arch.{key}": value for key, value in self.arch.items()})
-        flat.update({key: self.metrics.get(key) for key in METRICS})
+        flat.update({key: self.metrics.get(key) for key in (*METRICS, *TRAINING)})
         return flat
 
 

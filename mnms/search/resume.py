@@ -43,7 +43,7 @@ from mnms.search.records import (
 )
 from mnms.search.space import SearchSpace
 from mnms.search.strategies import STRATEGIES
-from mnms.utils.config import plain, resume_settings
+from mnms.utils.config import ConfigError, plain, resume_settings
 from mnms.utils.io import RunDir
 
 # Config sections (of `python train.py --cfg job`) a search reads that change no trial: why each is free.
@@ -213,7 +213,7 @@ class Checkpoint:
         state = load_checkpoint(self.run_dir)
         if state is None:
             if len(log):
-                raise ValueError(
+                raise ConfigError(
                     f"{log.path} has {len(log)} trials but there is no checkpoint.pt (a run dir of mnms "
                     "0.1.0 killed before its first checkpoint, or a deleted checkpoint): it cannot be resumed; "
                     "start a new run dir"
@@ -222,9 +222,10 @@ class Checkpoint:
         saved = upgraded_signature(state["signature"], recorded_config(self.run_dir))
         if difference := first_difference(saved, self.signature):
             key, theirs, ours = difference
-            raise ValueError(
-                f"cannot resume {self.run_dir}: its {key} is {theirs!r}, this run's is {ours!r}; "
-                "rerun with the original settings"
+            raise ConfigError(
+                f"cannot resume {self.run_dir}: its {key} is {theirs!r}, this run's is {ours!r}; a resumed "
+                f"search keeps every setting its trials depend on: drop {key}= (resume=<run dir> alone goes on with "
+                "the run's own settings; search.trials=N extends it), or start a new search to change it"
             )
         return state
 
@@ -255,7 +256,7 @@ def recover_lost_rows(log: TrialLog, trials_done: int, batch: list[dict[str, Any
         or lost[0].trial != len(log)
         or [row.to_json() for row in kept] != [row.to_json() for row in log.rows[len(log) - len(kept) :]]
     ):
-        raise ValueError(
+        raise ConfigError(
             f"{log.path} holds {len(log)} trials but checkpoint.pt counted {trials_done}: the log "
             "lost trials the checkpoint cannot restore; put back a complete trials.jsonl, or start a new run dir"
         )

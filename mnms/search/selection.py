@@ -37,7 +37,7 @@ class Selection:
         except FileNotFoundError:
             raise ConfigError(
                 f"child.from={str(run_dir)!r} holds no {RunDir.TRIALS}: give the run dir of a search "
-                "(outputs/search/<time>, or a multirun job's folder)"
+                "(outputs/multitask/<time>, or a multirun job's folder)"
             ) from None
         ranked = ranked_architectures(records, task)
         if not ranked:

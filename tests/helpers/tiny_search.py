@@ -36,8 +36,9 @@ def tiny(*overrides: str) -> list[str]:
 
 def tiny_run(run_dir: Path, cache_dir: Path, *overrides: str) -> tuple[DictConfig, object]:
     """Compose the tiny settings + ``overrides`` exactly as ``train.py`` would and run it in ``run_dir``."""
-    cfg = compose_config(*tiny(*overrides), f"paths.cache_dir={cache_dir}", *overrides)
-    return cfg, run(cfg, run_dir)
+    given = [*tiny(*overrides), f"paths.cache_dir={cache_dir}", *overrides]
+    cfg = compose_config(*given)
+    return cfg, run(cfg, run_dir, given)
 
 
 @pytest.fixture(scope="session")

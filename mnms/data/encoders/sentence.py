@@ -17,9 +17,13 @@ from mnms.data.feature_cache import FeatureCache
 
 @functools.cache
 def load_sentence_transformer(model: str, device: str = "cpu") -> Any:
-    """Load once per process and device; sentence_transformers itself takes seconds to import, so lazily."""
-    from sentence_transformers import SentenceTransformer
+    """Load once per process and device; sentence_transformers itself takes seconds to import, so lazily.
 
+    Without transformers' weight-loading bar: it would break into a search's own progress bar."""
+    from sentence_transformers import SentenceTransformer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
     return SentenceTransformer(model, device=device)
 
 
@@ -34,7 +38,7 @@ class SentenceEncoder(Encoder):
 
     defaults = {
         "batch_size": 64,  # (runtime) sentences per forward pass
-        "progress": True,  # (runtime) show sentence-transformers' progress bar
+        "progress": False,  # (runtime) show sentence-transformers' progress bar while it encodes
     }
     runtime_options = frozenset({"batch_size", "progress"})
     free_options = {"progress": "sentence-transformers' progress bar"}
