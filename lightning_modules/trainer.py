@@ -135,6 +135,7 @@ def build_trainer(trainer_cfg: ChildTrainerConfig, *callbacks: pl.Callback) -> p
     return pl.Trainer(
         accelerator=trainer_cfg.accelerator,
         devices=1,
+        precision=trainer_cfg.precision,
         max_epochs=trainer_cfg.max_epochs,
         max_steps=trainer_cfg.max_steps,
         limit_val_batches=1.0 if validates_every_epoch(trainer_cfg) else 0,

@@ -319,3 +319,17 @@ def test_a_child_trains_on_the_gpu(trec, tmp_path) -> None:
         trec, arch, ChildTrainerConfig(max_epochs=1, accelerator="gpu"), FeatureCache(tmp_path), seed=0
     )
     assert result.val_accuracy > 1 / trec.num_classes
+
+
+def test_bf16_mixed_precision_trains_a_child_as_well_and_other_precisions_are_refused(trec, tmp_path) -> None:
+    """bf16-mixed (autocast matmuls, float32 weights) is what a GPU check compares; it runs on the CPU too."""
+    arch = Architecture(encoder="words", hidden_layers=1, wide="chars", learning_rate=0.01)
+    cache = FeatureCache(tmp_path)
+    full, mixed = (
+        evaluate_child(trec, arch, ChildTrainerConfig(max_epochs=3, precision=precision), cache, seed=0)
+        for precision in ("32-true", "bf16-mixed")
+    )
+    assert mixed.val_accuracy > 1.5 / trec.num_classes  # it learns
+    assert abs(mixed.val_accuracy - full.val_accuracy) <= 0.05  # and about as well as in float32
+    with pytest.raises(ConfigError, match=r"trainer.precision='16-mixed' .*one of \['32-true', 'bf16-mixed'\]"):
+        from_config(ChildTrainerConfig, {"precision": "16-mixed"})

@@ -11,6 +11,7 @@ from mnms.utils.config import ConfigError, check, free, is_int, is_number
 
 ACCELERATORS = ("auto", "cpu", "gpu")
 EPOCH_SELECTIONS = ("best", "last")
+PRECISIONS = ("32-true", "bf16-mixed")
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class ChildTrainerConfig:
         "auto",
         "a deliberate exception: a GPU changes the numerics, not the method, so a search may resume on another machine",
     )
+    # 32-true, or bf16-mixed: matmuls in bfloat16 under autocast, weights and optimiser in float32
+    # (Lightning's mixed precision; on a GPU with bfloat16 support, and on the CPU).
+    precision: str = free("32-true", "like the accelerator, it changes the numerics, not the method")
 
     # A child still training after this stops after its current batch and is scored on its best
     # validated epoch (stopped_by: time_limit); one not yet validated is a timeout.
@@ -58,6 +62,7 @@ class ChildTrainerConfig:
         )
         check(self, "accelerator", self.accelerator in ACCELERATORS, f"one of {list(ACCELERATORS)}")
         check(self, "epoch_selection", self.epoch_selection in EPOCH_SELECTIONS, f"one of {list(EPOCH_SELECTIONS)}")
+        check(self, "precision", self.precision in PRECISIONS, f"one of {list(PRECISIONS)}")
         check(
             self,
             "max_steps",
