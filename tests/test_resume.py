@@ -55,7 +55,7 @@ WORDS = (
 # The settings a resume may change, and why each is free: a new one is a decision, so this test names it.
 FREE = {
     SearchConfig: {"trials", "max_examples", "progress"},
-    ChildTrainerConfig: {"progress_bar", "accelerator"},
+    ChildTrainerConfig: {"progress_bar", "accelerator", "precision"},
     Architecture: set(),
 }
 
@@ -223,7 +223,8 @@ def half_then_resumed(job: SearchJob, run_dir: Path, later: SearchJob) -> list[d
 
 
 def test_a_resume_that_changes_only_free_settings_records_the_trials_it_would_have(data_dir, tmp_path) -> None:
-    assert set(FREE_CHANGES) | {"search.max_examples", "trainer.accelerator"} >= {
+    # The device and the precision change the numerics, not the method: free, but not the same trials.
+    assert set(FREE_CHANGES) | {"search.max_examples", "trainer.accelerator", "trainer.precision"} >= {
         f"{section}.{name}"
         for section, cls in (("search", SearchConfig), ("trainer", ChildTrainerConfig))
         for name in FREE[cls] - {"trials"}
