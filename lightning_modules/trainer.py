@@ -24,6 +24,7 @@ from lightning_modules.datamodule import TaskDataModule
 from mnms.child import result as stopped
 from mnms.child.arch import Architecture
 from mnms.child.config import ChildTrainerConfig, resolve_device, validates_every_epoch
+from mnms.child.flops import child_flops, examples_trained, forward_flops_per_example
 from mnms.child.inputs import ChildInputs, child_inputs
 from mnms.child.result import ChildDiverged, ChildResult, ChildTimeout
 from mnms.child.stopping import stops_after
@@ -230,6 +231,10 @@ def _evaluate_child(
     (test,) = trainer.test(model, datamodule=data, verbose=False)
     if checkpoint is not None:
         trainer.save_checkpoint(checkpoint, weights_only=True)
+    per_example = forward_flops_per_example(model, inputs.splits["train"])
+    train_batches = data.train_dataloader()
+    trained = examples_trained(trainer.global_step, train_batches.size, arch.batch_size, len(train_batches))
+    validated = len(best.curve) * len(labels["validation"])
     return ChildResult(
         val_accuracy=best.metrics["val/accuracy"],
         val_macro_f1=best.metrics["val/macro_f1"],
@@ -245,4 +250,6 @@ def _evaluate_child(
         val_curve=best.curve,
         stopped_by=stopped_by,
         device=device,
+        flops_per_example=per_example,
+        flops=child_flops(per_example, trained, validated),
     )

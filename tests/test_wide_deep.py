@@ -333,3 +333,19 @@ def test_bf16_mixed_precision_trains_a_child_as_well_and_other_precisions_are_re
     assert abs(mixed.val_accuracy - full.val_accuracy) <= 0.05  # and about as well as in float32
     with pytest.raises(ConfigError, match=r"trainer.precision='16-mixed' .*one of \['32-true', 'bf16-mixed'\]"):
         from_config(ChildTrainerConfig, {"precision": "16-mixed"})
+
+
+def test_a_childs_compute_is_counted_the_same_every_time_and_grows_with_what_it_trains(trec, tmp_path) -> None:
+    """FLOPs, unlike seconds, are a cost a seeded search can reward and reproduce exactly."""
+    cache = FeatureCache(tmp_path)
+    small = Architecture(encoder="words", hidden_layers=0)
+    wide = Architecture(encoder="words", hidden_layers=2, width_1=512, width_2=512, wide="both")
+    runs = [
+        evaluate_child(trec, arch, ChildTrainerConfig(max_epochs=2, patience=None), cache, seed=0)
+        for arch in (small, small, wide)
+    ]
+    assert runs[0].flops == runs[1].flops > 0  # counted, not timed
+    assert runs[2].flops_per_example > 10 * runs[0].flops_per_example and runs[2].flops > runs[0].flops
+    # Two epochs of training (3 forwards an example) and two validations of the whole split.
+    trained, validated = 2 * len(trec.splits["train"]), 2 * len(trec.splits["validation"])
+    assert runs[0].flops == pytest.approx(runs[0].flops_per_example * (3 * trained + validated), rel=0.05)

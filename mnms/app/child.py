@@ -32,6 +32,7 @@ from mnms.app.common import (
     tracking_config,
 )
 from mnms.child.arch import Architecture
+from mnms.child.flops import gflops
 from mnms.child.inputs import vocabularies
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
@@ -150,6 +151,7 @@ def _print_child_summary(
     table.add_row("parameters", f"{metrics['num_parameters']:,}")
     table.add_row("epochs", f"{metrics['epochs']} (scored at epoch {metrics['best_epoch']})")
     table.add_row("wall time", f"{metrics['total_seconds']:.1f} s (training {metrics['train_seconds']:.1f} s)")
+    table.add_row("compute", f"{gflops(metrics)} GFLOPs (training and validation, counted: mnms/child/flops.py)")
     table.add_row("features", "from cache" if metrics["features_from_cache"] else "computed, now cached")
     console = Console(soft_wrap=True)  # a path or a command is one line, whatever the terminal's width
     console.print(table)

@@ -22,6 +22,7 @@ from mnms.app.common import (
     tracking_config,
 )
 from mnms.app.study import check_study_job
+from mnms.child.flops import gflops
 from mnms.executors import executor_config, make_executor
 from mnms.search.config import SearchConfig
 from mnms.search.job import SearchJob
@@ -194,7 +195,7 @@ def _nothing_succeeded(unsuccessful: dict[str, dict[str, Any]], files: RunDir) -
 
 def _print_search_summary(summary: dict, files: RunDir) -> None:
     table = Table(title=f"best architecture per task ({summary['trials']} trials, {summary['strategy']})")
-    for column in ("task", "val acc", "test acc", "trial", "distinct", "searched decisions"):
+    for column in ("task", "val acc", "test acc", "GFLOPs", "trial", "distinct", "searched decisions"):
         table.add_column(column, justify="left" if column in ("task", "searched decisions") else "right")
     distinct = summary.get("distinct", {})  # architectures each task trained: a reused trial trains none
     for task, best in summary["best"].items():
@@ -203,6 +204,7 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             task,
             f"{best['metrics']['val_accuracy']:.4f}",
             f"{best['metrics']['test_accuracy']:.4f}",
+            gflops(best["metrics"]),
             str(best["trial"]),
             str(distinct.get(task, "-")),
             arch,
@@ -213,7 +215,7 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             if entry["trials"]
             else "not searched: search.trials ran out before its turn"
         )
-        table.add_row(task, "-", "-", "-", "-", f"[red]{escape(failed)}[/red]")
+        table.add_row(task, "-", "-", "-", "-", "-", f"[red]{escape(failed)}[/red]")
     console = Console(soft_wrap=True)  # a path or a command is one line, whatever the terminal's width
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")

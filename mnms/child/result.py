@@ -38,6 +38,11 @@ class ChildResult:
     # one validated epoch: the child is scored on its best epoch so far).
     stopped_by: str = MAX_EPOCHS
     device: str = "cpu"  # where it trained: cpu, or cuda (the GPU its worker was given)
+    # Its compute, counted rather than timed, so the same on every machine (mnms.child.flops):
+    # one forward pass per example, and what training and validation computed in all.
+    # 0 in records from before mnms 0.7, which did not count them.
+    flops_per_example: float = 0.0
+    flops: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

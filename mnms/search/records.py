@@ -22,7 +22,7 @@ from mnms.utils.faults import kill_point
 from mnms.utils.io import RunDir, torch_load_safe, torch_save_atomic
 
 METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")  # the scores every record shows
-TRAINING = ("epochs", "stopped_by", "num_parameters", "train_seconds")  # what a child's training did and cost
+TRAINING = ("epochs", "stopped_by", "num_parameters", "train_seconds", "flops")  # what a child's training did and cost
 
 # What a child's settings meant before they existed (mnms < 0.3): no convolution, no wide
 # tower, nothing fine-tuned but tables; every epoch trained, the last one scored. Literals,
