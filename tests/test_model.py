@@ -193,6 +193,24 @@ def test_child_from_takes_the_kth_distinct_architecture_with_command_line_overri
     assert arch.encoder == second["encoder"]
 
 
+def test_child_select_within_takes_the_cheapest_close_to_the_best_from_the_runs_pareto_front(pretrained) -> None:  # noqa: F811
+    ranked = ranked_architectures(read_trials(pretrained), "trec")
+    best = ranked[0].metrics["val_accuracy"]
+    close = [row for row in ranked if row.metrics["val_accuracy"] >= best - 0.05]
+    cfg = compose_as_cli("mode=child", "task=trec", f"child.from={pretrained}", "child.select.within=0.05")
+    _, source = child_architecture(cfg, ChildSourceConfig.from_mapping(cfg.child))
+    cheapest = min(close, key=lambda row: row.metrics["flops"])
+    assert source["trial"] == cheapest.trial
+    # summary.json's front: cheapest first, each entry more accurate than the cheaper ones, ending at the best.
+    front = json.loads((pretrained / "summary.json").read_text())["pareto"]["trec"]
+    assert [entry["flops"] for entry in front] == sorted(entry["flops"] for entry in front)
+    accuracies = [entry["val_accuracy"] for entry in front]
+    assert accuracies == sorted(set(accuracies)) and accuracies[-1] == best
+    assert front[0]["flops"] == min(row.metrics["flops"] for row in ranked)
+    with pytest.raises(ConfigError, match=r"child.select.rank=2 and child.select.within=0.05 both choose"):
+        ChildSourceConfig.from_mapping({"select": {"rank": 2, "within": 0.05}})
+
+
 def test_child_from_errors_name_the_run_the_task_and_the_fix(pretrained, tmp_path) -> None:  # noqa: F811
     def architecture(*overrides: str):
         cfg = compose_as_cli("mode=child", *overrides)

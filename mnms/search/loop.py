@@ -31,6 +31,7 @@ from mnms.executors.trial import OK, PRUNED, TrialOutcome, TrialRequest, has_met
 from mnms.search.asynchronous import AsyncScheduler
 from mnms.search.book import TrialBook
 from mnms.search.config import SearchConfig
+from mnms.search.cost import pareto_front
 from mnms.search.progress import SearchProgress, Stopwatch
 from mnms.search.pruning import Bars
 from mnms.search.records import TrialRecord
@@ -369,6 +370,8 @@ class Search:
                 for task, row in self.book.best.items()
             },
             "unsuccessful": self.book.unsuccessful(self.tasks),
+            # Per task, the children no other beats on both accuracy and counted compute, cheapest first.
+            "pareto": {task: pareto_front(self.book.log.rows, task, "val_accuracy", "flops") for task in self.tasks},
             "choice_probabilities": {task: self.strategy.choice_probabilities(task) for task in self.tasks},
             "seconds": dict(self.timed.seconds),
             "overhead_fraction": self.timed.overhead_fraction(),
