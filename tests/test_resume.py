@@ -25,6 +25,7 @@ from mnms.child.config import EPOCH_SELECTIONS, ChildTrainerConfig
 from mnms.data.encoders import ENCODERS, encoder_resume_settings
 from mnms.search import resume
 from mnms.search.config import MODES, PRUNED_REWARDS, REPEATS, REWARDS, SCHEDULES, SearchConfig
+from mnms.search.cost import MEASURES, SHAPES
 from mnms.search.job import SearchJob
 from mnms.search.pruning import PRUNERS
 from mnms.search.records import TrialLog, load_checkpoint, read_trials, save_checkpoint
@@ -51,6 +52,8 @@ WORDS = (
     *ACTIVATIONS,
     *NORMALISATIONS,
     *OPTIMIZERS,
+    *SHAPES,
+    *MEASURES,
 )
 # The settings a resume may change, and why each is free: a new one is a decision, so this test names it.
 FREE = {
@@ -69,7 +72,7 @@ def alternatives(value: Any) -> Iterator[Any]:
     elif isinstance(value, float):
         candidates = (value / 2, value + 0.5, 0.5)
     elif value is None:
-        candidates = (2, 0.5)
+        candidates = (2, 0.5, -0.5)
     elif isinstance(value, str):
         candidates = (*WORDS, f"{value}-changed")
     elif isinstance(value, list):

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from mnms.search.cost import CostConfig
 from mnms.search.pruning import PRUNERS, Pruner
 from mnms.utils.config import check, free, is_int, resume_settings
 
@@ -69,6 +70,8 @@ class SearchConfig:
     # async: a free worker gets a new child at once; the strategy learns from each batch_size
     # trials of a task as they finish (no trial lost or repeated after a crash; order may vary).
     mode: str = "sync"
+    # Cost in the reward (mnms/search/cost.py): search.cost.shape=none (the paper) | mnas | abs.
+    cost: CostConfig = field(default_factory=CostConfig)
 
     def __post_init__(self) -> None:
         check(self, "trials", is_int(self.trials) and self.trials >= 1, "an integer >= 1")

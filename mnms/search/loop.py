@@ -31,7 +31,7 @@ from mnms.executors.trial import OK, PRUNED, TrialOutcome, TrialRequest, has_met
 from mnms.search.asynchronous import AsyncScheduler
 from mnms.search.book import TrialBook
 from mnms.search.config import SearchConfig
-from mnms.search.cost import pareto_front
+from mnms.search.cost import CostReward, pareto_front
 from mnms.search.progress import SearchProgress, Stopwatch
 from mnms.search.pruning import Bars
 from mnms.search.records import TrialRecord
@@ -75,6 +75,7 @@ class Search:
         self.tracker = tracker or Tracker(TrackingConfig(mode="disabled"), {})  # a disabled tracker does nothing
         self.book = TrialBook(self.run_dir, seed, reuse=cfg.reuse_rewards)
         self.bars = Bars(cfg.pruning)
+        self.costs = CostReward(cfg.cost)
         self.checkpoint = Checkpoint(self.run_dir, signature)
         self.step = 0
         self.task_rng = torch.Generator().manual_seed(seed)
@@ -101,6 +102,9 @@ class Search:
         # from; they are learned from (their log_prob names the policy that proposed them)
         # rather than trained again.
         self.book.resume(self.trials_done, relearn=cfg.mode == "async")
+        for row in self.book.log.rows:  # each task's cost target, as the trials so far set it
+            if row.reused_from is None:
+                self.costs.feed(row.trial, row.task, row)
         kill_point("search.start")
 
     # --- resume -------------------------------------------------------------------
@@ -217,11 +221,14 @@ class Search:
         bars = self.bars.before(bars_from, task, self.book.log.rows)
         return TrialRequest(trial, task, arch, self.seed, bars, cost_key(task, arch))
 
-    def _reward(self, outcome: TrialOutcome) -> float:
-        """The reward rule: the child's ``search.reward`` score; a pruned child's best so far
-        (``search.pruned_reward=best_so_far``) or, like any child that did not finish, ``search.failure_reward``."""
+    def _reward(self, task: str, outcome: TrialOutcome) -> float:
+        """The reward rule: the child's ``search.reward`` score shaped by its cost (``search.cost``); a pruned
+        child's best so far (``search.pruned_reward=best_so_far``) or, like any child that did not finish,
+        ``search.failure_reward``."""
         scored = has_metrics(outcome) and (outcome.status != PRUNED or self.cfg.pruned_reward == "best_so_far")
-        return outcome.metrics[self.cfg.reward] if scored else self.cfg.failure_reward
+        if not scored:
+            return self.cfg.failure_reward
+        return self.costs.shaped(task, outcome.metrics[self.cfg.reward], outcome.metrics)
 
     def row(
         self,
@@ -234,6 +241,8 @@ class Search:
         step: int | None = None,
     ) -> TrialRecord:
         """The record of ``trial``: ``proposal`` for ``task``, trained to ``outcome`` (or sharing ``reused_from``'s)."""
+        if reused_from is None:  # a child that trained counts towards its task's cost target, itself included
+            self.costs.feed(trial, task, outcome)
         return TrialRecord(
             trial=trial,
             step=self.step if step is None else step,
@@ -241,7 +250,7 @@ class Search:
             arch=arch,
             decisions=proposal.arch,
             seed=self.seed,
-            reward=self._reward(outcome),
+            reward=self._reward(task, outcome),
             status=outcome.status,
             error=outcome.error,
             metrics=outcome.metrics,
@@ -372,6 +381,9 @@ class Search:
             "unsuccessful": self.book.unsuccessful(self.tasks),
             # Per task, the children no other beats on both accuracy and counted compute, cheapest first.
             "pareto": {task: pareto_front(self.book.log.rows, task, "val_accuracy", "flops") for task in self.tasks},
+            "cost_target": {task: self.costs.target(task) for task in self.tasks}
+            if self.cfg.cost.shape != "none"
+            else {},
             "choice_probabilities": {task: self.strategy.choice_probabilities(task) for task in self.tasks},
             "seconds": dict(self.timed.seconds),
             "overhead_fraction": self.timed.overhead_fraction(),

@@ -33,6 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from mnms.data.encoders import encoder_resume_settings
 from mnms.search.config import SearchConfig
+from mnms.search.cost import CostConfig
 from mnms.search.records import (
     TRAINER_BEFORE_0_3,
     TrialLog,
@@ -153,6 +154,8 @@ def upgraded_signature(saved: Mapping[str, Any], recorded: Mapping[str, Any] | N
         upgraded.setdefault("transfer", None)
     # Before search.repeats, a repeated proposal shared its earlier result and used a trial.
     upgraded["search"] = {"repeats": "reuse", **upgraded.get("search", {})}
+    # Before search.cost, the reward was the score alone.
+    upgraded["search"].setdefault("cost", resume_settings(CostConfig()))
     if "controller" in saved:
         del upgraded["controller"]
         strategy = saved["controller"]
