@@ -13,6 +13,7 @@ from omegaconf import DictConfig
 
 from mnms.app.help import HELP_FLAGS, help_text
 from mnms.app.launch import UserError, did_you_mean, with_resume
+from mnms.app.logs import record_in_log
 
 CONF_DIR = Path(__file__).parent / "conf"
 
@@ -27,6 +28,7 @@ def main(cfg: DictConfig) -> float | None:
     except (
         USER_ERRORS
     ) as error:  # a mistake in what was asked: its message, not a traceback (HYDRA_FULL_ERROR=1 shows it)
+        record_in_log(f"Error: {error}")  # train.log keeps why the run stopped
         raise UserError(f"Error: {error}") from error
 
 

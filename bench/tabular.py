@@ -436,6 +436,14 @@ def search_all(settings: list[str], seeds: int, trials_per_task: int, out: Path,
         for seed in range(seeds)
         if str(seed) not in done.get(name, {})
     ]
+    if not todo:
+        print(
+            f"all {len(settings) * seeds} searches are already in {out}: nothing to run. "
+            "--out <new file> searches them again; --seeds N with more seeds adds the missing ones",
+            file=sys.stderr,
+        )
+        return
+    print(f"{len(todo)} searches to run ({len(settings) * seeds - len(todo)} already in {out})", file=sys.stderr)
     started = time.perf_counter()
     with multiprocessing.get_context("spawn").Pool(workers) as pool:
         for count, (name, seed, found) in enumerate(pool.imap_unordered(_search_job, todo), start=1):

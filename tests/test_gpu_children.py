@@ -106,7 +106,7 @@ def test_local_workers_given_a_gpu_that_does_not_exist_fail_before_any_child_tra
         executor_config({"kind": "local", "workers": 1, "gpus": [0]}), make_runner(data_dir, tmp_path)
     )
     try:
-        with pytest.raises(RuntimeError, match=r"CUDA device 0.*executor.gpus gave this worker CUDA device 0"):
+        with pytest.raises(ConfigError, match=r"CUDA device 0.*executor.gpus gave this worker CUDA device 0"):
             executor.submit(TrialRequest(0, "trec", WORDS, 0))
     finally:
         executor.close()

@@ -121,7 +121,7 @@ def test_a_budget_larger_than_the_space_trains_each_architecture_once_then_warns
     assert len(rows) == 20 and summary["distinct"] == {"trec": 6, "langid-tatoeba": 6}
     trained = [(row.task, table.key(row.decisions)) for row in rows if row.reused_from is None]
     assert len(trained) == len(set(trained)) == 12  # nothing trained twice
-    settled = [r.getMessage() for r in caplog.records if "its policy has settled" in r.getMessage()]
+    settled = [r.getMessage() for r in caplog.records if "its proposals have settled" in r.getMessage()]
     assert {message.split(":")[0] for message in settled} == {"trec", "langid-tatoeba"}
     assert all(0 < summary["repeat_fraction"][task] < 1 for task in tasks)
 

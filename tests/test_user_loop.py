@@ -120,7 +120,10 @@ def test_a_resume_that_changes_a_setting_is_refused_before_w_and_b_starts(sessio
     tiny_run(tmp_path / "run", session_cache_dir, "tasks=[trec]", "search.trials=4", *WANDB)
     with pytest.raises(ConfigError, match=r"its strategy.policy.learning_rate is 0.01, this run's is 0.1; .* drop"):
         tiny_run(tmp_path / "x", session_cache_dir, f"resume={tmp_path / 'run'}", "strategy.policy.learning_rate=0.1")
-    assert len(find_offline_runs(tmp_path / "run")) == 1  # the refusal started no W&B run
+    # A whole group given anew is compared as it would compose, not merged into the recorded one.
+    with pytest.raises(ConfigError, match=r"its strategy.kind is 'ppo', this run's is 'random'"):
+        tiny_run(tmp_path / "x", session_cache_dir, f"resume={tmp_path / 'run'}", "strategy=random")
+    assert len(find_offline_runs(tmp_path / "run")) == 1  # the refusals started no W&B run
 
 
 def test_a_resumed_search_goes_on_with_its_w_and_b_run_and_logs_best_so_far_per_trial(
@@ -248,13 +251,19 @@ def test_mode_tasks_lists_the_data_dir_apart_from_the_spec_files(data_dir, tmp_p
     assert specs == {"example_csv": "missing reviews.csv", "example_download": "download from example.com"}
 
 
-def test_a_search_run_dir_is_named_by_its_experiment() -> None:
-    shown = subprocess.run(
-        [sys.executable, "train.py", "experiment=transfer", "--cfg", "hydra", "--resolve"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert shown.returncode == 0, shown.stderr[-2000:]
-    assert yaml.safe_load(shown.stdout)["hydra"]["run"]["dir"].startswith("outputs/transfer/")
+def test_a_search_run_dir_is_named_by_what_it_is_and_one_that_cannot_be_made_is_refused(
+    data_dir, session_cache_dir, tmp_path
+) -> None:
+    def search(*overrides: str) -> subprocess.CompletedProcess:
+        settings = [*tiny(), f"paths.data_dir={data_dir}", f"paths.cache_dir={session_cache_dir}", *overrides]
+        command = [sys.executable, str(ROOT / "train.py"), *settings]
+        return subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+
+    (tmp_path / "outputs").write_text("")  # a file where the run dir's parent should be
+    refused = search("strategy=optuna", "tasks=[trec]", "search.trials=2")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert "hydra.run.dir='outputs/optuna/" in refused.stderr and "outputs is a file, not a folder" in refused.stderr
+    (tmp_path / "outputs").unlink()
+    done = search("strategy=optuna", "tasks=[trec]", "search.trials=2")  # an optuna baseline, whatever experiment
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [path.name for path in (tmp_path / "outputs").iterdir()] == ["optuna"]

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
@@ -21,10 +22,17 @@ class WritableRunDir(Callback):
     """
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _exit_unless_writable(Path(config.hydra.run.dir), "hydra.run.dir")
+        _exit_unless_writable(_resolved(config, "run"), "hydra.run.dir")
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _exit_unless_writable(Path(config.hydra.sweep.dir), "hydra.sweep.dir")
+        _exit_unless_writable(_resolved(config, "sweep"), "hydra.sweep.dir")
+
+
+def _resolved(config: DictConfig, kind: str) -> Path:
+    """``hydra.<kind>.dir``, its ``${hydra:...}`` interpolations (a search's run dir names its experiment)
+    resolved: Hydra only sets the config they read after the callbacks' start hooks, so set it now."""
+    HydraConfig.instance().set_config(config)
+    return Path(config.hydra[kind].dir)
 
 
 def _exit_unless_writable(folder: Path, key: str) -> None:

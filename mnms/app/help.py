@@ -46,7 +46,8 @@ Examples:
   python train.py --cfg job                                    every setting, composed (add overrides to see theirs)
   python -m mnms.report outputs/<runs or sweep dir>            tables and figures comparing runs
 
-Runs land in outputs/<experiment or mode>/<time>/ (summary.json, trials.jsonl, train.log);
+Runs land in outputs/<mode>/<time>/, a search's mode being what it is: multitask, scratch,
+transfer, random, optuna, ... (summary.json, trials.jsonl, train.log);
 W&B logs offline unless logger.mode=online. More: README.md and docs/.
 """
 

@@ -42,7 +42,9 @@ def resumed_config(cfg: DictConfig, run_dir: Path, overrides: Sequence[str]) -> 
         if value is _ABSENT:  # a group of whole-config settings (experiment=, study=): no one key to compare
             ignored.append(override)
             continue
-        OmegaConf.update(recorded, key, copy.deepcopy(value), force_add=True)
+        # A group given anew (strategy=random, executor=local) replaces the recorded one whole, as it would
+        # compose: merged, the recorded group's other keys would be left over, and refused as unknown.
+        OmegaConf.update(recorded, key, copy.deepcopy(value), merge=False, force_add=True)
     if ignored:
         log.warning(
             "resume=%s: %s ignored: a resumed search runs under the settings it recorded (its config.yaml); "

@@ -24,6 +24,7 @@ from mnms.child.config import ChildTrainerConfig
 from mnms.data.encoders import encoder_defaults
 from mnms.executors import EXECUTORS
 from mnms.search.config import SearchConfig
+from mnms.search.mode import run_mode
 from mnms.search.selection import ChildSourceConfig
 from mnms.search.strategies import STRATEGIES
 from mnms.tracking import TrackingConfig
@@ -49,6 +50,13 @@ def register_schemas() -> None:
     for path, node in nodes.items():
         group, _, name = f"schema/{path}".rpartition("/")
         store.store(group=group, name=name, node=node if OmegaConf.is_config(node) else _schema(node))
+    # A search's run dir is named by what it is (conf/mode/search.yaml): outputs/optuna/<time>, outputs/transfer/...
+    OmegaConf.register_new_resolver("mnms.search_mode", _search_mode, replace=True)
+
+
+def _search_mode(*, _root_: DictConfig) -> str:
+    """The mode of the search ``_root_`` composes; ``search`` where only Hydra's node is at hand (``--cfg hydra``)."""
+    return run_mode(_root_) if "strategy" in _root_ else "search"
 
 
 def _schema(node: Any) -> DictConfig:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -21,6 +22,7 @@ from mnms.app.common import (
     task_descriptor,
     tracking_config,
 )
+from mnms.app.logs import record_in_log
 from mnms.app.study import check_study_job
 from mnms.child.flops import gflops
 from mnms.executors import executor_config, make_executor
@@ -37,6 +39,8 @@ from mnms.transfer.warm_start import Describe, TransferConfig, warm_start
 from mnms.utils.config import ConfigError, from_config, plain
 from mnms.utils.faults import kill_point
 from mnms.utils.io import RunDir, write_json_atomic, write_text_atomic
+
+log = logging.getLogger(__name__)
 
 
 def run_search(cfg: DictConfig, run_dir: Path) -> float:
@@ -95,6 +99,17 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
     group = ",".join(sorted(job.task_names))
     tracking = tracking_config(cfg, run_dir, group=group, job_type=mode, name=f"{mode}-{cfg.seed}")
     continued = _continued(job, run_dir, Path(tracking.dir))
+    if continued:
+        done, total = continued["first_trial"], job.search.trials
+        if done >= total:
+            log.info(
+                "%s already has %d of search.trials=%d: nothing to train (search.trials=N extends it)",
+                run_dir,
+                done,
+                total,
+            )
+        else:
+            log.info("resuming %s at trial %d of %d", run_dir, done, total)
     executor = make_executor(executor_cfg, job.runner())
     try:
         with Tracker(tracking, logged_config(cfg, tracking, unused=("task",)), **continued) as tracker:
@@ -129,6 +144,7 @@ def _interrupted(run_dir: Path, summary: dict[str, Any]) -> NoReturn:
     write_json_atomic(RunDir(run_dir).summary, {**summary, "status": "interrupted", "resume": command})
     done = f"interrupted after {summary['trials']} trials; all of it is in {run_dir}"
     print(f"{done}. Go on with: {command}", file=sys.stderr)
+    record_in_log(f"{done}. Go on with: {command}", logging.WARNING)
     raise SystemExit(130)
 
 
@@ -196,7 +212,10 @@ def _nothing_succeeded(unsuccessful: dict[str, dict[str, Any]], files: RunDir) -
 def _print_search_summary(summary: dict, files: RunDir) -> None:
     table = Table(title=f"best architecture per task ({summary['trials']} trials, {summary['strategy']})")
     for column in ("task", "val acc", "test acc", "GFLOPs", "trial", "distinct", "searched decisions"):
-        table.add_column(column, justify="left" if column in ("task", "searched decisions") else "right")
+        # Cells fold rather than end in "…" on a narrow or piped console: every decision stays readable.
+        table.add_column(
+            column, justify="left" if column in ("task", "searched decisions") else "right", overflow="fold"
+        )
     distinct = summary.get("distinct", {})  # architectures each task trained: a reused trial trains none
     for task, best in summary["best"].items():
         arch = ", ".join(f"{k}={v}" for k, v in best["decisions"].items())

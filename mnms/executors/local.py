@@ -30,7 +30,7 @@ from typing import ClassVar
 
 from mnms.executors.base import Executor, Runner
 from mnms.executors.trial import TrialOutcome, TrialRequest
-from mnms.utils.config import check, is_int
+from mnms.utils.config import ConfigError, check, is_int
 
 log = logging.getLogger(__name__)
 
@@ -214,9 +214,9 @@ class LocalExecutor(Executor):
             raise RuntimeError(
                 f"a local worker died while starting (exit code {worker.process.exitcode}); its error is printed above"
             ) from None
-        if status == "error":
+        if status == "error":  # what it was given (cores, a GPU) does not exist here: a setting to fix
             place = f"cores {worker.cores}" + (f", CUDA device {worker.gpu}" if worker.gpu is not None else "")
-            raise RuntimeError(
+            raise ConfigError(
                 f"a local worker could not start ({place}): {detail}; "
                 "check executor.cores_per_worker, executor.workers and executor.gpus"
             )

@@ -78,9 +78,10 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
         figures["task_placement.png"] = placement_figure(transfers, own)
     modes = ", ".join(sorted(jobs["mode"].unique(), key=mode_sort_key))
     seeds = sorted(int(seed) for seed in jobs["seed"].unique())
+    runs = f"{len(jobs)} run{'s' if len(jobs) != 1 else ''}"
     sections = [
         "# Search report",
-        f"{len(jobs)} runs under `{_shown(root)}` (modes: {modes}; seeds: {seeds}), read from their `trials.jsonl`.",
+        f"{runs} under `{_shown(root)}` (modes: {modes}; seeds: {seeds}), read from their `trials.jsonl`.",
         "## Results per task",
         LEGEND,
         *(f"### {task}\n\n{task_table(stats, task)}" for task in sorted(trials["task"].unique())),

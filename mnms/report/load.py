@@ -18,9 +18,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from mnms.executors.trial import finished
-from mnms.search.mode import search_mode
+from mnms.search.mode import run_mode
 from mnms.search.records import TrialRecord, read_trials
-from mnms.search.strategies import STRATEGIES
 from mnms.transfer.artifact import load_controller_artifact
 from mnms.utils.io import RunDir
 
@@ -112,24 +111,6 @@ def _required(cfg: DictConfig, key: str, run_dir: Path) -> object:
         path = files.config if files.config.exists() else files.hydra_config
         raise ValueError(f"{path} has no {key!r}: it is not a search's config; restore it or leave {run_dir} out")
     return value
-
-
-def _strategy_kind(cfg: DictConfig) -> str | None:
-    """The run's strategy; run dirs written before strategies had their own group named it ``controller.kind``."""
-    return OmegaConf.select(cfg, "strategy.kind") or OmegaConf.select(cfg, "controller.kind")
-
-
-def run_mode(cfg: DictConfig) -> str:
-    """What the search that recorded ``cfg`` is (``mnms.search.mode.search_mode``)."""
-    kind = _strategy_kind(cfg)
-    return search_mode(
-        kind,
-        list(OmegaConf.select(cfg, "tasks") or ()),
-        trains_controller=kind in STRATEGIES and STRATEGIES[kind].trains_controller,
-        transfer_from=OmegaConf.select(cfg, "transfer.from"),
-        transfer_init=OmegaConf.select(cfg, "transfer.init") or "random",
-        study_mode=OmegaConf.select(cfg, "study.mode"),
-    )
 
 
 def run_config(run_dir: Path) -> DictConfig:

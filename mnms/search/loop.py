@@ -203,17 +203,22 @@ class Search:
         self.draw_log.append((self.step, task, proposed, repeats))
         if 2 * repeats > proposed and task not in self.settled and len(self.book) < self.cfg.trials:
             self.settled.add(task)
+            fix = (
+                "to keep exploring raise strategy.policy.entropy_weight, or stop the search"
+                if self.strategy.trains_controller
+                else "the space may hold few architectures this task has not tried: widen search_space, or stop"
+            )
             log.warning(
-                "%s: %d of the %d architectures the strategy proposed at step %d repeat ones the task already tried, "
-                "with %d trials of the budget left: its policy has settled (%s). %s",
+                "%s: %d of the %d architectures the strategy proposed at step %d repeat ones the task already tried "
+                "or the step already held, with %d trials of the budget left: its proposals have settled (%s). "
+                "More trials will add few new children; %s (docs/search.md, 'What a trial counts').",
                 task,
                 repeats,
                 proposed,
                 self.step,
                 self.cfg.trials - len(self.book),
                 "repeats are drawn again" if self.cfg.repeats == "redraw" else "repeats use trials and train nothing",
-                "More trials will add few new children; to keep exploring raise strategy.policy.entropy_weight "
-                "or stop the search (docs/search.md, 'What a trial counts').",
+                fix,
             )
 
     def request(self, trial: int, task: str, arch: dict[str, Any], bars_from: int) -> TrialRequest:

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from omegaconf import DictConfig, OmegaConf
+
+from mnms.search.strategies import STRATEGIES
+
 
 def search_mode(
     strategy: str,
@@ -34,3 +38,22 @@ def search_mode(
     if not trains_controller:
         return strategy
     return "scratch" if len(tasks) == 1 else "multitask"
+
+
+def _strategy_kind(cfg: DictConfig) -> str | None:
+    """The run's strategy; run dirs written before strategies had their own group named it ``controller.kind``."""
+    return OmegaConf.select(cfg, "strategy.kind") or OmegaConf.select(cfg, "controller.kind")
+
+
+def run_mode(cfg: DictConfig) -> str:
+    """What the search that recorded ``cfg`` is (``mnms.search.mode.search_mode``)."""
+    kind = _strategy_kind(cfg)
+    tasks = OmegaConf.select(cfg, "tasks") or ()
+    return search_mode(
+        kind,
+        [tasks] if isinstance(tasks, str) else list(tasks),  # tasks=mr, before the search reads it as [mr]
+        trains_controller=kind in STRATEGIES and STRATEGIES[kind].trains_controller,
+        transfer_from=OmegaConf.select(cfg, "transfer.from"),
+        transfer_init=OmegaConf.select(cfg, "transfer.init") or "random",
+        study_mode=OmegaConf.select(cfg, "study.mode"),
+    )

@@ -48,6 +48,11 @@ class Selection:
 
     def pick(self, run_dir: Path, task: str) -> TrialRecord:
         """The trial of the search in ``run_dir`` whose architecture this selects for ``task``."""
+        if not run_dir.is_dir():
+            raise ConfigError(
+                f"child.from={str(run_dir)!r} does not exist: give the run dir of a search (it prints it at the end; "
+                "outputs/multitask/<time>, or a multirun job's folder)"
+            )
         try:
             records = read_trials(run_dir)
         except FileNotFoundError:
