@@ -60,6 +60,7 @@ def test_a_record_without_the_cost_names_the_setting_and_the_measure_that_works(
         cost_of({"train_seconds": 3.0}, "flops")
 
 
+@pytest.mark.slow
 def test_a_cost_aware_search_rewards_cheap_children_keeps_their_scores_and_resumes_exactly(
     session_cache_dir, tmp_path
 ) -> None:

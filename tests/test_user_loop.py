@@ -251,6 +251,7 @@ def test_mode_tasks_lists_the_data_dir_apart_from_the_spec_files(data_dir, tmp_p
     assert specs == {"example_csv": "missing reviews.csv", "example_download": "download from example.com"}
 
 
+@pytest.mark.slow
 def test_a_search_run_dir_is_named_by_what_it_is_and_one_that_cannot_be_made_is_refused(
     data_dir, session_cache_dir, tmp_path
 ) -> None:
