@@ -86,3 +86,4 @@ def test_an_old_controller_transfers_to_the_trials_0_1_0_recorded(data_dir, sess
 def test_an_old_run_dir_reports(tmp_path) -> None:
     report = build_report([old_run_dir(tmp_path)], tmp_path / "report").read_text()
     assert "| multitask seed 0 | trec, langid-tatoeba | 8 | ok | `ppo8` |" in report
+    assert "pareto.png" not in report  # its records predate counted FLOPs: no front to draw

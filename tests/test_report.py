@@ -88,7 +88,7 @@ def _trials(run_dir: Path, task: str) -> list[dict]:
 def test_report_writes_valid_figures_linked_from_the_markdown(report: Path) -> None:
     markdown = report.read_text()
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
-    assert {"best_so_far.png", "reward.png", "task_similarity.png"} <= set(links)
+    assert {"best_so_far.png", "reward.png", "task_similarity.png", "pareto.png"} <= set(links)
     decisions = [link for link in links if link.startswith("decision_")]
     assert len(decisions) == 3 and decisions[0] == "decision_encoder.png"  # the encoder, then the two moving most
     for link in links:
@@ -396,3 +396,11 @@ def test_study_sweeps_only_the_chosen_modes_of_a_step(monkeypatch: pytest.Monkey
         ["study=scratch"],
     ]
     assert "seed=0,1" in launched[0] and "hydra.launcher.n_jobs=1" in launched[1]
+
+
+def test_the_pareto_front_keeps_the_children_no_cheaper_one_matches() -> None:
+    from mnms.report.plots import _front
+
+    children = pd.DataFrame({"flops": [5.0, 1.0, 3.0, 2.0, 4.0, 2.0], "val_accuracy": [0.9, 0.5, 0.7, 0.6, 0.65, 0.55]})
+    front = _front(children)
+    assert list(zip(front["flops"], front["val_accuracy"])) == [(1.0, 0.5), (2.0, 0.6), (3.0, 0.7), (5.0, 0.9)]

@@ -19,6 +19,7 @@ from mnms.report.plots import (
     decision_figure,
     decision_ranking,
     inherited_tasks,
+    pareto_figure,
     placement_figure,
     reward_figure,
     similarity_figure,
@@ -65,6 +66,8 @@ def build_report(paths: Sequence[Path], out: Path | None = None, *, window: int 
     stats = run_stats(trials)
 
     figures = {"best_so_far.png": best_so_far_figure(trials), "reward.png": reward_figure(trials, window)}
+    if (pareto := pareto_figure(trials)) is not None:
+        figures["pareto.png"] = pareto
     ranked = sorted(decision_ranking(trials, window), key=lambda name: name != FIRST_DECISION)  # stable
     for name in ranked[:decisions]:
         figures[f"decision_{name}.png"] = decision_figure(trials, name, window)

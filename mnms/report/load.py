@@ -166,6 +166,8 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
                     "val_accuracy": row.metrics.get("val_accuracy") if ok else None,
                     "test_accuracy": row.metrics.get("test_accuracy") if ok else None,
                     "seconds": child_seconds(row),
+                    # counted compute (mnms/child/flops.py); NaN for records from before it was counted
+                    "flops": row.metrics.get("flops") if ok and row.metrics.get("flops") else None,
                     "arch": json.dumps(row.arch, sort_keys=True),
                     **{f"{DECISION_PREFIX}{name}": value for name, value in row.decisions.items()},
                 }
@@ -174,7 +176,7 @@ def load_trials(jobs: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"none of the runs {list(jobs['run'])} has any trial yet; nothing to report")
     trials = pd.DataFrame(rows).sort_values(["run", "trial"], ignore_index=True)
     trials["task_trial"] = trials.groupby(["run", "task"]).cumcount() + 1
-    for column in ("val_accuracy", "test_accuracy", "reward"):
+    for column in ("val_accuracy", "test_accuracy", "reward", "flops"):
         trials[column] = trials[column].astype(float)
     return trials
 

@@ -88,6 +88,37 @@ def reward_figure(trials: pd.DataFrame, window: int) -> Figure:
     return _mode_curves(trials, average, f"reward, moving average of {window}", "Reward")
 
 
+def pareto_figure(trials: pd.DataFrame) -> Figure | None:
+    """Validation accuracy against counted compute, a panel per task: every finished child (dots, one
+    colour per mode, seeds pooled) and each mode's Pareto front (the step line: no child of that mode
+    is both cheaper and more accurate). None when no trial has its FLOPs (records before they were counted)."""
+    counted = trials.dropna(subset=["val_accuracy", "flops"]).drop_duplicates(["run", "task", "arch"])
+    if counted.empty:
+        return None
+    colours = _colours(trials)
+    fig, panels = _panels(sorted(counted["task"].unique()))
+    for task, ax in panels.items():
+        for mode in _modes(trials):
+            mine = counted[(counted["task"] == task) & (counted["mode"] == mode)]
+            if mine.empty:
+                continue
+            ax.scatter(mine["flops"], mine["val_accuracy"], s=10, alpha=0.35, color=colours[mode], lw=0)
+            front = _front(mine)
+            ax.step(front["flops"], front["val_accuracy"], where="post", color=colours[mode], label=mode)
+        ax.set(title=task, xscale="log", xlabel="training compute (FLOPs)", ylabel="validation accuracy")
+        _at_least_span(ax, MIN_SPAN)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle("Accuracy against compute\ndots: children (seeds pooled), line: each mode's Pareto front")
+    return fig
+
+
+def _front(children: pd.DataFrame) -> pd.DataFrame:
+    """The children no other beats on both accuracy and FLOPs, cheapest first."""
+    ordered = children.sort_values(["flops", "val_accuracy"], ascending=[True, False], kind="stable")
+    return ordered[ordered["val_accuracy"] > ordered["val_accuracy"].cummax().shift(fill_value=-1.0)]
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, Real) and not isinstance(value, bool)
 
