@@ -80,3 +80,13 @@ def test_a_cost_aware_search_rewards_cheap_children_keeps_their_scores_and_resum
     refused = pytest.raises(ConfigError, match=r"its search.cost.shape is 'mnas', this run's is 'abs'")
     with refused:
         tiny_run(tmp_path / "ignored", session_cache_dir, f"resume={tmp_path / 'run'}", "search.cost.shape=abs")
+
+
+def test_children_cut_by_the_time_limit_are_counted_per_task(session_cache_dir, tmp_path) -> None:
+    budget = ("trainer.time_limit_s=0.3", "trainer.max_epochs=100000", "trainer.patience=null")
+    tiny_run(tmp_path / "run", session_cache_dir, "tasks=[trec]", "search.trials=4", "search.batch_size=4", *budget)
+    rows = read_trials(tmp_path / "run")
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    cut = [row for row in rows if row.reused_from is None and row.metrics.get("stopped_by") == "time_limit"]
+    assert len(cut) == summary["distinct"]["trec"] > 0  # every child trained ran into the limit
+    assert summary["capped"] == {"trec": len(cut)}

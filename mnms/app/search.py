@@ -211,7 +211,7 @@ def _nothing_succeeded(unsuccessful: dict[str, dict[str, Any]], files: RunDir) -
 
 def _print_search_summary(summary: dict, files: RunDir) -> None:
     table = Table(title=f"best architecture per task ({summary['trials']} trials, {summary['strategy']})")
-    for column in ("task", "val acc", "test acc", "GFLOPs", "trial", "distinct", "searched decisions"):
+    for column in ("task", "val acc", "test acc", "GFLOPs", "trial", "distinct", "capped", "searched decisions"):
         # Cells fold rather than end in "…" on a narrow or piped console: every decision stays readable.
         table.add_column(
             column, justify="left" if column in ("task", "searched decisions") else "right", overflow="fold"
@@ -226,6 +226,7 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             gflops(best["metrics"]),
             str(best["trial"]),
             str(distinct.get(task, "-")),
+            str(summary.get("capped", {}).get(task, "-")),  # children cut by trainer.time_limit_s
             arch,
         )
     for task, entry in summary["unsuccessful"].items():
@@ -234,7 +235,7 @@ def _print_search_summary(summary: dict, files: RunDir) -> None:
             if entry["trials"]
             else "not searched: search.trials ran out before its turn"
         )
-        table.add_row(task, "-", "-", "-", "-", "-", f"[red]{escape(failed)}[/red]")
+        table.add_row(task, "-", "-", "-", "-", "-", "-", f"[red]{escape(failed)}[/red]")
     console = Console(soft_wrap=True)  # a path or a command is one line, whatever the terminal's width
     console.print(table)
     console.print(f"controller/logging/checkpoint overhead: {summary['overhead_fraction']:.1%} of search time")

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mnms.executors.trial import finished, reusable
+from mnms.child.result import TIME_LIMIT
+from mnms.executors.trial import TIMEOUT, finished, reusable
 from mnms.search.records import TrialLog, TrialRecord, with_pre_0_3_fields
 
 
@@ -145,6 +146,16 @@ class TrialBook:
     def distinct(self, tasks: Sequence[str]) -> dict[str, int]:
         """Distinct architectures each task trained (a trial that shared an earlier result trained nothing)."""
         return {task: len(self.trained[task]) for task in tasks}
+
+    def capped(self, tasks: Sequence[str]) -> dict[str, int]:
+        """Children of each task that ran into ``trainer.time_limit_s``: stopped and scored on their best epoch
+        so far (``stopped_by: time_limit``), or out of time before any (``timeout``). A shared result counts once."""
+        counts = dict.fromkeys(tasks, 0)
+        for row in self.log:
+            hit = row.status == TIMEOUT or row.metrics.get("stopped_by") == TIME_LIMIT
+            if hit and row.reused_from is None and row.task in counts:
+                counts[row.task] += 1
+        return counts
 
     def unsuccessful(self, tasks: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Each task no child finished for: its trial count and its most common error (what to fix first)."""

@@ -378,6 +378,7 @@ class Search:
             "trials": len(self.book),
             "steps": self.step,
             "distinct": self.book.distinct(self.tasks),  # architectures each task trained
+            "capped": self.book.capped(self.tasks),  # children that ran into trainer.time_limit_s
             "repeat_fraction": {task: self.repeats[task] / self.draws[task] for task in self.tasks if self.draws[task]},
             "best": {
                 task: {key: getattr(row, key) for key in ("trial", "reward", "decisions", "arch", "metrics")}
