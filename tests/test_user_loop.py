@@ -268,3 +268,23 @@ def test_a_search_run_dir_is_named_by_what_it_is_and_one_that_cannot_be_made_is_
     done = search("strategy=optuna", "tasks=[trec]", "search.trials=2")  # an optuna baseline, whatever experiment
     assert done.returncode == 0, done.stderr[-2000:]
     assert [path.name for path in (tmp_path / "outputs").iterdir()] == ["optuna"]
+
+
+def test_resume_without_a_run_dir_is_refused_and_what_it_adds_goes_before_any_flag(tmp_path) -> None:
+    from mnms.app.launch import with_resume
+
+    for value in ("", "null"):
+        with pytest.raises(SystemExit, match=r"names no run dir"):
+            with_resume([f"resume={value}"])
+    with pytest.raises(SystemExit, match=r"resume=.*missing does not exist"):
+        with_resume([f"resume={tmp_path / 'missing'}"])
+    argv = with_resume([f"resume={tmp_path}", "--cfg", "job"])
+    assert argv[-2:] == ["--cfg", "job"] and f"hydra.run.dir={tmp_path}" in argv
+
+
+def test_a_refusal_names_the_key_to_drop_as_the_command_line_spells_it() -> None:
+    from mnms.search.resume import config_key
+
+    assert config_key("child.hidden_layers") == "child.arch.hidden_layers"
+    assert config_key("examples.trec.train") == "max_examples" and config_key("space") == "search_space"
+    assert config_key("search.cost.shape") == "search.cost.shape" and config_key("seed") == "seed"

@@ -29,8 +29,8 @@ class WritableRunDir(Callback):
 
 
 def _resolved(config: DictConfig, kind: str) -> Path:
-    """``hydra.<kind>.dir``, its ``${hydra:...}`` interpolations (a search's run dir names its experiment)
-    resolved: Hydra only sets the config they read after the callbacks' start hooks, so set it now."""
+    """``hydra.<kind>.dir``, resolved: its interpolations may read Hydra's own config (``${hydra:...}``), which
+    Hydra only sets after the callbacks' start hooks, so set it now."""
     HydraConfig.instance().set_config(config)
     return Path(config.hydra[kind].dir)
 

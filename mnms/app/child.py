@@ -13,6 +13,7 @@ import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,7 @@ from mnms.child.inputs import vocabularies
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
 from mnms.model.folder import CHECKPOINT, staging_folder, write_model
+from mnms.search.records import ranked_architectures, read_trials
 from mnms.search.selection import ChildSourceConfig
 from mnms.tracking import Tracker
 from mnms.utils.config import from_config
@@ -124,10 +126,12 @@ def child_architecture(cfg: DictConfig, source: ChildSourceConfig) -> tuple[Arch
     row = source.select.pick(run_dir, cfg.task)
     overridden = sorted(key.removeprefix(ARCH_PREFIX) for key in command_line_keys(cfg) if key.startswith(ARCH_PREFIX))
     fields = {**row.arch, **{name: cfg.child.arch[name] for name in overridden}}
+    ranked = [ranked_row.trial for ranked_row in ranked_architectures(read_trials(run_dir), cfg.task)]
     provenance = {
         "run": str(run_dir.resolve()),
         "task": row.task,
-        "rank": source.select.rank,
+        "rank": 1 + ranked.index(row.trial),  # its place by validation reward, however it was selected
+        "select": asdict(source.select),
         "trial": row.trial,
         "search_reward": row.reward,
         "overridden": overridden,
@@ -159,10 +163,17 @@ def _print_child_summary(
         overridden = f", with {', '.join(source['overridden'])} overridden" if source["overridden"] else ""
         console.print(
             f"architecture: rank {source['rank']} of {source['run']} (trial {source['trial']}, "
-            f"search reward {source['search_reward']:.4f}){overridden}"
+            f"search reward {source['search_reward']:.4f}{_within(source['select'])}){overridden}"
         )
     console.print(f"architecture: {arch.to_dict()}")
     files = RunDir(run_dir)
     console.print(f"result: {files.result}")
     if files.model.is_dir():
         console.print(f"model: {files.model}  (predict: python train.py mode=predict model={files.model} input=<file>)")
+
+
+def _within(select: dict[str, Any]) -> str:
+    """How ``child.select.within`` chose, for the console; nothing for a choice by rank."""
+    if select.get("within") is None:
+        return ""
+    return f"; the cheapest in {select['cost']} within {select['within']} of the best validation accuracy"

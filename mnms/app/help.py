@@ -36,6 +36,7 @@ Experiments (experiment=..., for a search; conf/experiment/):
   transfer        start from a pre-trained controller: transfer.from=<search run dir> tasks=[new task]
   pretrain        the transfer study's step 1: a multitask search of 17 shared tasks
   transfer_study  one job of the transfer-vs-scratch study (with -m over study=... and seeds)
+  study_budget    the children's budget pretrain and transfer_study share (a part of those two)
 
 Examples:
   python train.py mode=tasks                                   the tasks there are

@@ -29,20 +29,38 @@ def with_resume(argv: list[str]) -> list[str]:
     given = [arg for arg in argv if arg.startswith("resume=")]
     if not given:
         return argv
-    path = Path(given[-1].split("=", 1)[1]).expanduser()
+    value = given[-1].split("=", 1)[1]
+    if value.strip() in ("", "null", "None"):
+        raise SystemExit(
+            f"Error: resume={value!r} names no run dir: give the run dir a search printed, or drop resume="
+        )
+    path = Path(value).expanduser()
+    if not path.is_dir():
+        raise SystemExit(
+            f"Error: resume={value} does not exist: give the run dir a search printed (outputs/<mode>/<time>) "
+            "or a sweep dir holding multirun.yaml"
+        )
+    # What this adds goes first: overrides after a flag such as --cfg would be taken as the flag's arguments.
     if (path / MULTIRUN).is_file():
         rest = [arg for arg in argv if not arg.startswith("resume=") and arg not in MULTIRUN_FLAGS]
-        return ["--multirun", *sweep_overrides(path), *rest, f"hydra.sweep.dir={path}"]
+        return ["--multirun", *sweep_overrides(path), f"hydra.sweep.dir={path}", *rest]
     if any(arg.startswith("hydra.run.dir=") for arg in argv):
         return argv
-    return [*argv, f"hydra.run.dir={path}", "hydra.output_subdir=null"]
+    return [f"hydra.run.dir={path}", "hydra.output_subdir=null", *argv]
+
+
+# Hydra's own overrides of a sweep that a relaunch sets anew (the mode, its folders) rather than replays.
+_SET_ANEW = ("hydra.mode=", "hydra.sweep.dir=", "hydra.run.dir=")
 
 
 def sweep_overrides(sweep_dir: Path) -> list[str]:
-    """The command-line overrides the sweep in ``sweep_dir`` was launched with."""
+    """The command-line overrides the sweep in ``sweep_dir`` was launched with: its own, and Hydra's
+    (``hydra/launcher=mnms_slurm hydra.launcher.partition=cpu``), so it goes on where and as it ran."""
     from omegaconf import OmegaConf
 
-    return [str(item) for item in OmegaConf.load(sweep_dir / MULTIRUN).hydra.overrides.task]
+    overrides = OmegaConf.load(sweep_dir / MULTIRUN).hydra.overrides
+    hydra = [str(item) for item in overrides.hydra if not str(item).startswith(_SET_ANEW)]
+    return [*hydra, *(str(item) for item in overrides.task)]
 
 
 class UserError(CompactHydraException):

@@ -16,6 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -91,7 +92,7 @@ def recorded_config(run_dir: Path) -> DictConfig:
             continue
         try:
             loaded = OmegaConf.load(path)
-        except (OmegaConfBaseException, OSError, ValueError) as error:
+        except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as error:
             raise ConfigError(
                 f"resume={str(run_dir)!r}: {path} cannot be read ({str(error).splitlines()[0]}); restore it from a "
                 "copy, or give the search's original settings on the command line with hydra.run.dir=<the run dir>"

@@ -116,9 +116,9 @@ def _search(cfg: DictConfig, run_dir: Path) -> float:
             search = job.build(run_dir, strategy=strategy, executor=executor, tracker=tracker)
             write_text_atomic(RunDir(run_dir).config, OmegaConf.to_yaml(cfg))  # this search's settings, checked
             summary = {**search.run(), "mode": mode}
-            if search.stopping:
-                _interrupted(run_dir, summary)
             tracker.set_summary({f"best/{task}": best for task, best in summary["best"].items()})
+            if search.stopping and summary["trials"] < job.search.trials:  # a Ctrl-C during the last batch: done
+                _interrupted(run_dir, summary)
             wandb_path = tracker.run_path
     finally:
         executor.close()
@@ -132,8 +132,10 @@ def _continued(job: SearchJob, run_dir: Path, wandb_dir: Path) -> dict[str, Any]
         return {}
     log = TrialLog(run_dir)
     try:
-        Checkpoint(run_dir, job.signature()).load(log)
-        return {"run_id": previous_run_id(wandb_dir), "first_trial": len(log)}
+        state = Checkpoint(run_dir, job.signature()).load(log)
+        # W&B goes on from the checkpoint: a sync search trains (and logs) again what came after it.
+        first = state["trials"] if state is not None else len(log)
+        return {"run_id": previous_run_id(wandb_dir), "first_trial": first}
     finally:
         log.close()
 

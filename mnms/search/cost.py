@@ -92,8 +92,9 @@ def cost_of(metrics: Mapping[str, Any], measure: str, setting: str = "search.cos
 class CostReward:
     """The reward the controller learns from: a child's score, shaped by its cost against the task's target.
 
-    ``feed`` sees every trained child in trial order (a restored search feeds its log
-    first), so the derived target of each trial is the same in a search and its resume.
+    ``feed`` sees every trained child as it is recorded (a restored search feeds its log
+    first): in trial order in a sync search, so the derived target of each trial is the
+    same in a search and its resume; in finishing order in an async one, whose order varies.
     """
 
     def __init__(self, cfg: CostConfig) -> None:

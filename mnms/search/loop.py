@@ -233,6 +233,8 @@ class Search:
         scored = has_metrics(outcome) and (outcome.status != PRUNED or self.cfg.pruned_reward == "best_so_far")
         if not scored:
             return self.cfg.failure_reward
+        if outcome.status == PRUNED:  # it spent only part of its cost: shaped, being stopped would pay
+            return outcome.metrics[self.cfg.reward]
         return self.costs.shaped(task, outcome.metrics[self.cfg.reward], outcome.metrics)
 
     def row(

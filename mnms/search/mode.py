@@ -26,7 +26,7 @@ def search_mode(
     """The mode of a search of ``tasks`` by ``strategy``.
 
     A study job is its study mode (``conf/study/``). Otherwise a search that starts from a
-    pre-trained controller is ``transfer`` (``transfer_descriptor`` when the new tasks start
+    pre-trained controller is ``transfer`` (``transfer-descriptor``, as the study names it, when the new tasks start
     at their descriptors); a strategy that trains no controller is its own name (``random``,
     ``optuna``); a controller trained from scratch is ``scratch`` on one task and
     ``multitask`` on several.
@@ -34,7 +34,7 @@ def search_mode(
     if study_mode:
         return study_mode
     if transfer_from:
-        return "transfer_descriptor" if transfer_init == "descriptor" else "transfer"
+        return "transfer-descriptor" if transfer_init == "descriptor" else "transfer"
     if not trains_controller:
         return strategy
     return "scratch" if len(tasks) == 1 else "multitask"

@@ -227,8 +227,8 @@ class Checkpoint:
             key, theirs, ours = difference
             raise ConfigError(
                 f"cannot resume {self.run_dir}: its {key} is {theirs!r}, this run's is {ours!r}; a resumed "
-                f"search keeps every setting its trials depend on: drop {key}= (resume=<run dir> alone goes on with "
-                "the run's own settings; search.trials=N extends it), or start a new search to change it"
+                f"search keeps every setting its trials depend on: drop {config_key(key)}= (resume=<run dir> alone "
+                "goes on with the run's own settings; search.trials=N extends it), or start a new search to change it"
             )
         return state
 
@@ -265,3 +265,16 @@ def recover_lost_rows(log: TrialLog, trials_done: int, batch: list[dict[str, Any
         )
     for row in lost:
         log.append(row)
+
+
+# Signature sections whose settings live under another config key.
+_CONFIG_KEYS = {"child": "child.arch", "space": "search_space", "examples": "max_examples", "transfer": "transfer.from"}
+
+
+def config_key(signature_key: str) -> str:
+    """The command-line key of a signature setting (``child.hidden_layers`` is ``child.arch.hidden_layers``;
+    a split's size, from ``max_examples`` or ``search.max_examples``)."""
+    section, _, rest = signature_key.partition(".")
+    if section in ("space", "transfer", "examples"):  # whole groups, or an effect of max_examples
+        return _CONFIG_KEYS[section]
+    return f"{_CONFIG_KEYS.get(section, section)}.{rest}" if rest else signature_key
