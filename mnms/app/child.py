@@ -38,7 +38,6 @@ from mnms.child.inputs import vocabularies
 from mnms.data.feature_cache import FeatureCache
 from mnms.data.tasks import Task
 from mnms.model.folder import CHECKPOINT, staging_folder, write_model
-from mnms.search.records import ranked_architectures, read_trials
 from mnms.search.selection import ChildSourceConfig
 from mnms.tracking import Tracker
 from mnms.utils.config import from_config
@@ -123,14 +122,13 @@ def child_architecture(cfg: DictConfig, source: ChildSourceConfig) -> tuple[Arch
     if source.source is None:
         return child_arch(cfg), None
     run_dir = Path(source.source).expanduser()
-    row = source.select.pick(run_dir, cfg.task)
+    row, rank = source.select.pick(run_dir, cfg.task)
     overridden = sorted(key.removeprefix(ARCH_PREFIX) for key in command_line_keys(cfg) if key.startswith(ARCH_PREFIX))
     fields = {**row.arch, **{name: cfg.child.arch[name] for name in overridden}}
-    ranked = [ranked_row.trial for ranked_row in ranked_architectures(read_trials(run_dir), cfg.task)]
     provenance = {
         "run": str(run_dir.resolve()),
         "task": row.task,
-        "rank": 1 + ranked.index(row.trial),  # its place by validation reward, however it was selected
+        "rank": rank,  # its place by validation reward, however it was selected
         "select": asdict(source.select),
         "trial": row.trial,
         "search_reward": row.reward,

@@ -18,6 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from mnms.report.load import DECISION_PREFIX, decision_names
 from mnms.report.tables import best_so_far, mode_sort_key
+from mnms.search.cost import nondominated
 
 BAND = "min–max over seeds"
 PANEL = (4.2, 3.2)  # inches per panel
@@ -114,9 +115,9 @@ def pareto_figure(trials: pd.DataFrame) -> Figure | None:
 
 
 def _front(children: pd.DataFrame) -> pd.DataFrame:
-    """The children no other beats on both accuracy and FLOPs, cheapest first."""
-    ordered = children.sort_values(["flops", "val_accuracy"], ascending=[True, False], kind="stable")
-    return ordered[ordered["val_accuracy"] > ordered["val_accuracy"].cummax().shift(fill_value=-1.0)]
+    """The children no other beats on both accuracy and FLOPs, cheapest first (``mnms.search.cost``'s rule)."""
+    rows = nondominated(children.to_dict("records"), lambda row: row["flops"], lambda row: row["val_accuracy"])
+    return pd.DataFrame(rows, columns=children.columns)
 
 
 def _is_number(value: object) -> bool:

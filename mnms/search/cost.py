@@ -28,9 +28,9 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from mnms.executors.trial import Result, finished
 from mnms.utils.config import check, is_int, is_number
@@ -38,6 +38,7 @@ from mnms.utils.config import check, is_int, is_number
 MEASURES = {"flops": "flops", "seconds": "train_seconds"}  # a cost's name -> the ChildResult field holding it
 SHAPES = ("none", "mnas", "abs")
 DEFAULT_WEIGHTS = {"mnas": -0.07, "abs": -0.1}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -138,17 +139,23 @@ def pareto_front(rows: Iterable[Any], task: str, score: str, measure: str) -> li
         cost = row.metrics.get(MEASURES[measure]) if finished(row) else None
         if row.task == task and is_number(cost) and cost > 0:
             children.setdefault(json.dumps(row.arch, sort_keys=True), row)
-    front: list[dict[str, Any]] = []
-    best = float("-inf")
-    for row in sorted(children.values(), key=lambda r: (r.metrics[MEASURES[measure]], -r.metrics[score], r.trial)):
-        if row.metrics[score] > best:
-            best = row.metrics[score]
-            front.append(
-                {
-                    "trial": row.trial,
-                    score: row.metrics[score],
-                    "flops": row.metrics.get("flops"),
-                    "train_seconds": row.metrics.get("train_seconds"),
-                }
-            )
+    front = nondominated(children.values(), lambda r: r.metrics[MEASURES[measure]], lambda r: r.metrics[score])
+    return [
+        {
+            "trial": row.trial,
+            score: row.metrics[score],
+            "flops": row.metrics.get("flops"),
+            "train_seconds": row.metrics.get("train_seconds"),
+        }
+        for row in front
+    ]
+
+
+def nondominated(items: Iterable[T], cost: Callable[[T], float], score: Callable[[T], float]) -> list[T]:
+    """The ``items`` no other beats on both ``score`` (higher) and ``cost`` (lower), cheapest first; of
+    equal cost and score, the first given."""
+    front: list[T] = []
+    for item in sorted(items, key=lambda item: (cost(item), -score(item))):  # stable: ties keep their order
+        if not front or score(item) > score(front[-1]):
+            front.append(item)
     return front

@@ -46,8 +46,9 @@ class Selection:
                 "give one of them"
             )
 
-    def pick(self, run_dir: Path, task: str) -> TrialRecord:
-        """The trial of the search in ``run_dir`` whose architecture this selects for ``task``."""
+    def pick(self, run_dir: Path, task: str) -> tuple[TrialRecord, int]:
+        """The trial of the search in ``run_dir`` whose architecture this selects for ``task``, and its rank
+        among the task's distinct architectures by validation reward (1: the best), however it was selected."""
         if not run_dir.is_dir():
             raise ConfigError(
                 f"child.from={str(run_dir)!r} does not exist: give the run dir of a search (it prints it at the end; "
@@ -68,13 +69,14 @@ class Selection:
                 f"trial for are {found}: set task= to one of them, or give the run dir of a search of {task!r}"
             )
         if self.within is not None:
-            return self._cheapest(ranked, run_dir)
+            cheapest = self._cheapest(ranked, run_dir)
+            return cheapest, 1 + ranked.index(cheapest)
         if self.rank > len(ranked):
             raise ConfigError(
                 f"child.select.rank={self.rank} but the search in {run_dir} found {len(ranked)} distinct "
                 f"architecture(s) with a finished trial for {task!r}: use child.select.rank from 1 to {len(ranked)}"
             )
-        return ranked[self.rank - 1]
+        return ranked[self.rank - 1], self.rank
 
     def _cheapest(self, ranked: list[TrialRecord], run_dir: Path) -> TrialRecord:
         """The cheapest of ``ranked`` within ``within`` of the best validation accuracy (ties: the better ranked)."""
